@@ -1,0 +1,57 @@
+"""The dispatch core: accepted notifications in, device outcomes out, in batches.
+
+The edge calls `submit()` for each accepted notification; that only records it (pending) and
+appends it to the current batch. `flush()` hands the batch to the fleet's OS policies once per
+event-loop tick, so there is no task and no timer per notification.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from .ledger import Ledger
+from .notification import Notification
+
+
+class Policy(Protocol):
+    def handle(self, batch: list[Notification]) -> None: ...
+
+
+class DeliverAtOnce:
+    """First cut until OS policies exist: every accepted notification reaches its app at once."""
+
+    def __init__(self, ledger: Ledger, now: Callable[[], float]) -> None:
+        self.ledger, self.now = ledger, now
+
+    def handle(self, batch: list[Notification]) -> None:
+        t = self.now()
+        for n in batch:
+            if n.drop_reason:
+                self.ledger.drop(n.seq, n.drop_reason, t)
+            else:
+                self.ledger.deliver(n.seq, t)
+
+
+class Dispatcher:
+    def __init__(self, ledger: Ledger, policy: Policy,
+                 schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self._schedule = schedule      # e.g. loop.call_soon; None = flush synchronously
+        self._batch: list[Notification] = []
+        self._scheduled = False
+
+    def submit(self, note: Notification) -> int:
+        seq = self.ledger.accept(note)
+        self._batch.append(note)
+        if self._schedule is None:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._schedule(self.flush)
+        return seq
+
+    def flush(self) -> None:
+        self._scheduled = False
+        batch, self._batch = self._batch, []
+        if batch:
+            self.policy.handle(batch)
