@@ -1,0 +1,406 @@
+"""HTTP/2 reference engine: an asyncio.Protocol around h2's sans-IO `H2Connection`.
+
+The faithful engine: h2 owns framing, HPACK, stream states and flow control; this module owns the
+mapping to `Service.handle`, the stream limit, GOAWAY draining and injected faults. The fast engine
+is checked against it, so correctness wins over speed here; the speed tricks used are the ones that
+change nothing observable (perf-notes: no validation pass, bytes headers, Huffman memo, one write
+per `data_received`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    SettingsAcknowledged,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError, StreamClosedError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+from . import huffman
+from .conninfo import conn_info, internal_error_reply, reset_connection
+from .types import ConnInfo, Headers, Reply, Service
+
+log = logging.getLogger(__name__)
+
+huffman.install()
+
+DEFAULT_MAX_STREAMS = 1000
+MAX_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
+
+# Real APNs announces exactly these (pushy#356); MAX_CONCURRENT_STREAMS comes from the service.
+APNS_SETTINGS: dict[SettingCodes, int] = {
+    SettingCodes.HEADER_TABLE_SIZE: 4096,
+    SettingCodes.INITIAL_WINDOW_SIZE: 65535,
+    SettingCodes.MAX_FRAME_SIZE: 16384,
+    SettingCodes.MAX_HEADER_LIST_SIZE: 8000,
+}
+
+# Validation/normalisation cost ~19% (perf-notes trick 2). The checks that matter to a fake
+# (:method and :path present) are done in `_on_end`; the rest is lenient on purpose.
+_CONFIG = H2Configuration(
+    client_side=False,
+    header_encoding=None,
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+)
+
+_STATUS = {code: str(code).encode() for code in range(100, 600)}
+
+
+class _ServerSettings(Settings):
+    """Announces what APNs announces, and moves stream-limit enforcement out of h2.
+
+    h2 answers a stream over the limit with a connection-wide GOAWAY; APNs (and RFC 9113 §5.1.2)
+    refuse just that stream, so h2's own check is disabled and the engine sends REFUSED_STREAM.
+    """
+
+    def __init__(self, max_streams: int) -> None:
+        super().__init__(client=False, initial_values={**APNS_SETTINGS, MAX_STREAMS: max_streams})
+        # A server has no business announcing these; APNs sends only the five values above.
+        del self[SettingCodes.ENABLE_PUSH]
+        del self[SettingCodes.ENABLE_CONNECT_PROTOCOL]
+
+    @property
+    def enable_push(self) -> int:  # type: ignore[override]
+        return 0
+
+    @property
+    def max_concurrent_streams(self) -> int:  # type: ignore[override]
+        return 2**31
+
+
+class _Stream:
+    __slots__ = ("headers", "body", "timer", "out")
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers
+        self.body: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None   # pending delayed reply
+        self.out: bytes | None = None                   # response body waiting for flow-control credit
+
+
+class H2Protocol(asyncio.Protocol):
+    """One HTTP/2 server connection. See INTERFACES.md "Engines" for the contract."""
+
+    drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
+
+    def __init__(self, service: Service, conns: set) -> None:
+        self.service = service
+        self.conns = conns
+        self.conn: ConnInfo | None = None
+        self.transport: asyncio.Transport | None = None
+        self._h2: H2Connection | None = None
+        self._streams: dict[int, _Stream] = {}   # open streams we owe an answer (the limit counts these)
+        self._blocked: set[int] = set()           # streams whose body waits for WINDOW_UPDATE
+        self._out = bytearray()                   # our raw frames, ordered after h2's earlier output
+        self._limit = DEFAULT_MAX_STREAMS         # acknowledged MAX_CONCURRENT_STREAMS (enforced)
+        self._announced = DEFAULT_MAX_STREAMS     # last value sent (may be unacknowledged)
+        self._goaway_last: int | None = None      # last-stream-id of the GOAWAY we sent
+        self._closed = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        conn = self.conn = conn_info(transport, http2=True)
+        conn.state = self.service.open(conn)
+        n = self.service.initial_max_streams(conn)
+        n = DEFAULT_MAX_STREAMS if n is None else n
+        self._limit = self._announced = n
+        h2 = self._h2 = H2Connection(_CONFIG)
+        h2.local_settings = _ServerSettings(n)
+        h2.initiate_connection()
+        self.conns.add(self)
+        transport.write(h2.data_to_send())  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            events = self._h2.receive_data(data)  # type: ignore[union-attr]
+        except ProtocolError as exc:
+            # h2 has already queued GOAWAY with the matching error code.
+            log.debug("HTTP/2 protocol error from %s: %s", self.conn and self.conn.peer, exc)
+            self._close_now()
+            return
+        except Exception:   # hpack/hyperframe errors h2 does not wrap: still the peer's fault
+            log.debug("undecodable HTTP/2 input", exc_info=True)
+            self._emit_goaway(b"", ErrorCodes.PROTOCOL_ERROR)
+            self._close_now()
+            return
+        try:
+            for event in events:
+                if self._closed:
+                    return
+                self._on_event(event)
+        except ProtocolError:   # e.g. the peer's GOAWAY closed h2 before we could answer
+            log.debug("HTTP/2 connection closed while answering", exc_info=True)
+            self._close_now()
+            return
+        except Exception:
+            log.exception("HTTP/2 engine error")
+            self._emit_goaway(b"", ErrorCodes.INTERNAL_ERROR)
+            self._close_now()
+            return
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        for stream in self._streams.values():
+            if stream.timer is not None:
+                stream.timer.cancel()
+        self._streams.clear()
+        self._blocked.clear()
+        for handle in (self._drain_timer, self._flush_handle):
+            if handle is not None:
+                handle.cancel()
+        self.conns.discard(self)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def shutdown(self, debug: bytes) -> None:
+        """GOAWAY(NO_ERROR, debug) naming the last stream we accepted; close once those finish."""
+        if self._closed or self._h2 is None:
+            return
+        self._emit_goaway(debug, ErrorCodes.NO_ERROR)
+        self._flush()
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _on_event(self, event: object) -> None:
+        kind = type(event)
+        if kind is RequestReceived:
+            self._on_request(event.stream_id, event.headers)  # type: ignore[attr-defined]
+        elif kind is DataReceived:
+            sid = event.stream_id  # type: ignore[attr-defined]
+            # Hand the credit back at once: the body is buffered in full anyway, and a client
+            # sending 1 MB or many streams must never wait on us.
+            if event.flow_controlled_length:  # type: ignore[attr-defined]
+                self._h2.acknowledge_received_data(event.flow_controlled_length, sid)  # type: ignore
+            stream = self._streams.get(sid)
+            if stream is not None:
+                stream.body.append(event.data)  # type: ignore[attr-defined]
+        elif kind is StreamEnded:
+            self._on_end(event.stream_id)  # type: ignore[attr-defined]
+        elif kind is StreamReset:
+            self._forget(event.stream_id)  # type: ignore[attr-defined]
+        elif kind is WindowUpdated or kind is RemoteSettingsChanged:
+            if self._blocked:
+                self._resume_bodies()
+        elif kind is SettingsAcknowledged:
+            self._limit = self._h2.local_settings[MAX_STREAMS]  # type: ignore[union-attr]
+        elif kind is ConnectionTerminated:
+            # h2 cannot send anything after the peer's GOAWAY (its state machine is CLOSED),
+            # so in-flight answers are lost; clients send GOAWAY only when done, in practice.
+            self._close_now()
+        # PING is acknowledged by h2 itself (flushed with this batch); the rest needs nothing.
+
+    def _on_request(self, sid: int, headers: Headers) -> None:
+        if self._goaway_last is not None and sid > self._goaway_last:
+            return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
+        if len(self._streams) >= self._limit:
+            self._reset(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        self._streams[sid] = _Stream(headers)
+
+    def _on_end(self, sid: int) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            return
+        method = path = None
+        for name, value in stream.headers:
+            if name[:1] != b":":
+                break   # pseudo-headers precede regular ones; any later one is malformed
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+        if method is None or path is None:
+            del self._streams[sid]
+            self._reset(sid, ErrorCodes.PROTOCOL_ERROR)   # RFC 9113 §8.1.1: malformed request
+            return
+        chunks = stream.body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        stream.body = []
+        try:
+            reply = self.service.handle(self.conn, method, path, stream.headers, body)  # type: ignore
+        except Exception:
+            log.exception("service.handle raised for %r %r", method, path)
+            reply = internal_error_reply()
+        if reply.fault == "stall":
+            return   # stays open (and counts against the limit) until the peer resets it
+        if reply.delay > 0:
+            loop = asyncio.get_running_loop()
+            stream.timer = loop.call_later(reply.delay, self._deliver_later, sid, reply)
+            return
+        self._deliver(sid, reply)
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def _deliver_later(self, sid: int, reply: Reply) -> None:
+        stream = self._streams.get(sid)
+        if self._closed or stream is None:
+            return
+        stream.timer = None
+        try:
+            self._deliver(sid, reply)
+        except ProtocolError:
+            self._close_now()
+            return
+        self._schedule_flush()
+
+    def _deliver(self, sid: int, reply: Reply) -> None:
+        fault = reply.fault
+        if fault is not None:
+            if fault == "tcp_reset":
+                self._closed = True
+                reset_connection(self.transport)  # type: ignore[arg-type]
+                return
+            if fault == "rst_stream":
+                del self._streams[sid]
+                self._reset(sid, ErrorCodes.REFUSED_STREAM)
+                self._apply_settings(reply)
+                return
+            if fault == "goaway":
+                # This stream and every later one are declared unprocessed (safe to retry).
+                self._emit_goaway(reply.goaway or b"", ErrorCodes.NO_ERROR, last=sid - 2)
+                return
+            log.warning("ignoring unknown fault %r", fault)
+        stream = self._streams[sid]
+        h2 = self._h2
+        body = reply.body
+        headers = [(b":status", _STATUS.get(reply.status) or str(reply.status).encode())]
+        headers += reply.headers
+        try:
+            h2.send_headers(sid, headers, end_stream=not body)  # type: ignore[union-attr]
+            if body:
+                stream.out = body
+                self._send_body(sid, stream)
+        except StreamClosedError:   # the peer reset it in the same batch
+            stream.out = None
+        if stream.out is None:
+            self._streams.pop(sid, None)
+        self._apply_settings(reply)
+        if reply.goaway is not None:
+            self._emit_goaway(reply.goaway, ErrorCodes.NO_ERROR)
+
+    def _send_body(self, sid: int, stream: _Stream) -> None:
+        """Send as much of the body as flow control allows; one DATA frame when it fits.
+
+        aioapns decodes each DATA frame as JSON on its own, so the body is split only when the
+        peer's window or frame size forces it.
+        """
+        h2 = self._h2
+        data = stream.out
+        while data:
+            room = min(h2.local_flow_control_window(sid), h2.max_outbound_frame_size)  # type: ignore
+            if room <= 0:
+                stream.out = data
+                self._blocked.add(sid)
+                return
+            chunk, data = data[:room], data[room:]
+            h2.send_data(sid, chunk, end_stream=not data)  # type: ignore[union-attr]
+        stream.out = None
+        self._blocked.discard(sid)
+
+    def _resume_bodies(self) -> None:
+        for sid in sorted(self._blocked):
+            stream = self._streams.get(sid)
+            if stream is None or stream.out is None:
+                self._blocked.discard(sid)
+                continue
+            try:
+                self._send_body(sid, stream)
+            except StreamClosedError:
+                stream.out = None
+                self._blocked.discard(sid)
+            if stream.out is None:
+                self._streams.pop(sid, None)
+
+    def _apply_settings(self, reply: Reply) -> None:
+        n = reply.max_streams
+        if n is not None and n != self._announced:
+            self._announced = n
+            self._h2.update_settings({MAX_STREAMS: n})  # type: ignore[union-attr]
+
+    # -- connection management --------------------------------------------------------------
+
+    def _reset(self, sid: int, code: ErrorCodes) -> None:
+        try:
+            self._h2.reset_stream(sid, code)  # type: ignore[union-attr]
+        except StreamClosedError:
+            pass   # already closed by the peer: nothing to refuse
+
+    def _forget(self, sid: int) -> None:
+        stream = self._streams.pop(sid, None)
+        if stream is not None and stream.timer is not None:
+            stream.timer.cancel()
+        self._blocked.discard(sid)
+
+    def _emit_goaway(self, debug: bytes, code: ErrorCodes, last: int | None = None) -> None:
+        """Queue a GOAWAY frame without telling h2.
+
+        h2's `close_connection` moves its state machine to CLOSED, after which it refuses to send
+        the answers for streams still in flight; a graceful GOAWAY needs them answered.
+        """
+        h2 = self._h2
+        if last is None:
+            last = h2.highest_inbound_stream_id  # type: ignore[union-attr]
+        last = max(last, 0)
+        if self._goaway_last is not None:
+            last = min(last, self._goaway_last)   # RFC 9113 §6.8: must not increase
+        self._goaway_last = last
+        frame = GoAwayFrame(0, last_stream_id=last, error_code=code, additional_data=debug)
+        self._out += h2.data_to_send()  # type: ignore[union-attr]
+        self._out += frame.serialize()
+        for sid in [s for s in self._streams if s > last]:
+            self._forget(sid)   # declared unprocessed: never answered
+        if self._drain_timer is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._drain_timer = loop.call_later(self.drain_timeout, self._close_now)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None and not self._closed:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write everything queued in one `transport.write`, then close if drained after GOAWAY."""
+        self._flush_handle = None
+        if self._closed:
+            return
+        data = self._h2.data_to_send()  # type: ignore[union-attr]
+        if self._out:
+            self._out += data
+            data = bytes(self._out)
+            self._out.clear()
+        if data:
+            self.transport.write(data)  # type: ignore[union-attr]
+        if self._goaway_last is not None and not self._streams:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        """Flush what is queued (e.g. h2's error GOAWAY) and close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        data = bytes(self._out) + self._h2.data_to_send()  # type: ignore[union-attr]
+        self._out.clear()
+        if data:
+            self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.close()  # type: ignore[union-attr]

@@ -1,0 +1,158 @@
+"""One listening socket that serves HTTP/2 (and optionally HTTP/1.1) on TLS or cleartext.
+
+The engine is chosen per connection: over TLS by the negotiated ALPN protocol (no ALPN → HTTP/2,
+because aioapns offers none), in cleartext by sniffing the HTTP/2 client preface when HTTP/1.1 is
+also served. The chosen engine takes over the transport with `set_protocol` and gets the bytes
+read so far replayed.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import ssl
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+from .h2_engine import H2Protocol
+from .types import Service
+
+log = logging.getLogger(__name__)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+EngineFactory = Callable[[Service, set], asyncio.Protocol]
+
+
+def resolve_engine(engine: Literal["fast", "h2"]) -> EngineFactory:
+    """The HTTP/2 engine class for `engine`, falling back to the h2 reference engine."""
+    if engine == "h2":
+        return H2Protocol
+    if engine != "fast":
+        raise ValueError(f"unknown HTTP/2 engine {engine!r} (expected 'fast' or 'h2')")
+    try:
+        module = importlib.import_module("pushsim.edge.fast_engine")
+        return module.FastH2Protocol
+    except (ImportError, AttributeError):
+        log.warning("fast HTTP/2 engine not available; serving with the h2 reference engine")
+        return H2Protocol
+
+
+def resolve_http1() -> EngineFactory:
+    try:
+        module = importlib.import_module("pushsim.edge.http1")
+        return module.Http1Protocol
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeError("http1=True needs pushsim.edge.http1.Http1Protocol, which is not "
+                           "available in this tree") from exc
+
+
+def choose(transport: asyncio.BaseTransport, *, http1: bool) -> bool | None:
+    """True = HTTP/2, False = HTTP/1.1, None = cannot tell yet (sniff the first bytes)."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+    if alpn == "h2" or not http1:
+        return True
+    if alpn == "http/1.1":
+        return False
+    return None   # cleartext, or TLS without ALPN: the preface decides
+
+
+def is_http2_start(data: bytes) -> bool | None:
+    """Does a connection starting with `data` speak HTTP/2? None until the answer is certain."""
+    n = min(len(data), len(PREFACE))
+    if data[:n] != PREFACE[:n]:
+        return False
+    return True if n == len(PREFACE) else None
+
+
+class Dispatcher(asyncio.Protocol):
+    """Holds a new connection until its protocol is known, then hands it to the right engine."""
+
+    def __init__(self, service: Service, conns: set, h2: EngineFactory,
+                 h1: EngineFactory | None) -> None:
+        self._service = service
+        self._conns = conns
+        self._h2 = h2
+        self._h1 = h1
+        self._transport: asyncio.BaseTransport | None = None
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        decision = choose(transport, http1=self._h1 is not None)
+        if decision is not None:
+            self._hand_over(decision)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        decision = is_http2_start(self._buffer)
+        if decision is not None:
+            self._hand_over(decision)
+
+    def eof_received(self) -> bool | None:
+        return None   # closed before saying anything useful
+
+    def _hand_over(self, http2: bool) -> None:
+        factory = self._h2 if http2 else self._h1
+        assert factory is not None
+        engine = factory(self._service, self._conns)
+        transport = self._transport
+        assert transport is not None
+        transport.set_protocol(engine)  # type: ignore[attr-defined]
+        engine.connection_made(transport)
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            engine.data_received(data)
+
+
+async def start_listener(
+    host: str | Iterable[str] | None,
+    port: int,
+    *,
+    service: Service,
+    ssl_context: ssl.SSLContext | None = None,
+    engine: Literal["fast", "h2"] = "h2",
+    http1: bool = False,
+    reuse_port: bool = False,
+    conns: set | None = None,
+) -> asyncio.Server:
+    """Listen on `host:port` (port 0 = ephemeral) and serve `service`.
+
+    `conns` collects the live engine protocols (each has `shutdown(debug)`); pass your own set to
+    drain them on stop, or read `server.pushsim_conns` (see `shutdown_connections`).
+    """
+    h2_factory = resolve_engine(engine)
+    h1_factory = resolve_http1() if http1 else None
+    live: set = set() if conns is None else conns
+    loop = asyncio.get_running_loop()
+
+    if ssl_context is None and h1_factory is None:
+        def factory() -> asyncio.Protocol:   # h2c prior knowledge: nothing to decide
+            return h2_factory(service, live)
+    else:
+        def factory() -> asyncio.Protocol:
+            return Dispatcher(service, live, h2_factory, h1_factory)
+
+    server = await loop.create_server(factory, host, port, ssl=ssl_context,
+                                      reuse_port=reuse_port or None)
+    try:
+        server.pushsim_conns = live  # type: ignore[attr-defined]
+    except AttributeError:   # uvloop's Server is a C type without a __dict__
+        pass
+    return server
+
+
+async def shutdown_connections(conns: set, debug: bytes, timeout: float = 5.0) -> None:
+    """GOAWAY every live connection, wait up to `timeout` for them to drain, then abort the rest."""
+    for proto in list(conns):
+        proto.shutdown(debug)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while conns and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    for proto in list(conns):
+        transport = getattr(proto, "transport", None)
+        if transport is not None:
+            transport.abort()
+        conns.discard(proto)
