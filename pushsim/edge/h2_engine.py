@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -135,8 +135,10 @@ class H2Protocol(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)  # type: ignore[union-attr]
         except ProtocolError as exc:
-            # h2 has already queued GOAWAY with the matching error code.
             log.debug("HTTP/2 protocol error from %s: %s", self.conn and self.conn.peer, exc)
+            # h2 queues GOAWAY itself for frame errors, but not for a bad client preface.
+            if self._h2.state_machine.state is not ConnectionState.CLOSED:  # type: ignore
+                self._emit_goaway(b"", exc.error_code)
             self._close_now()
             return
         except Exception:   # hpack/hyperframe errors h2 does not wrap: still the peer's fault
