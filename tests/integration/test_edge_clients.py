@@ -1,0 +1,227 @@
+"""The listener and the h2 engine with real clients: httpx, curl, a no-ALPN TLS client."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import shutil
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from edge_support import RawClient, ScriptedService, serving
+from pushsim.edge import listener
+from pushsim.edge.conninfo import conn_info
+from pushsim.edge.h2_engine import H2Protocol
+from pushsim.edge.tls import server_context
+
+pytestmark = pytest.mark.timeout(15)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def pki(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pki")
+    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    paths = {"ca": d / "ca.pem", "cert": d / "cert.pem", "key": d / "key.pem"}
+    ca.cert_pem.write_to_path(paths["ca"])
+    cert.cert_chain_pems[0].write_to_path(paths["cert"])
+    cert.private_key_pem.write_to_path(paths["key"])
+    return paths
+
+
+def tls(pki: dict[str, Path], alpn: list[str], client_ca: bool = False) -> ssl.SSLContext:
+    return server_context(str(pki["cert"]), str(pki["key"]), alpn,
+                          str(pki["ca"]) if client_ca else None)
+
+
+async def run(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+class Http1StandIn(asyncio.Protocol):
+    """Stands in for pushsim.edge.http1.Http1Protocol (another helper's module) in these tests."""
+
+    def __init__(self, service: object, conns: set) -> None:
+        self.conns, self.buf = conns, b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport, self.conn = transport, conn_info(transport, http2=False)
+        self.conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if b"\r\n\r\n" in self.buf:
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nh1")
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conns.discard(self)
+
+
+@pytest.fixture
+def http1_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener, "resolve_http1", lambda: Http1StandIn)
+
+
+async def test_httpx_h2c_prior_knowledge_with_a_1mb_body() -> None:
+    async with serving() as s, httpx.AsyncClient(http1=False, http2=True) as client:
+        r = await client.post(f"http://127.0.0.1:{s.port}/echo", content=b"x" * 1_000_000)
+        assert r.http_version == "HTTP/2" and r.json()["len"] == 1_000_000
+        assert s.service.opened[0].tls is False and s.service.opened[0].http2 is True
+
+
+async def test_many_concurrent_streams_with_bodies_do_not_stall() -> None:
+    async with serving() as s, httpx.AsyncClient(http1=False, http2=True) as client:
+        url = f"http://127.0.0.1:{s.port}/echo"
+        rs = await asyncio.gather(*(client.post(url, content=b"y" * 20_000) for _ in range(150)))
+        assert [r.json()["len"] for r in rs] == [20_000] * 150
+        assert len(s.service.opened) == 1   # all multiplexed on one connection
+
+
+async def test_httpx_over_tls_negotiates_h2(ca: trustme.CA, pki: dict[str, Path]) -> None:
+    ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+    async with serving(ssl_context=tls(pki, ["h2"])) as s, \
+            httpx.AsyncClient(http2=True, verify=ctx) as client:
+        r = await client.post(f"https://127.0.0.1:{s.port}/status/403", content=b"{}")
+        assert r.http_version == "HTTP/2" and r.status_code == 403
+        assert r.json() == {"reason": "Status 403"}
+        opened = s.service.opened[0]
+        assert (opened.tls, opened.alpn, opened.peer_cert_der) == (True, "h2", None)
+
+
+async def test_tls_client_without_alpn_still_gets_http2(pki: dict[str, Path]) -> None:
+    ctx = ssl.create_default_context(cafile=str(pki["ca"]))   # like aioapns: no ALPN offered
+    async with serving(ssl_context=tls(pki, ["h2"])) as s:
+        c = await RawClient.connect(s.port, ssl_ctx=ctx)
+        sid = c.request("/echo", b"{}", authority=False, headers=[(b"host", b"api.push.apple.com")])
+        assert await c.wait(c.done(sid))
+        assert c.responses[sid].status == 200
+        assert (s.service.opened[0].tls, s.service.opened[0].alpn) == (True, None)
+        await c.close()
+
+
+async def test_client_certificate_reaches_the_service(ca: trustme.CA, pki: dict[str, Path]) -> None:
+    client_cert = ca.issue_cert("provider@example.com")
+    ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+    client_cert.configure_cert(ctx)
+    async with serving(ssl_context=tls(pki, ["h2"], client_ca=True)) as s:
+        c = await RawClient.connect(s.port, ssl_ctx=ctx)
+        sid = c.request("/echo")
+        assert await c.wait(c.done(sid))
+        want = ssl.PEM_cert_to_DER_cert(client_cert.cert_chain_pems[0].bytes().decode())
+        assert s.service.opened[0].peer_cert_der == want
+        await c.close()
+
+
+async def test_client_certificate_from_another_ca_fails_the_handshake(pki: dict[str, Path]) -> None:
+    ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+    trustme.CA().issue_cert("intruder@example.com").configure_cert(ctx)
+    async with serving(ssl_context=tls(pki, ["h2"], client_ca=True)) as s:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            c = await RawClient.connect(s.port, ssl_ctx=ctx)   # TLS 1.3 reports it on first read
+            c.request("/echo")
+            await c.wait(lambda c: c.closed)
+            raise ConnectionError("closed") if c.closed else AssertionError("accepted")
+        assert not s.service.handled
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
+async def test_curl_http2_over_tls_and_prior_knowledge(pki: dict[str, Path]) -> None:
+    async with serving(ssl_context=tls(pki, ["h2"])) as s:
+        out = await run("curl", "-sS", "--http2", "--cacert", str(pki["ca"]), "-d", "{}",
+                        "-w", "\n%{http_version} %{http_code}", f"https://127.0.0.1:{s.port}/echo")
+        body, meta = out.rsplit("\n", 1)
+        assert meta == "2 200" and json.loads(body)["authority"] == f"127.0.0.1:{s.port}"
+    async with serving() as s:
+        out = await run("curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                        "-w", "%{http_version} %{http_code}", f"http://127.0.0.1:{s.port}/status/410")
+        assert out == "2 410"
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
+async def test_cleartext_sniffing_splits_h1_and_h2(http1_stand_in: None) -> None:
+    async with serving(http1=True) as s:
+        url = f"http://127.0.0.1:{s.port}/echo"
+        h1 = await run("curl", "-sS", "--http1.1", url)
+        h2 = await run("curl", "-sS", "--http2-prior-knowledge", "-w", " %{http_version}", url)
+        assert h1 == "h1"
+        assert h2.endswith(" 2") and json.loads(h2[:-2])["method"] == "GET"
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
+async def test_tls_alpn_picks_the_engine(pki: dict[str, Path], http1_stand_in: None) -> None:
+    async with serving(ssl_context=tls(pki, ["h2", "http/1.1"]), http1=True) as s:
+        url = f"https://127.0.0.1:{s.port}/echo"
+        h1 = await run("curl", "-sS", "--http1.1", "--cacert", str(pki["ca"]), url)
+        h2 = await run("curl", "-sS", "--http2", "--cacert", str(pki["ca"]), "-o", "/dev/null",
+                       "-w", "%{http_version}", url)
+        assert (h1, h2) == ("h1", "2")
+    # TLS without ALPN and HTTP/1.1 enabled: the preface decides
+    ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+    async with serving(ssl_context=tls(pki, ["h2", "http/1.1"]), http1=True) as s:
+        c = await RawClient.connect(s.port, ssl_ctx=ctx)
+        sid = c.request("/echo")
+        assert await c.wait(c.done(sid)) and c.responses[sid].status == 200
+        await c.close()
+
+
+async def test_ipv6_loopback() -> None:
+    async with serving(host="::1") as s, httpx.AsyncClient(http1=False, http2=True) as client:
+        r = await client.get(f"http://[::1]:{s.port}/echo")
+        assert r.status_code == 200 and s.service.opened[0].peer[0] == "::1"
+
+
+async def test_reuse_port_lets_two_listeners_share_a_port() -> None:
+    service = ScriptedService()
+    first = await listener.start_listener("127.0.0.1", 0, service=service, reuse_port=True)
+    port = first.sockets[0].getsockname()[1]
+    second = await listener.start_listener("127.0.0.1", port, service=service, reuse_port=True)
+    try:
+        assert second.sockets[0].getsockname()[1] == port
+    finally:
+        for srv in (first, second):
+            srv.close()
+            await srv.wait_closed()
+
+
+async def test_fast_engine_or_fallback(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pushsim.edge.listener")
+    async with serving(engine="fast") as s, httpx.AsyncClient(http1=False, http2=True) as client:
+        assert (await client.get(f"http://127.0.0.1:{s.port}/")).status_code == 200
+        (proto,) = s.conns
+        if importlib.util.find_spec("pushsim.edge.fast_engine") is None:
+            assert type(proto) is H2Protocol and "fast HTTP/2 engine not available" in caplog.text
+        else:
+            assert type(proto).__name__ == "FastH2Protocol"
+
+
+async def test_http1_without_its_engine_is_a_clear_error() -> None:
+    if importlib.util.find_spec("pushsim.edge.http1") is not None:
+        pytest.skip("pushsim.edge.http1 exists in this tree")
+    with pytest.raises(RuntimeError, match="Http1Protocol"):
+        await listener.start_listener("127.0.0.1", 0, service=ScriptedService(), http1=True)
+
+
+async def test_shutdown_connections_drains_everything() -> None:
+    async with serving() as s, httpx.AsyncClient(http1=False, http2=True) as client:
+        assert (await client.get(f"http://127.0.0.1:{s.port}/")).status_code == 200
+        stalled = asyncio.ensure_future(client.get(f"http://127.0.0.1:{s.port}/fault/stall"))
+        while len(s.service.handled) < 2:
+            await asyncio.sleep(0.01)
+        await listener.shutdown_connections(s.conns, b'{"reason":"Shutdown"}', timeout=0.3)
+        assert not s.conns
+        with pytest.raises(httpx.HTTPError):
+            await asyncio.wait_for(stalled, 3)
