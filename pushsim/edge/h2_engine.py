@@ -246,6 +246,7 @@ class H2Protocol(asyncio.Protocol):
             log.exception("service.handle raised for %r %r", method, path)
             reply = internal_error_reply()
         if reply.fault == "stall":
+            self._apply_effects(reply)
             return   # stays open (and counts against the limit) until the peer resets it
         if reply.delay > 0:
             loop = asyncio.get_running_loop()
@@ -277,7 +278,7 @@ class H2Protocol(asyncio.Protocol):
             if fault == "rst_stream":
                 del self._streams[sid]
                 self._reset(sid, ErrorCodes.REFUSED_STREAM)
-                self._apply_settings(reply)
+                self._apply_effects(reply)
                 return
             if fault == "goaway":
                 # This stream and every later one are declared unprocessed (safe to retry).
@@ -298,9 +299,7 @@ class H2Protocol(asyncio.Protocol):
             stream.out = None
         if stream.out is None:
             self._streams.pop(sid, None)
-        self._apply_settings(reply)
-        if reply.goaway is not None:
-            self._emit_goaway(reply.goaway, ErrorCodes.NO_ERROR)
+        self._apply_effects(reply)
 
     def _send_body(self, sid: int, stream: _Stream) -> None:
         """Send as much of the body as flow control allows; one DATA frame when it fits.
@@ -335,11 +334,14 @@ class H2Protocol(asyncio.Protocol):
             if stream.out is None:
                 self._streams.pop(sid, None)
 
-    def _apply_settings(self, reply: Reply) -> None:
+    def _apply_effects(self, reply: Reply) -> None:
+        """The connection-level fields of a reply, applied right after the stream's outcome."""
         n = reply.max_streams
         if n is not None and n != self._announced:
             self._announced = n
             self._h2.update_settings({MAX_STREAMS: n})  # type: ignore[union-attr]
+        if reply.goaway is not None:
+            self._emit_goaway(reply.goaway, ErrorCodes.NO_ERROR)
 
     # -- connection management --------------------------------------------------------------
 

@@ -6,6 +6,7 @@ The service answers by path, so each test picks the engine behaviour it wants fr
   /fault/NAME      Reply(200, fault=NAME); /fault/goaway?debug sends that debug data
   /delay/SECONDS   Reply(200, delay=SECONDS)
   /max/N           Reply(200, max_streams=N)
+  /reject/N        400 BadDeviceToken with max_streams=N
   /goaway          Reply(200, goaway=b'{"reason":"IdleTimeout"}')
   /big/N           200 with an N-byte body
   /raise           the service raises
@@ -71,6 +72,9 @@ class ScriptedService:
             return Reply(200, [(b"x-delayed", arg)], delay=float(arg))
         if head == b"max":
             return Reply(200, max_streams=int(arg))
+        if head == b"reject":   # APNs: any rejection drops the stream limit (openradar 27870881)
+            return Reply(400, [(b"content-type", b"application/json")],
+                         b'{"reason":"BadDeviceToken"}', max_streams=int(arg))
         if head == b"goaway":
             return Reply(200, goaway=b'{"reason":"IdleTimeout"}')
         if head == b"big":

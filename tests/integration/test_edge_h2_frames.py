@@ -78,6 +78,19 @@ async def test_max_streams_reply_announces_and_enforces_new_limit() -> None:
         await c.close()
 
 
+async def test_stream_limit_swings_like_apns_after_reject_and_accept() -> None:
+    async with serving(ScriptedService(initial_max_streams=500)) as s:
+        c = await RawClient.connect(s.port)
+        rejected = c.request("/reject/1")
+        assert await c.wait(lambda c: c.done(rejected)(c) and len(c.of(RemoteSettingsChanged)) >= 2)
+        assert c.responses[rejected].status == 400
+        accepted = c.request("/max/500")
+        assert await c.wait(lambda c: c.done(accepted)(c) and len(c.of(RemoteSettingsChanged)) >= 3)
+        limits = [e.changed_settings[MAX_STREAMS].new_value for e in c.of(RemoteSettingsChanged)]
+        assert limits == [500, 1, 500]
+        await c.close()
+
+
 async def test_repeated_max_streams_sends_one_settings_frame() -> None:
     async with serving() as s:
         c = await RawClient.connect(s.port)
