@@ -10,7 +10,8 @@ The service answers by path, so each test picks the engine behaviour it wants fr
   /goaway          Reply(200, goaway=b'{"reason":"IdleTimeout"}')
   /big/N           200 with an N-byte body
   /raise           the service raises
-  anything else    200, empty body
+  /3/device/bad    400 BadDeviceToken (apns-id echoed)
+  anything else    200, empty body, apns-id echoed
 """
 from __future__ import annotations
 
@@ -81,7 +82,11 @@ class ScriptedService:
             return Reply(200, body=b"b" * int(arg))
         if head == b"raise":
             raise RuntimeError("service bug")
-        return Reply(200)
+        apns_id = [(b"apns-id", v) for k, v in headers if k == b"apns-id"]
+        if head == b"3" and path.endswith(b"/bad"):
+            return Reply(400, apns_id + [(b"content-type", b"application/json")],
+                         b'{"reason":"BadDeviceToken"}')
+        return Reply(200, apns_id)
 
 
 @dataclass

@@ -225,3 +225,26 @@ async def test_shutdown_connections_drains_everything() -> None:
         assert not s.conns
         with pytest.raises(httpx.HTTPError):
             await asyncio.wait_for(stalled, 3)
+
+
+async def test_aioapns_without_alpn_over_tls(pki: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from aioapns import APNs, NotificationRequest
+    from aioapns.connection import APNsDevelopmentClientProtocol
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    async with serving(ssl_context=tls(pki, ["h2"])) as s:
+        monkeypatch.setattr(APNsDevelopmentClientProtocol, "APNS_SERVER", "127.0.0.1")
+        monkeypatch.setattr(APNsDevelopmentClientProtocol, "APNS_PORT", s.port)
+        apns = APNs(key=key, key_id="ABC123DEFG", team_id="DEF123GHIJ", topic="com.example.app",
+                    use_sandbox=True, ssl_context=ssl.create_default_context(cafile=str(pki["ca"])),
+                    max_connections=1)
+        ok = await apns.send_notification(NotificationRequest("ab" * 32, {"aps": {"alert": "hi"}}))
+        bad = await apns.send_notification(NotificationRequest("bad", {"aps": {"alert": "hi"}}))
+        assert ok.is_successful and (bad.status, bad.description) == ("400", "BadDeviceToken")
+        assert s.service.opened[0].alpn is None   # aioapns offers no ALPN
+        for conn in apns.pool.connections:
+            conn.close()
