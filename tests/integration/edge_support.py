@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -101,6 +102,8 @@ class Served:
 async def serving(service: ScriptedService | None = None, host: str = "127.0.0.1",
                   **kwargs: object) -> AsyncIterator[Served]:
     service = service or ScriptedService()
+    # EDGE_TEST_ENGINE=fast runs the same wire checks against the fast engine.
+    kwargs.setdefault("engine", os.environ.get("EDGE_TEST_ENGINE", "h2"))
     conns: set = set()
     server = await start_listener(host, 0, service=service, conns=conns, **kwargs)  # type: ignore
     try:
