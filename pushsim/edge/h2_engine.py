@@ -125,6 +125,8 @@ class H2Protocol(asyncio.Protocol):
         self._limit = self._announced = n
         h2 = self._h2 = H2Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
+        # h2 applies this only when an acknowledgement changes it; our values start as current.
+        h2.decoder.max_header_list_size = APNS_SETTINGS[SettingCodes.MAX_HEADER_LIST_SIZE]
         h2.initiate_connection()
         self.conns.add(self)
         transport.write(h2.data_to_send())  # type: ignore[attr-defined]
