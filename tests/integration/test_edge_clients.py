@@ -248,3 +248,25 @@ async def test_aioapns_without_alpn_over_tls(pki: dict[str, Path], monkeypatch: 
         assert s.service.opened[0].alpn is None   # aioapns offers no ALPN
         for conn in apns.pool.connections:
             conn.close()
+
+
+def test_under_uvloop_tls_dispatch_faults_and_shutdown(pki: dict[str, Path],
+                                                       http1_stand_in: None) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        ctx = ssl.create_default_context(cafile=str(pki["ca"]))   # no ALPN: goes through sniffing
+        async with serving(ssl_context=tls(pki, ["h2", "http/1.1"]), http1=True) as s:
+            c = await RawClient.connect(s.port, ssl_ctx=ctx)
+            ok, slow = c.request("/echo"), c.request("/delay/0.2")
+            assert await c.wait(c.done(ok)) and c.responses[ok].status == 200
+            next(iter(s.conns)).shutdown(b'{"reason":"Shutdown"}')
+            assert await c.wait(lambda c: c.closed)
+            assert c.responses[slow].status == 200
+            c2 = await RawClient.connect(s.port, ssl_ctx=ctx)
+            c2.request("/fault/tcp_reset")
+            assert await c2.wait(lambda c: c.closed)
+            await c.close()
+            await c2.close()
+
+    uvloop.run(asyncio.wait_for(scenario(), 10))
