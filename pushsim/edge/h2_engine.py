@@ -268,6 +268,11 @@ class H2Protocol(asyncio.Protocol):
         except ProtocolError:
             self._close_now()
             return
+        except Exception:   # same policy as in data_received: never leak into the event loop
+            log.exception("HTTP/2 engine error in a delayed reply")
+            self._emit_goaway(b"", ErrorCodes.INTERNAL_ERROR)
+            self._close_now()
+            return
         self._schedule_flush()
 
     def _deliver(self, sid: int, reply: Reply) -> None:
