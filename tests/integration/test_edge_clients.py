@@ -270,3 +270,22 @@ def test_under_uvloop_tls_dispatch_faults_and_shutdown(pki: dict[str, Path],
             await c2.close()
 
     uvloop.run(asyncio.wait_for(scenario(), 10))
+
+
+@pytest.mark.skipif(not shutil.which("nghttp"), reason="nghttp (nghttp2 client) not installed")
+async def test_nghttp_gets_in_flight_answer_after_shutdown_goaway() -> None:
+    async with serving() as s:
+        base = f"http://127.0.0.1:{s.port}"
+        proc = await asyncio.create_subprocess_exec(
+            "nghttp", "-nv", f"{base}/delay/0.5", f"{base}/echo",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        while len(s.service.handled) < 2:
+            await asyncio.sleep(0.01)
+        for proto in list(s.conns):
+            proto.shutdown(b'{"reason":"Shutdown"}')
+        out, _ = await asyncio.wait_for(proc.communicate(), 5)
+        lines = out.decode().splitlines()
+        goaway = next(i for i, line in enumerate(lines) if "recv GOAWAY" in line)
+        answers = [i for i, line in enumerate(lines) if ") :status: 200" in line and "recv" in line]
+        assert proc.returncode == 0 and len(answers) == 2
+        assert answers[0] < goaway < answers[1]   # the delayed answer arrives after the GOAWAY
