@@ -289,3 +289,15 @@ async def test_nghttp_gets_in_flight_answer_after_shutdown_goaway() -> None:
         answers = [i for i, line in enumerate(lines) if ") :status: 200" in line and "recv" in line]
         assert proc.returncode == 0 and len(answers) == 2
         assert answers[0] < goaway < answers[1]   # the delayed answer arrives after the GOAWAY
+
+
+async def test_tls_1_2_client_gets_h2(pki: dict[str, Path]) -> None:
+    async with serving(ssl_context=tls(pki, ["h2"])) as s:
+        ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["h2"])
+        c = await RawClient.connect(s.port, ssl_ctx=ctx)
+        sid = c.request("/echo")
+        assert await c.wait(c.done(sid)) and c.responses[sid].status == 200
+        assert c.writer.get_extra_info("ssl_object").version() == "TLSv1.2"
+        await c.close()
