@@ -50,6 +50,7 @@ class World:
         self.keys.add(self.kid["ktopic"], TEAM, self.pk["ktopic"].public_key(),
                       topics=frozenset({"com.other.app"}))
         self.service = ApnsService(self.bench, self.keys)
+        self._jwts: dict[tuple[str, float, str], bytes] = {}
 
     def token(self, install: int = 0) -> str:
         tok = self.bench.fleet.apns_token(install)
@@ -57,8 +58,11 @@ class World:
         return tok
 
     def jwt(self, key: str = "k1", iat: float | None = None, team: str | None = None) -> bytes:
-        return make_jwt(self.pk[key], self.kid[key], team or (OTHER_TEAM if key == "k3" else TEAM),
-                        self.clock.t if iat is None else iat)
+        """The same string for the same claims, as real clients reuse a token (ECDSA signatures differ)."""
+        args = (key, self.clock.t if iat is None else iat, team or (OTHER_TEAM if key == "k3" else TEAM))
+        if args not in self._jwts:
+            self._jwts[args] = make_jwt(self.pk[key], self.kid[key], args[2], args[1])
+        return self._jwts[args]
 
     def conn(self, cert_der: bytes | None = None) -> ConnInfo:
         c = ConnInfo(tls=True, alpn="h2", http2=True, peer_cert_der=cert_der)
