@@ -105,10 +105,11 @@ class ApnsService:
             self._journal.add(now, "apns", method.decode("latin-1"), path.decode("latin-1"), d.token, status,
                               reason, message_id)
             reply = Reply(status, [_JSON_CT, (_APNS_ID, apns_id)], reasons.body_of(reason, d.timestamp))
-        limit = next_max_streams(state, auth_ok=d.auth_ok, accepted=reason is None, limit=self.limit,
-                                 throttle_on_reject=self.throttle)
-        if limit is not None:
-            reply.max_streams = limit
+        if self.throttle or state.max_streams != self.limit:      # steady state: nothing can change
+            limit = next_max_streams(state, auth_ok=d.auth_ok, accepted=reason is None, limit=self.limit,
+                                     throttle_on_reject=self.throttle)
+            if limit is not None:
+                reply.max_streams = limit
         return reply
 
     def _internal_error(self, method: bytes, path: bytes, headers: Headers) -> Reply:
