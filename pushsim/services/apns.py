@@ -26,7 +26,7 @@ _LOOKUP_CACHE_LIMIT = 200_000
 
 class ApnsService:
     def __init__(self, bench: Bench, keys: KeyStore, *, env_key_reason: str | None = None,
-                 wedge_on_expired: bool = False) -> None:
+                 wedge_on_expired: bool | None = None) -> None:
         cfg = bench.config
         self.bench, self.keys = bench, keys
         self._now = bench.now
@@ -39,6 +39,9 @@ class ApnsService:
         # the documented spelling for clients written against the docs.
         spelling = env_key_reason or cfg.extra.get("apns_env_key_reason", "wire")
         self._env_key = reasons.ENV_KEY_DOC if spelling in ("doc", reasons.ENV_KEY_DOC) else reasons.ENV_KEY_WIRE
+        if wedge_on_expired is None:
+            # pushy: after ExpiredProviderToken the server "wedges" the connection; off by default.
+            wedge_on_expired = cfg.extra.get("apns_wedge_on_expired", "").lower() in ("1", "true", "yes")
         self.rules = Rules(keys, self._lookup, cfg.environment, cfg.mismatch_mode, wedge_on_expired)
         self._ids = IdGenerator()
         self._unique_ids = IdGenerator()
