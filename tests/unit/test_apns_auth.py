@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from fake_apns.auth import KeyStore
 from fake_apns.testing import make_jwt, new_key
@@ -125,3 +126,17 @@ def test_topic_specific_key_allows_its_topics_only():
     voip = w.send(w.conn(), auth=tok, topic="com.example.app.voip", push_type="voip")
     assert voip.status == 200, orjson.loads(voip.body)
     assert reason_of(w.send(w.conn(), auth=w.jwt("ktopic"))) == "TopicDisallowed"
+
+
+def test_tokens_built_by_pyjwt_like_real_clients_are_accepted():
+    jwt = pytest.importorskip("jwt")       # PyJWT: what aioapns and pyapns_client sign with
+    from cryptography.hazmat.primitives import serialization
+    w = World()
+    pem = w.pk["k1"].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+    for iat in (int(T0), T0 - 12.345):    # aioapns: int(time.time()); pyapns_client: time.time()
+        token = jwt.encode({"iss": TEAM, "iat": iat}, pem, algorithm="ES256", headers={"kid": w.kid["k1"]})
+        token = token.encode() if isinstance(token, str) else token
+        assert w.send(w.conn(), auth=token).status == 200
+    hs = jwt.encode({"iss": TEAM, "iat": int(T0)}, "s" * 32, algorithm="HS256", headers={"kid": w.kid["k1"]})
+    assert reason_of(w.send(w.conn(), auth=hs.encode() if isinstance(hs, str) else hs)) == "InvalidProviderToken"
