@@ -147,3 +147,7 @@ def test_every_request_has_exactly_one_documented_outcome(mode, throttle, cert, 
         if reply.max_streams is not None:
             assert reply.max_streams != announced and reply.max_streams in (1, service.limit)
             announced = reply.max_streams
+        if throttle:
+            assert announced == (service.limit if reply.status == 200 else 1)
+        elif reply.status == 200:
+            assert announced == service.limit
