@@ -116,6 +116,7 @@ class FastH2Protocol(asyncio.Protocol):
         self._unacked: list[int | None] = []   # MAX_CONCURRENT_STREAMS of each SETTINGS not yet acked
         self._blocked: dict[int, _Stream] = {}
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._table_update = False             # owe the peer an HPACK table size update
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -368,6 +369,10 @@ class FastH2Protocol(asyncio.Protocol):
                     st.send_window += delta
                     if st.send_window > F.MAX_WINDOW:
                         raise ConnError(F.FLOW_CONTROL_ERROR)
+            elif ident == F.HEADER_TABLE_SIZE:
+                # We never index, but a peer that lowers its table expects a size update (RFC 7541
+                # §4.2) in our next block: announce size 0 once, valid for any later value too.
+                self._table_update = True
             elif ident == F.MAX_FRAME_SIZE:
                 if not F.DEFAULT_MAX_FRAME <= value <= 0xFFFFFF:
                     raise ConnError(F.PROTOCOL_ERROR)
@@ -438,8 +443,11 @@ class FastH2Protocol(asyncio.Protocol):
             return
         if st.open:                                  # else the peer (or we) reset it meanwhile
             body = reply.body
-            self._out.append(F.headers_frames(st.sid, encode_block(reply.status, reply.headers),
-                                              not body, self._peer_max_frame))
+            block = encode_block(reply.status, reply.headers)
+            if self._table_update:
+                self._table_update = False
+                block = b"\x20" + block
+            self._out.append(F.headers_frames(st.sid, block, not body, self._peer_max_frame))
             if body:
                 st.pending = body
                 self._send_body(st)
