@@ -335,7 +335,9 @@ class FastH2Protocol(asyncio.Protocol):
         elif ftype == F.RST_STREAM:
             if n != 4:
                 raise ConnError(F.FRAME_SIZE_ERROR)
-            if sid == 0 or sid > self.highest:
+            # RFC 9113: RST_STREAM on an idle stream is a PROTOCOL_ERROR; h2 says so only before
+            # the first stream (its connection state machine) and ignores it afterwards. As h2.
+            if sid == 0 or self.highest == 0:
                 raise ConnError(F.PROTOCOL_ERROR)
             st = self.streams.get(sid)
             if st is not None:

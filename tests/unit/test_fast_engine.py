@@ -162,7 +162,7 @@ def _last_goaway(w: Wire) -> tuple | None:
     (F.header(1, F.CONTINUATION, F.END_HEADERS, 1) + b"\x82", E.PROTOCOL_ERROR),
     (F.header(1, F.HEADERS, 0, 1) + b"\x82" + F.header(0, F.PING, 0, 0), E.PROTOCOL_ERROR),
     (F.header(5, F.PRIORITY, 0, 1) + b"\0\0\0\x01\x10", E.PROTOCOL_ERROR),    # depends on itself
-    (F.header(4, F.RST_STREAM, 0, 7) + b"\0\0\0\x08", E.PROTOCOL_ERROR),       # idle stream
+    (F.header(4, F.RST_STREAM, 0, 0) + b"\0\0\0\x08", E.PROTOCOL_ERROR),       # stream 0
 ])
 def test_connection_errors_send_goaway_and_close(frame, code):
     w, _ = wire()
