@@ -526,8 +526,10 @@ class FastH2Protocol(asyncio.Protocol):
             del self.streams[st.sid]
             closed = self._closed
             closed[st.sid] = how
-            if len(closed) > CLOSED_MEMORY:
-                del closed[next(iter(closed))]
+            if len(closed) > 2 * CLOSED_MEMORY:
+                # Rebuilt in bulk: deleting a dict's oldest key one at a time makes the next
+                # `next(iter(d))` scan the dead slots (py-spy: 10% of the request cost).
+                self._closed = dict(list(closed.items())[-CLOSED_MEMORY:])
 
     def _release(self, st: _Stream) -> None:
         """We no longer owe this stream an answer (answered, refused, reset or forgotten)."""
