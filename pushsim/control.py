@@ -207,13 +207,15 @@ async def events(request: web.Request) -> web.StreamResponse:
         pending.append(b"data: " + orjson.dumps(_event(rec, at)) + b"\n\n")
         wake.set()
 
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await resp.prepare(request)
-    await resp.write(b": pushsim events\n\n")
+    # Subscribe before the first byte goes out: a client that saw the response headers sees every
+    # event after them.
     unsubscribe = sim.bench.ledger.subscribe(on_event)
     closers = request.app[STREAMS]
     closers.add(close)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     try:
+        await resp.prepare(request)
+        await resp.write(b": pushsim events\n\n")
         while not closed:
             await wake.wait()
             wake.clear()

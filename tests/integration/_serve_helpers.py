@@ -1,6 +1,7 @@
 """Shared bits for the serve/control integration tests: configs on ephemeral ports, APNs requests."""
 from __future__ import annotations
 
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def provider_token(endpoints: dict[str, Any], iat: float | None = None) -> str:
 
 
 def apns_client(endpoints: dict[str, Any]) -> httpx.Client:
-    return httpx.Client(http2=True, verify=endpoints["ca_file"], base_url=endpoints["apns"]["url"], timeout=10)
+    return httpx.Client(http2=True, verify=ssl.create_default_context(cafile=endpoints["ca_file"]), base_url=endpoints["apns"]["url"], timeout=10)
 
 
 def push(client: httpx.Client, endpoints: dict[str, Any], token: str, jwt_token: str,
