@@ -47,6 +47,7 @@ class Credentials:
     team_id: str
     client_cert: Path            # APNs push certificate (certificate auth), signed by our CA
     client_key: Path
+    client_bundle: Path          # certificate + key in one PEM (what aioapns' client_cert expects)
     bundle_id: str
     fcm_service_account: Path
     project_id: str
@@ -62,7 +63,7 @@ class Credentials:
             "ca_file": str(self.ca_file), "server_cert": str(self.server_cert), "server_key": str(self.server_key),
             "apns_key_file": str(self.apns_key_file), "key_id": self.key_id, "team_id": self.team_id,
             "client_cert": str(self.client_cert), "client_key": str(self.client_key),
-            "bundle_id": self.bundle_id, "fcm_service_account": str(self.fcm_service_account),
+            "client_bundle": str(self.client_bundle), "bundle_id": self.bundle_id, "fcm_service_account": str(self.fcm_service_account),
             "project_id": self.project_id, "client_email": self.client_email,
         }
 
@@ -252,6 +253,10 @@ def _ensure(d: Path, bundle_id: str, project_id: str) -> Credentials:
         write_atomic(p["apns_client.pem"], ccert.public_bytes(serialization.Encoding.PEM))
         meta["client_bundle_id"], meta["client_cert_topics"] = bundle_id, has_ext
         changed = True
+    bundle = d / "apns_client_bundle.pem"
+    bundle_bytes = p["apns_client.pem"].read_bytes() + p["apns_client.key"].read_bytes()
+    if not bundle.exists() or bundle.read_bytes() != bundle_bytes:
+        write_atomic(bundle, bundle_bytes, 0o600)
 
     sa_path = p["fcm_service_account.json"]
     info = json.loads(sa_path.read_text()) if sa_path.exists() else None
@@ -270,7 +275,7 @@ def _ensure(d: Path, bundle_id: str, project_id: str) -> Credentials:
         state_dir=d, ca_file=p["ca.pem"], ca_key_file=p["ca.key"], server_cert=p["server.pem"],
         server_key=p["server.key"], apns_key_file=p["apns_auth_key.p8"], key_id=meta["key_id"],
         team_id=meta["team_id"], client_cert=p["apns_client.pem"], client_key=p["apns_client.key"],
-        bundle_id=bundle_id, fcm_service_account=sa_path, project_id=project_id,
+        client_bundle=bundle, bundle_id=bundle_id, fcm_service_account=sa_path, project_id=project_id,
         client_email=info["client_email"],
     )
 

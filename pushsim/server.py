@@ -65,7 +65,8 @@ def _apns_plan(bench: Bench, creds: Credentials) -> ServicePlan:
         describe=lambda urls: {
             "topic": creds.bundle_id, "environment": bench.config.environment,
             "key_file": str(creds.apns_key_file), "key_id": creds.key_id, "team_id": creds.team_id,
-            "client_cert": str(creds.client_cert), "client_key": str(creds.client_key)})
+            "client_cert": str(creds.client_cert), "client_key": str(creds.client_key),
+            "client_bundle": str(creds.client_bundle)})
 
 
 def _fcm_plan(bench: Bench, creds: Credentials) -> ServicePlan | None:

@@ -30,7 +30,7 @@ def test_files_exist_and_private_keys_are_owner_only(made):
     d, c = made
     for p in (c.ca_file, c.server_cert, c.client_cert):
         assert p.is_file() and p.parent == d
-    for p in (c.ca_key_file, c.server_key, c.apns_key_file, c.client_key, c.fcm_service_account):
+    for p in (c.ca_key_file, c.server_key, c.apns_key_file, c.client_key, c.client_bundle, c.fcm_service_account):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     assert not list(d.glob(".*.tmp"))
 
@@ -65,6 +65,7 @@ def test_client_cert_names_the_bundle(made):
     assert cert.subject.get_attributes_for_oid(NameOID.USER_ID)[0].value == "com.example.app"
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_cert_chain(str(c.client_cert), str(c.client_key))   # cert and key match
+    ctx.load_cert_chain(str(c.client_bundle))                     # one-file form, for aioapns
 
 
 def test_client_cert_carries_topics_when_fake_apns_is_there(made):
