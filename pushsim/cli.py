@@ -151,23 +151,25 @@ async def serve(config: Config, out: Any = None) -> int:
     from .server import ListenError, PushSim
 
     out = out or sys.stdout
-    sim = PushSim(config)
-    try:
-        await sim.start()
-    except ListenError as e:
-        print(f"pushsim: {e}", file=sys.stderr, flush=True)
-        return 2
-    print(f"pushsim ready: {sim.endpoints_file}", file=out, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers go in before anything binds: a signal that arrives right after the ready line (or
+    # during start-up) must still mean a clean shutdown, not a KeyboardInterrupt.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sim = PushSim(config)
     try:
+        try:
+            await sim.start()
+        except ListenError as e:
+            print(f"pushsim: {e}", file=sys.stderr, flush=True)
+            return 2
+        print(f"pushsim ready: {sim.endpoints_file}", file=out, flush=True)
         await stop.wait()
+        await sim.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await sim.stop()
     return 0
 
 

@@ -157,10 +157,12 @@ def push_topics(bundle_id: str) -> list[str]:
 
 def _push_extensions(bundle_id: str) -> list[x509.ExtensionType] | None:
     try:   # owned by the fake_apns package; absent until it lands, and then the cert carries no topics
-        from fake_apns.certs import push_cert_extensions
+        from fake_apns import certs
     except ImportError:
         return None
-    return list(push_cert_extensions(push_topics(bundle_id), ("development", "production")))
+    # A universal certificate: valid in both environments, named the way fake_apns names them.
+    envs = tuple(getattr(certs, "ENV_OIDS", None) or ("sandbox", "production"))
+    return list(certs.push_cert_extensions(push_topics(bundle_id), envs))
 
 
 def _make_client_cert(ca_key: Any, ca: x509.Certificate, bundle_id: str,

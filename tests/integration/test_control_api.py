@@ -31,6 +31,13 @@ def admin(server):
         yield c
 
 
+@pytest.fixture(scope="module")
+def jwt_token(server):
+    # One provider token for the module: APNs answers 429 TooManyProviderTokenUpdates to a client
+    # that changes tokens on a connection more often than every 20 minutes.
+    return provider_token(server.endpoints)
+
+
 @pytest.fixture
 def apns(server):
     with apns_client(server.endpoints) as c:
@@ -100,9 +107,8 @@ def test_unknown_token_and_route_are_404_json(admin):
     assert admin.get("/nothing-here").json()["error"]
 
 
-def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns):
+def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns, jwt_token):
     token = _ios_token(admin, 2)
-    jwt_token = provider_token(server.endpoints)
     ok = push(apns, server.endpoints, token, jwt_token, apns_id="8F1E3A4B-0000-4000-8000-00000000ABCD")
     assert ok.status_code == 200 and ok.http_version == "HTTP/2"
     assert ok.headers["apns-id"] == "8F1E3A4B-0000-4000-8000-00000000ABCD"
@@ -128,8 +134,8 @@ def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns):
     assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1$', text, re.M)
 
 
-def test_journal_pages_with_next_since(server, admin, apns):
-    token, jwt_token = _ios_token(admin), provider_token(server.endpoints)
+def test_journal_pages_with_next_since(server, admin, apns, jwt_token):
+    token = _ios_token(admin)
     for _ in range(5):
         assert push(apns, server.endpoints, token, jwt_token).status_code == 200
     first = admin.get("/journal", params={"limit": 2}).json()
@@ -142,9 +148,9 @@ def test_journal_pages_with_next_since(server, admin, apns):
     assert admin.get("/journal", params={"since": "x"}).status_code == 400
 
 
-def test_reset_forgets_traffic_but_keeps_the_fleet(server, admin, apns):
+def test_reset_forgets_traffic_but_keeps_the_fleet(server, admin, apns, jwt_token):
     total = admin.get("/devices").json()["total"]
-    assert push(apns, server.endpoints, _ios_token(admin), provider_token(server.endpoints)).status_code == 200
+    assert push(apns, server.endpoints, _ios_token(admin), jwt_token).status_code == 200
     assert admin.get("/stats").json()["accepted"] == 1
     assert admin.post("/reset").status_code == 200
     assert admin.get("/stats").json() == {"accepted": 0, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
@@ -153,7 +159,7 @@ def test_reset_forgets_traffic_but_keeps_the_fleet(server, admin, apns):
     assert re.search(r"^pushsim_accepted_total 0$", admin.get("/metrics").text, re.M)
 
 
-def test_events_stream_settled_notifications(server, admin, apns):
+def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
     token = _ios_token(admin, 3)
     got: list[dict] = []
     opened = threading.Event()
@@ -172,11 +178,12 @@ def test_events_stream_settled_notifications(server, admin, apns):
     t = threading.Thread(target=listen, daemon=True)
     t.start()
     assert opened.wait(5)   # headers seen → subscribed
-    assert push(apns, server.endpoints, _ios_token(admin, 0), provider_token(server.endpoints)).status_code == 200
-    assert push(apns, server.endpoints, token, provider_token(server.endpoints), apns_id="A" * 8 + "-0000-4000-8000-" + "0" * 12).status_code == 200
+    event_id = "A" * 8 + "-0000-4000-8000-" + "0" * 12
+    assert push(apns, server.endpoints, _ios_token(admin, 0), jwt_token).status_code == 200
+    assert push(apns, server.endpoints, token, jwt_token, apns_id=event_id).status_code == 200
     t.join(10)
     assert not t.is_alive() and got, "no event for the pushed token"
     last = got[-1]
     assert {"seq", "service", "token", "install", "message_id", "outcome", "reason", "t"} <= set(last)
     assert last["token"] == token and last["service"] == "apns"
-    assert last["message_id"] == "A" * 8 + "-0000-4000-8000-" + "0" * 12
+    assert last["message_id"] == event_id

@@ -104,15 +104,15 @@ def test_curl_with_push_certificate(ep):
 
 
 def test_httpx_over_h2_and_h2c(ep):
-    token = _ios_token(ep)
+    token, bearer = _ios_token(ep), provider_token(ep)   # one token per connection, as real clients do
     with apns_client(ep) as c:
-        r = push(c, ep, token, provider_token(ep), apns_id="11111111-2222-4333-8444-555555555555")
+        r = push(c, ep, token, bearer, apns_id="11111111-2222-4333-8444-555555555555")
         assert (r.status_code, r.http_version) == (200, "HTTP/2")
         assert r.headers["apns-id"] == "11111111-2222-4333-8444-555555555555"
-        bad = push(c, ep, "not-a-token", provider_token(ep))
+        bad = push(c, ep, "not-a-token", bearer)
         assert bad.status_code == 400 and bad.json()["reason"] == "BadDeviceToken"
     with httpx.Client(http1=False, http2=True, base_url=ep["apns"]["h2c_url"], timeout=10) as c:
-        assert push(c, ep, token, provider_token(ep)).status_code == 200
+        assert push(c, ep, token, bearer).status_code == 200
     assert _admin(ep, "/stats")["accepted"] == 2
 
 

