@@ -1,13 +1,14 @@
 """Prometheus text exposition of the bench's accounting, overall and per service.
 
-Overall counters come straight from the ledger (exact). Per-service counts are kept here: settles
-by a ledger subscription, requests by reading new journal entries at scrape time (cheap: only the
-entries added since the previous scrape are looked at).
+Overall counters come straight from the ledger (exact). Per-service counts are kept here: requests
+by reading new journal entries at scrape time (only the entries added since the previous scrape),
+settles by a ledger subscription. That subscription costs a call per settled notification, so it
+starts at the first scrape, seeded from the ledger's records: a server nobody scrapes pays nothing.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from device_sim.ledger import Record
 from device_sim.notification import Outcome
@@ -27,7 +28,7 @@ def _labels(**kv: object) -> str:
 class Metrics:
     def __init__(self, bench: Any) -> None:
         self.bench = bench
-        self._unsubscribe = bench.ledger.subscribe(self._on_settle)
+        self._unsubscribe: Callable[[], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -38,7 +39,19 @@ class Metrics:
         self._journal_seen = self.bench.journal.next_id
 
     def close(self) -> None:
-        self._unsubscribe()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _follow_settles(self) -> None:
+        if self._unsubscribe is not None:
+            return
+        # Same thread as the ledger's writers (the event loop): nothing settles between the scan
+        # and the subscription.
+        for rec in self.bench.ledger.records.values():
+            if rec.outcome is not Outcome.PENDING:
+                self.settled[(rec.note.service, rec.outcome.value, rec.reason or "")] += 1
+        self._unsubscribe = self.bench.ledger.subscribe(self._on_settle)
 
     def _on_settle(self, rec: Record, at: float | None) -> None:
         if rec.outcome is not Outcome.PENDING:
@@ -66,6 +79,7 @@ class Metrics:
         self._journal_seen = journal.next_id
 
     def render(self) -> str:
+        self._follow_settles()
         self._catch_up()
         led = self.bench.ledger
         out: list[str] = []

@@ -132,6 +132,11 @@ def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns, jw
     assert re.search(r'^pushsim_rejected_total\{reason="BadDeviceToken"\} 1$', text, re.M)
     assert re.search(r'^pushsim_service_accepted_total\{service="apns"\} 1$', text, re.M)
     assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1$', text, re.M)
+    # Per-service settles: seeded from the ledger at the first scrape, followed live after it.
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    stats, text = admin.get("/stats").json(), admin.get("/metrics").text
+    m = re.search(r'^pushsim_service_delivered_total\{service="apns"\} (\d+)$', text, re.M)
+    assert (int(m.group(1)) if m else 0) == stats["delivered"]
 
 
 def test_journal_pages_with_next_since(server, admin, apns, jwt_token):
