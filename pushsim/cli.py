@@ -148,7 +148,7 @@ def validate(config: Config) -> None:
 
 # serve ---------------------------------------------------------------------------------------
 async def serve(config: Config, out: Any = None) -> int:
-    from .server import ListenError, PushSim
+    from .server import PushSim, StartError
 
     out = out or sys.stdout
     stop = asyncio.Event()
@@ -161,7 +161,7 @@ async def serve(config: Config, out: Any = None) -> int:
     try:
         try:
             await sim.start()
-        except ListenError as e:
+        except StartError as e:
             print(f"pushsim: {e}", file=sys.stderr, flush=True)
             return 2
         print(f"pushsim ready: {sim.endpoints_file}", file=out, flush=True)

@@ -24,7 +24,11 @@ SHUTDOWN_DEBUG = b'{"reason":"Shutdown"}'
 ENDPOINTS_FILE = "endpoints.json"
 
 
-class ListenError(Exception):
+class StartError(Exception):
+    """Start-up failed for a reason the user can fix; the message says which and how."""
+
+
+class ListenError(StartError):
     """A port could not be bound; the message names the port and how to choose another."""
 
     def __init__(self, what: str, host: str, port: int, port_field: str, cause: OSError) -> None:
@@ -125,7 +129,11 @@ class PushSim:
         loop = asyncio.get_running_loop()
         cfg = self.config
         # Key generation takes a moment on first start; keep the loop free meanwhile.
-        self.creds = creds = await loop.run_in_executor(None, ensure_credentials, Path(cfg.state_dir), cfg)
+        try:
+            self.creds = creds = await loop.run_in_executor(None, ensure_credentials, Path(cfg.state_dir), cfg)
+        except OSError as e:
+            raise StartError(f"state dir {Path(cfg.state_dir).absolute()} is not usable ({e.strerror or e}); "
+                             f"choose another with --state-dir or {Config.env_name('state_dir')}") from None
         self.endpoints_file.unlink(missing_ok=True)   # a stale file must not look like this run's
         self.bench = bench = Bench(cfg, schedule=loop.call_soon)
         self.metrics = Metrics(bench)

@@ -123,6 +123,14 @@ def test_busy_port_exits_2_with_a_one_line_message(tmp_path):
     assert str(busy) in lines[0] and "--admin-port" in lines[0] and "PUSHSIM_ADMIN_PORT" in lines[0]
 
 
+def test_unusable_state_dir_exits_2_without_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = _start(["serve", "--state-dir", str(blocker / "state"), *EPHEMERAL])
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "--state-dir" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("args, env, needle", [
     (["--devices", "bad"], {}, "--devices"),
     (["--clock", "fast"], {}, "--clock"),

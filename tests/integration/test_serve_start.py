@@ -94,3 +94,26 @@ async def test_start_and_stop_on_the_callers_loop(tmp_path):
         writer.close()
     finally:
         await sim.stop()
+
+
+def test_stop_ends_open_event_streams_promptly(tmp_path):
+    import threading
+    import time
+
+    import httpx
+
+    sim, stop = run_in_thread(ephemeral_config(tmp_path))
+    opened, ended = threading.Event(), threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", sim.endpoints["admin"]["url"] + "/events", timeout=30) as r:
+            opened.set()
+            for _ in r.iter_lines():
+                pass
+        ended.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert opened.wait(5)
+    t0 = time.monotonic()
+    stop()
+    assert time.monotonic() - t0 < 2 and ended.wait(3)
