@@ -180,3 +180,30 @@ async def test_aioapns_certificate_auth(aioapns_at):
         apns.pool.close()
     assert ok.is_successful, (ok.status, ok.description)
     assert [d["outcome"] in ("delivered", "pending") for d in _admin(ep, f"/devices/{token}")["deliveries"]] == [True]
+
+
+def test_fcm_service_account_from_state_dir_gets_a_token_and_sends(ep):
+    """google-auth follows the rewritten token_uri to this run's port; the token then sends to FCM."""
+    if "fcm" not in ep:
+        pytest.skip("FCM service not built in yet")
+    import requests
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    fcm = ep["fcm"]
+    creds = service_account.Credentials.from_service_account_file(
+        fcm["service_account_file"], scopes=["https://www.googleapis.com/auth/firebase.messaging"])
+    assert creds._token_uri == fcm["token_uri"]
+    session = requests.Session()
+    session.verify = ep["ca_file"]
+    session.trust_env = False   # else REQUESTS_CA_BUNDLE silently overrides `verify`
+    creds.refresh(Request(session))
+    assert creds.token and creds.valid
+    token = _admin(ep, "/devices?platform=android&limit=1")["devices"][0]["token"]
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=ep["ca_file"]), timeout=10) as c:
+        r = c.post(f"{fcm['url']}/v1/projects/{fcm['project_id']}/messages:send",
+                   headers={"authorization": f"Bearer {creds.token}"},
+                   json={"message": {"token": token, "data": {"k": "v"}}})
+    assert r.status_code == 200, r.text
+    assert r.json()["name"].startswith(f"projects/{fcm['project_id']}/messages/")
+    assert _admin(ep, "/stats")["accepted"] == 1
