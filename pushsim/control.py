@@ -76,16 +76,23 @@ async def endpoints(request: web.Request) -> web.Response:
 
 
 def _platform_indices(platform: bytearray, code: int, offset: int, limit: int) -> list[int]:
-    # bytearray.find walks the compact platform array in C; no per-install Python objects.
-    needle, out, i, skipped = bytes([code]), [], -1, 0
+    """Indices of the offset-th.. (offset+limit-1)-th installs of one platform, without a Python loop
+    over the fleet: a binary search on C-speed `count` finds where the page starts."""
+    needle = bytes([code])
+    lo, hi = 0, len(platform)          # smallest end with `offset` matches before it
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if platform.count(needle, 0, mid) < offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    out: list[int] = []
+    i = lo - 1
     while len(out) < limit:
         i = platform.find(needle, i + 1)
         if i < 0:
             break
-        if skipped < offset:
-            skipped += 1
-        else:
-            out.append(i)
+        out.append(i)
     return out
 
 
