@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .config import Config
 from .credentials import Credentials, ensure_credentials, set_token_uri, write_atomic
 from .edge.types import Service
 
+log = logging.getLogger("pushsim.server")
 SHUTDOWN_DEBUG = b'{"reason":"Shutdown"}'
 ENDPOINTS_FILE = "endpoints.json"
 
@@ -208,7 +210,10 @@ class PushSim:
             conns_all.append(b.conns)
             reason = getattr(b.plan.service, "closing_reason", lambda: SHUTDOWN_DEBUG)()
             for proto in list(b.conns):
-                proto.shutdown(reason)
+                try:
+                    proto.shutdown(reason)
+                except Exception:   # a connection dying mid-shutdown must not stop the others' GOAWAY
+                    log.exception("GOAWAY failed on %r", proto)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while any(conns_all) and loop.time() < deadline:
