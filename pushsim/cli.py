@@ -177,6 +177,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import new_event_loop
 
     config = config_from_args(args)
+    if config.workers != 1:   # said out loud rather than silently ignored
+        print(f"pushsim: warning: --workers {config.workers} is not implemented yet; serving in one process",
+              file=sys.stderr, flush=True)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(serve(config))
 
