@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import importlib
 import ipaddress
 import json
 import os
@@ -157,9 +158,11 @@ def push_topics(bundle_id: str) -> list[str]:
 
 def _push_extensions(bundle_id: str) -> list[x509.ExtensionType] | None:
     try:   # owned by the fake_apns package; absent until it lands, and then the cert carries no topics
-        from fake_apns import certs
-    except ImportError:
-        return None
+        certs = importlib.import_module("fake_apns.certs")
+    except ModuleNotFoundError as e:
+        if e.name in ("fake_apns", "fake_apns.certs"):
+            return None
+        raise
     # A universal certificate: valid in both environments, named the way fake_apns names them.
     envs = tuple(getattr(certs, "ENV_OIDS", None) or ("sandbox", "production"))
     return list(certs.push_cert_extensions(push_topics(bundle_id), envs))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import json
 import logging
 import os
@@ -82,11 +83,16 @@ def _fcm_plan(bench: Bench, creds: Credentials) -> ServicePlan | None:
     TLS port by `PushSim.start` whenever this plan is present.
     """
     try:
-        from pushsim.services.fcm import build_fcm_service  # type: ignore[attr-defined]
-    except ImportError:
+        fcm = importlib.import_module("pushsim.services.fcm")
+    except ModuleNotFoundError as e:
+        if e.name in ("pushsim.services", "pushsim.services.fcm"):
+            return None
+        raise   # FCM is there but broken: say so rather than start without it
+    build = getattr(fcm, "build_fcm_service", None)
+    if build is None:
         return None
     return ServicePlan(
-        "fcm", build_fcm_service(bench, creds), "fcm_port", "fcm_h2c_port", http1=True,
+        "fcm", build(bench, creds), "fcm_port", "fcm_h2c_port", http1=True,
         alpn=["h2", "http/1.1"], client_certs=False,
         describe=lambda urls: {
             "project_id": creds.project_id, "token_uri": urls["url"] + "/token",
