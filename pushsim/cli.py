@@ -45,6 +45,8 @@ HELP = {
     "fcm_project_quota": "FCM messages per project per sliding minute",
     "workers": "worker processes",
 }
+# Settings that live in Config.extra (read by the modules that own them), also flag + env var.
+EXTRA = {"scenario": "scenario TOML: the fleet's device profile and OS rule settings (device_sim)"}
 CHOICES = {"environment": ("sandbox", "production"), "engine": ("fast", "h2"), "mismatch_mode": ("reject", "drop")}
 PORT_FIELDS = ("apns_port", "apns_h2c_port", "fcm_port", "fcm_h2c_port", "admin_port")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -107,6 +109,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
             values[name] = _convert(name, flag_value, types[name], _flag(name))
         elif Config.env_name(name) in env:
             values[name] = _convert(name, env[Config.env_name(name)], types[name], Config.env_name(name))
+    for name in EXTRA:
+        raw = getattr(args, name, None) or env.get(Config.env_name(name))
+        if raw:
+            values.setdefault("extra", {})[name] = str(raw)
     config = Config(**values)
     validate(config)
     return config
@@ -142,6 +148,9 @@ def validate(config: Config) -> None:
     for name in ("max_streams", "workers", "access_token_ttl", "fcm_project_quota"):
         if getattr(config, name) < 1:
             raise UsageError(f"{where(name)} must be at least 1")
+    scenario = config.extra.get("scenario")
+    if scenario is not None and not Path(scenario).is_file():
+        raise UsageError(f"{where('scenario')}: no such file {scenario!r}")
     if not config.bundle_id or not config.project_id:
         raise UsageError("--bundle-id and --project-id must not be empty")
 
@@ -200,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("serve", help="run fake APNs, fake FCM, the fleet and the control API until interrupted")
     add_config_arguments(p)
+    for name, text in EXTRA.items():
+        p.add_argument(_flag(name), dest=name, default=None, metavar="FILE",
+                       help=f"{text} [env {Config.env_name(name)}]")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("creds", help="create (once) and print the test credentials in the state dir")
     add_config_arguments(p, ["state_dir", "bundle_id", "project_id"])

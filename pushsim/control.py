@@ -153,10 +153,46 @@ async def get_device(request: web.Request) -> web.Response:
     i = _resolve(bench.fleet, token)
     if i is None:
         return _json({"error": "unknown device token", "token": token}, 404)
-    return _json({**bench.fleet.describe(i), "deliveries": bench.ledger.deliveries(i)})
+    out = {**bench.fleet.describe(i), "deliveries": bench.ledger.deliveries(i)}
+    sim = getattr(bench, "sim", None)
+    if sim is not None and hasattr(sim, "describe"):   # OS-side state, once the device simulation is in
+        out["os"] = sim.describe(i)
+    return _json(out)
 
 
-async def journal(request: web.Request) -> web.Response:
+async def set_device_state(request: web.Request) -> web.Response:
+    """Change an install's situation now (app state, online, Low Power Mode, Doze, bucket, open…)."""
+    bench = _sim(request).bench
+    sim = getattr(bench, "sim", None)
+    if sim is None or not hasattr(sim, "set_state"):
+        return _json({"error": "device state changes need the device simulation"}, 501)
+    token = request.match_info["token"]
+    i = _resolve(bench.fleet, token)
+    if i is None:
+        return _json({"error": "unknown device token", "token": token}, 404)
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        raise BadRequest("body must be a JSON object") from None
+    if not isinstance(body, dict) or not body:
+        raise BadRequest("body must be a non-empty JSON object of settings")
+    try:
+        sim.set_state(i, **body)
+    except (ValueError, TypeError) as e:
+        raise BadRequest(str(e)) from None
+    return _json({**bench.fleet.describe(i), "os": sim.describe(i)})
+
+
+async def fleet_stats(request: web.Request) -> web.Response:
+    stats_fn = getattr(_sim(request).bench, "stats", None)
+    if stats_fn is None:
+        return _json({"error": "fleet statistics need the device simulation"}, 501)
+    return _json(stats_fn())
+
+
+async def journal(request: web.Request) -> web.StreamResponse:
+    if request.query.get("format") == "jsonl":
+        return await _journal_jsonl(request)
     j = _sim(request).bench.journal
     since = _int_param(request, "since", 0, 0)
     limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -165,6 +201,27 @@ async def journal(request: web.Request) -> web.Response:
     # A short page means the whole journal was scanned, so the next poll can start at its end.
     nxt = entries[-1].id + 1 if len(entries) >= limit else max(since, j.next_id)
     return _json({"entries": [e.to_json() for e in entries], "next_since": nxt})
+
+
+async def _journal_jsonl(request: web.Request) -> web.StreamResponse:
+    """The replayable export (`pushsim replay FILE`): header, state changes, accepted notifications."""
+    try:
+        from device_sim.replay import export_jsonl
+    except ModuleNotFoundError:
+        return _json({"error": "journal export needs device_sim.replay"}, 501)
+    lines = list(export_jsonl(_sim(request).bench))   # a snapshot: traffic goes on while we write
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= 2000:
+            await resp.write("".join(chunk).encode())
+            chunk.clear()
+    if chunk:
+        await resp.write("".join(chunk).encode())
+    await resp.write_eof()
+    return resp
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -253,8 +310,10 @@ def make_app(sim: PushSim) -> web.Application:
     app.router.add_get("/devices", list_devices)
     app.router.add_post("/devices", register_devices)
     app.router.add_get("/devices/{token}", get_device)
+    app.router.add_post("/devices/{token}/state", set_device_state)
     app.router.add_get("/journal", journal)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/stats/fleet", fleet_stats)
     app.router.add_post("/reset", reset)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/events", events)

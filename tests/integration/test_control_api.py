@@ -192,3 +192,35 @@ def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
     assert {"seq", "service", "token", "install", "message_id", "outcome", "reason", "t"} <= set(last)
     assert last["token"] == token and last["service"] == "apns"
     assert last["message_id"] == event_id
+
+
+def _needs_device_sim(server) -> None:
+    if not hasattr(server.bench, "sim"):
+        pytest.skip("device simulation not merged yet")
+
+
+def test_device_os_state_can_be_read_and_changed(server, admin):
+    _needs_device_sim(server)
+    token = _ios_token(admin, 4)
+    before = admin.get(f"/devices/{token}").json()
+    assert "app_state" in before["os"]
+    r = admin.post(f"/devices/{token}/state", json={"low_power": True, "online": False})
+    assert r.status_code == 200, r.text
+    after = r.json()["os"]
+    assert after["low_power"] is True and after["online"] is False
+    assert admin.get(f"/devices/{token}").json()["os"]["low_power"] is True
+    bad = admin.post(f"/devices/{token}/state", json={"bucket": "nonsense"})
+    assert bad.status_code == 400 and bad.json()["error"]
+    assert admin.post(f"/devices/{token}/state", json={"wings": 2}).status_code == 400
+    assert admin.post(f"/devices/{'ab' * 32}/state", json={"online": True}).status_code == 404
+
+
+def test_fleet_stats_and_jsonl_export(server, admin, apns, jwt_token):
+    _needs_device_sim(server)
+    assert push(apns, server.endpoints, _ios_token(admin), jwt_token).status_code == 200
+    fleet = admin.get("/stats/fleet").json()
+    assert fleet["funnel"]["accepted"] == 1
+    r = admin.get("/journal", params={"format": "jsonl"})
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["accepted"] == 1

@@ -69,3 +69,12 @@ def test_optional_command_modules_register_themselves(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pushsim.cmd_stats", mod)
     assert cli.main(["stats", "--n", "3"]) == 5
     assert capsys.readouterr().out == "stats 3\n"
+
+
+def test_scenario_goes_to_config_extra(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text("duration = 1\n")
+    assert _config(["--scenario", str(f)]).extra == {"scenario": str(f)}
+    assert _config([], {"PUSHSIM_SCENARIO": str(f)}).extra == {"scenario": str(f)}
+    with pytest.raises(cli.UsageError, match="--scenario"):
+        _config(["--scenario", str(tmp_path / "missing.toml")])
