@@ -6,6 +6,7 @@ except `/events`, which subscribes to the ledger only while a client is listenin
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -20,6 +21,7 @@ from .metrics import CONTENT_TYPE
 if TYPE_CHECKING:
     from .server import PushSim
 
+log = logging.getLogger("pushsim.control")
 SIM: web.AppKey[Any] = web.AppKey("sim", object)
 STREAMS: web.AppKey[set[Callable[[], None]]] = web.AppKey("streams", set)
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
@@ -28,7 +30,8 @@ EVENT_BACKLOG = 100_000   # per /events client; a client that falls this far beh
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json")
 
 
 class BadRequest(Exception):
@@ -59,6 +62,11 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         if e.status < 400:
             raise
         return _json({"error": e.reason}, e.status)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as e:   # a bug here must not look like a hang or an HTML page to a script
+        log.exception("control API %s %s failed", request.method, request.path)
+        return _json({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
 
 
 # handlers ------------------------------------------------------------------------------------
