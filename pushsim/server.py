@@ -142,7 +142,7 @@ class PushSim:
         except OSError as e:
             raise StartError(f"state dir {Path(cfg.state_dir).absolute()} is not usable ({e.strerror or e}); "
                              f"choose another with --state-dir or {Config.env_name('state_dir')}") from None
-        self.endpoints_file.unlink(missing_ok=True)   # a stale file must not look like this run's
+        self._claim_state_dir()
         self.bench = bench = Bench(cfg, schedule=loop.call_soon)
         self.metrics = Metrics(bench)
         self.plans = build_plans(bench, creds)
@@ -169,6 +169,19 @@ class PushSim:
             set_token_uri(creds, self.endpoints["fcm"]["token_uri"])
         write_atomic(self.endpoints_file, json.dumps(self.endpoints, indent=2).encode() + b"\n")
         return self.endpoints
+
+    def _claim_state_dir(self) -> None:
+        """One live server per state dir: its endpoints.json must not be overwritten under its users.
+        A file left by a process that is gone is stale and goes, so it never describes this run."""
+        path = self.endpoints_file
+        try:
+            pid = int(json.loads(path.read_text()).get("pid", 0))
+        except (OSError, ValueError, AttributeError):
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise StartError(f"state dir {path.parent} is in use by pushsim pid {pid}; stop it or choose "
+                             f"another with --state-dir or {Config.env_name('state_dir')}")
+        path.unlink(missing_ok=True)
 
     async def _start_admin(self) -> int:
         from aiohttp import web
@@ -206,8 +219,8 @@ class PushSim:
             return
         self._stopping = True
         await self._close(grace)
-        if self.endpoints:
-            self.endpoints_file.unlink(missing_ok=True)
+        if self.endpoints and _read_json(self.endpoints_file).get("admin") == self.endpoints["admin"]:
+            self.endpoints_file.unlink(missing_ok=True)   # only our own: another run may own it now
 
     async def _close(self, grace: float) -> None:
         conns_all: list[set[Any]] = []
@@ -237,6 +250,24 @@ class PushSim:
                 self.metrics.close()
             await self._runner.cleanup()
             self._runner = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # exists, owned by someone else
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # a server on its own thread ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 import _standins
 from _serve_helpers import ephemeral_config
-from pushsim.server import ListenError, PushSim, run_in_thread
+from pushsim.server import ListenError, PushSim, StartError, run_in_thread
 
 _standins.install()
 
@@ -117,3 +117,24 @@ def test_stop_ends_open_event_streams_promptly(tmp_path):
     t0 = time.monotonic()
     stop()
     assert time.monotonic() - t0 < 2 and ended.wait(3)
+
+
+def test_state_dir_of_a_live_server_is_refused_and_a_stale_one_reclaimed(tmp_path):
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "endpoints.json").write_text(json.dumps({"pid": other.pid, "admin": {"url": "x"}}))
+        with pytest.raises(StartError) as err:
+            run_in_thread(ephemeral_config(tmp_path))
+        assert str(other.pid) in str(err.value) and "--state-dir" in str(err.value)
+        assert json.loads((tmp_path / "endpoints.json").read_text())["pid"] == other.pid   # untouched
+    finally:
+        other.kill()
+        other.wait()
+    sim, stop = run_in_thread(ephemeral_config(tmp_path))   # its owner is gone: the file is stale
+    try:
+        assert json.loads((tmp_path / "endpoints.json").read_text())["admin"] == sim.endpoints["admin"]
+    finally:
+        stop()
