@@ -6,6 +6,7 @@ except `/events`, which subscribes to the ledger only while a client is listenin
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -59,7 +60,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     except BadRequest as e:
         return _json({"error": str(e)}, 400)
     except web.HTTPException as e:
-        if e.status < 400:
+        if e.status < 400 or e.content_type == "application/json":   # redirects; bodies already JSON
             raise
         return _json({"error": e.reason}, e.status)
     except (ConnectionResetError, asyncio.CancelledError):
@@ -308,6 +309,26 @@ async def _end_streams(app: web.Application) -> None:
         close()
 
 
+# Modules that add their own admin routes with `add_routes(app, sim)`; skipped while absent.
+ROUTE_MODULES = ("pushsim.control_faults",)
+
+
+def _add_optional_routes(app: web.Application, sim: PushSim) -> None:
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        module.add_routes(app, sim)
+
+
+def _has_route(app: web.Application, method: str, path: str) -> bool:
+    return any(r.method == method and r.resource is not None and r.resource.canonical == path
+               for r in app.router.routes())
+
+
 def make_app(sim: PushSim) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[SIM] = sim
@@ -318,11 +339,13 @@ def make_app(sim: PushSim) -> web.Application:
     app.router.add_get("/devices", list_devices)
     app.router.add_post("/devices", register_devices)
     app.router.add_get("/devices/{token}", get_device)
-    app.router.add_post("/devices/{token}/state", set_device_state)
     app.router.add_get("/journal", journal)
     app.router.add_get("/stats", stats)
     app.router.add_get("/stats/fleet", fleet_stats)
     app.router.add_post("/reset", reset)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/events", events)
+    _add_optional_routes(app, sim)
+    if not _has_route(app, "POST", "/devices/{token}/state"):   # the fault module's richer one wins
+        app.router.add_post("/devices/{token}/state", set_device_state)
     return app
