@@ -1,0 +1,246 @@
+"""The `pushsim` command: `serve`, `creds`, and subcommands other modules register.
+
+Every `Config` field is a `serve` flag (`--apns-port`) and an environment variable
+(`PUSHSIM_APNS_PORT`); a flag wins over the variable, the variable over the default.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import signal
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .config import Config
+
+# Modules that may add subcommands: each defines `register(subparsers)` and gives its parser a
+# `func(args) -> int` default. Missing ones are skipped, so each can land on its own.
+COMMAND_MODULES = ("pushsim.cmd_replay", "pushsim.cmd_run", "pushsim.cmd_push", "pushsim.cmd_stats")
+
+HELP = {
+    "host": "address every listener binds (default 127.0.0.1)",
+    "apns_port": "fake APNs, TLS (ALPN h2); 0 = any free port",
+    "apns_h2c_port": "fake APNs, cleartext HTTP/2 (prior knowledge); 0 = any free port",
+    "fcm_port": "fake FCM + OAuth2 token endpoint, TLS (h2 or http/1.1); 0 = any free port",
+    "fcm_h2c_port": "fake FCM, cleartext HTTP/1.1 or h2c; 0 = any free port",
+    "admin_port": "control API (JSON over HTTP); 0 = any free port",
+    "state_dir": "credentials and endpoints.json live here, reused across runs",
+    "devices": "fleet size: N (default platform mix) or ios=N,android=M",
+    "seed": "seed for tokens and every random choice",
+    "clock": "device-side OS time: real | scaled:FACTOR",
+    "environment": "APNs environment this server plays: sandbox | production",
+    "bundle_id": "the simulated app's bundle id / package name (APNs topic)",
+    "project_id": "FCM project id",
+    "project_number": "FCM project number (sender id)",
+    "engine": "HTTP/2 engine: fast | h2",
+    "max_streams": "APNs SETTINGS_MAX_CONCURRENT_STREAMS after the first valid token",
+    "throttle_on_reject": "APNs: drop MAX_CONCURRENT_STREAMS to 1 after a rejection",
+    "mismatch_mode": "APNs push-type/priority mismatches: reject | drop",
+    "access_token_ttl": "FCM OAuth access-token lifetime, seconds",
+    "fcm_project_quota": "FCM messages per project per sliding minute",
+    "workers": "worker processes",
+}
+# Settings that live in Config.extra (read by the modules that own them), also flag + env var.
+EXTRA = {"scenario": "scenario TOML: the fleet's device profile and OS rule settings (device_sim)"}
+CHOICES = {"environment": ("sandbox", "production"), "engine": ("fast", "h2"), "mismatch_mode": ("reject", "drop")}
+PORT_FIELDS = ("apns_port", "apns_h2c_port", "fcm_port", "fcm_h2c_port", "admin_port")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    """Add `--<field>` for each Config field (all by default); values default to 'unset'."""
+    types = _types()
+    for name in names or Config.field_names():
+        kind = types[name]
+        extra: dict[str, Any] = {}
+        if kind is bool:
+            extra["action"] = argparse.BooleanOptionalAction
+        else:
+            extra["metavar"] = "|".join(CHOICES[name]) if name in CHOICES else name.split("_")[-1].upper()
+        default = getattr(Config(), name)
+        parser.add_argument(_flag(name), dest=name, default=None,
+                            help=f"{HELP.get(name, name)} [env {Config.env_name(name)}, default {default}]",
+                            **extra)
+
+
+def _convert(name: str, raw: Any, kind: Any, source: str) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise UsageError(f"{source} must be true or false, got {raw!r}")
+    if kind is int:
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise UsageError(f"{source} must be an integer, got {raw!r}") from None
+    if kind is Path:
+        return Path(str(raw)).expanduser()
+    return str(raw).strip()
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """Flag, else PUSHSIM_* variable, else the default; then validate the whole config."""
+    env = os.environ if environ is None else environ
+    types = _types()
+    values: dict[str, Any] = {}
+    for name in Config.field_names():
+        flag_value = getattr(args, name, None)
+        if flag_value is not None:
+            values[name] = _convert(name, flag_value, types[name], _flag(name))
+        elif Config.env_name(name) in env:
+            values[name] = _convert(name, env[Config.env_name(name)], types[name], Config.env_name(name))
+    for name in EXTRA:
+        raw = getattr(args, name, None) or env.get(Config.env_name(name))
+        if raw:
+            values.setdefault("extra", {})[name] = str(raw)
+    config = Config(**values)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    from device_sim.fleet import parse_device_mix
+
+    def where(name: str) -> str:
+        return f"{_flag(name)} / {Config.env_name(name)}"
+
+    for name in PORT_FIELDS:
+        if not 0 <= getattr(config, name) <= 65535:
+            raise UsageError(f"{where(name)} must be a port number 0..65535 (0 = any free port)")
+    try:
+        mix = parse_device_mix(config.devices)
+    except ValueError:
+        raise UsageError(f"{where('devices')}: bad value {config.devices!r}; use N or ios=N,android=M") from None
+    if sum(mix.values()) > 50_000_000:
+        raise UsageError(f"{where('devices')}: at most 50000000 devices")
+    for name, allowed in CHOICES.items():
+        if getattr(config, name) not in allowed:
+            raise UsageError(f"{where(name)} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
+    clock = config.clock
+    if clock != "real":
+        kind, _, factor = clock.partition(":")
+        try:
+            ok = kind == "scaled" and float(factor) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UsageError(f"{where('clock')} must be real or scaled:FACTOR (FACTOR > 0), got {clock!r}")
+    for name in ("max_streams", "workers", "access_token_ttl", "fcm_project_quota"):
+        if getattr(config, name) < 1:
+            raise UsageError(f"{where(name)} must be at least 1")
+    scenario = config.extra.get("scenario")
+    if scenario is not None and not Path(scenario).is_file():
+        raise UsageError(f"{where('scenario')}: no such file {scenario!r}")
+    if not config.bundle_id or not config.project_id:
+        raise UsageError("--bundle-id and --project-id must not be empty")
+
+
+# serve ---------------------------------------------------------------------------------------
+async def serve(config: Config, out: Any = None) -> int:
+    from .server import PushSim, StartError
+
+    out = out or sys.stdout
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Handlers go in before anything binds: a signal that arrives right after the ready line (or
+    # during start-up) must still mean a clean shutdown, not a KeyboardInterrupt.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim = PushSim(config)
+    try:
+        try:
+            await sim.start()
+        except StartError as e:
+            print(f"pushsim: {e}", file=sys.stderr, flush=True)
+            return 2
+        print(f"pushsim ready: {sim.endpoints_file}", file=out, flush=True)
+        await stop.wait()
+        await sim.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import new_event_loop
+
+    config = config_from_args(args)
+    if config.workers != 1:   # said out loud rather than silently ignored
+        print(f"pushsim: warning: --workers {config.workers} is not implemented yet; serving in one process",
+              file=sys.stderr, flush=True)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(serve(config))
+
+
+def _cmd_creds(args: argparse.Namespace) -> int:
+    from .credentials import ensure_credentials
+
+    config = config_from_args(args)
+    creds = ensure_credentials(Path(config.state_dir), config)
+    print(json.dumps(creds.as_dict(), indent=2))
+    return 0
+
+
+# main ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pushsim", description="Push-notification test bench: fake APNs, "
+                                     "fake FCM, a simulated device fleet.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("serve", help="run fake APNs, fake FCM, the fleet and the control API until interrupted")
+    add_config_arguments(p)
+    for name, text in EXTRA.items():
+        p.add_argument(_flag(name), dest=name, default=None, metavar="FILE",
+                       help=f"{text} [env {Config.env_name(name)}]")
+    p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("creds", help="create (once) and print the test credentials in the state dir")
+    add_config_arguments(p, ["state_dir", "bundle_id", "project_id"])
+    p.set_defaults(func=_cmd_creds)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            print(f"pushsim: warning: {name} not loaded: {e}", file=sys.stderr)
+            continue
+        register: Callable[[Any], None] | None = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except UsageError as e:
+        print(f"pushsim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

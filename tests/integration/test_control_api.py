@@ -1,0 +1,226 @@
+"""The control API over real sockets, with APNs traffic sent by httpx over HTTP/2."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import httpx
+import pytest
+
+import _standins
+from _serve_helpers import apns_client, ephemeral_config, provider_token, push
+from pushsim.server import run_in_thread
+
+_standins.install()
+
+IOS, ANDROID = 6, 4
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    sim, stop = run_in_thread(ephemeral_config(tmp_path_factory.mktemp("state"), devices=f"ios={IOS},android={ANDROID}"))
+    yield sim
+    stop()
+
+
+@pytest.fixture
+def admin(server):
+    with httpx.Client(base_url=server.endpoints["admin"]["url"], timeout=10) as c:
+        assert c.post("/reset").status_code == 200
+        yield c
+
+
+@pytest.fixture(scope="module")
+def jwt_token(server):
+    # One provider token for the module: APNs answers 429 TooManyProviderTokenUpdates to a client
+    # that changes tokens on a connection more often than every 20 minutes.
+    return provider_token(server.endpoints)
+
+
+@pytest.fixture
+def apns(server):
+    with apns_client(server.endpoints) as c:
+        yield c
+
+
+def _ios_token(admin: httpx.Client, i: int = 0) -> str:
+    return admin.get("/devices", params={"platform": "ios", "offset": i, "limit": 1}).json()["devices"][0]["token"]
+
+
+def test_health(admin):
+    body = admin.get("/health").json()
+    assert body["status"] == "ok" and body["devices"] >= IOS + ANDROID
+
+
+def test_devices_paginate_over_the_whole_fleet(admin):
+    all_ = admin.get("/devices", params={"limit": 1000}).json()
+    total = all_["total"]
+    assert total == len(all_["devices"]) >= IOS + ANDROID
+    pages = [admin.get("/devices", params={"limit": 3, "offset": o}).json()["devices"] for o in range(0, total, 3)]
+    assert [d["token"] for p in pages for d in p] == [d["token"] for d in all_["devices"]]
+    assert admin.get("/devices", params={"offset": total}).json()["devices"] == []
+
+
+def test_devices_filter_by_platform(admin):
+    ios = admin.get("/devices", params={"platform": "ios", "limit": 2, "offset": 1}).json()
+    android = admin.get("/devices", params={"platform": "android", "limit": 10000}).json()
+    assert len(ios["devices"]) == 2 and all(d["platform"] == "ios" for d in ios["devices"])
+    assert all(re.fullmatch(r"[0-9a-f]{64}", d["token"]) for d in ios["devices"])
+    assert ios["devices"][0]["token"] == _ios_token(admin, 1)
+    assert android["total"] == len(android["devices"]) and all(":APA91b" in d["token"] for d in android["devices"])
+    assert ios["total"] + android["total"] == admin.get("/devices").json()["total"]
+    for d in ios["devices"]:
+        assert {"token", "platform", "app"} <= set(d) and d["app"] == "com.example.app"
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "10001"}, {"limit": "x"}, {"offset": "-1"},
+                                    {"platform": "windows"}])
+def test_devices_bad_params_are_400_json(admin, params):
+    r = admin.get("/devices", params=params)
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"]
+
+
+def test_register_devices_then_look_them_up(admin):
+    before = admin.get("/devices").json()["total"]
+    r = admin.post("/devices", json={"platform": "android", "count": 2, "app": "org.example.other"})
+    assert r.status_code == 201
+    made = r.json()["devices"]
+    assert len(made) == 2 and {d["app"] for d in made} == {"org.example.other"}
+    assert admin.get("/devices").json()["total"] == before + 2
+    got = admin.get(f"/devices/{made[1]['token']}").json()
+    assert got["index"] == made[1]["index"] and got["deliveries"] == []
+
+
+@pytest.mark.parametrize("body", [b"nope", b"[1]", b'{"platform":"pager"}', b'{"count":0}', b'{"count":"2"}',
+                                  b'{"environment":"staging"}'])
+def test_register_devices_rejects_bad_bodies(admin, body):
+    r = admin.post("/devices", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "error" in r.json()
+
+
+def test_unknown_token_and_route_are_404_json(admin):
+    assert admin.get("/devices/" + "ab" * 32).status_code == 404
+    r = admin.get("/devices/not-a-token")
+    assert r.status_code == 404 and r.json()["error"]
+    assert admin.get("/nothing-here").json()["error"]
+
+
+def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns, jwt_token):
+    token = _ios_token(admin, 2)
+    ok = push(apns, server.endpoints, token, jwt_token, apns_id="8F1E3A4B-0000-4000-8000-00000000ABCD")
+    assert ok.status_code == 200 and ok.http_version == "HTTP/2"
+    assert ok.headers["apns-id"] == "8F1E3A4B-0000-4000-8000-00000000ABCD"
+    bad = push(apns, server.endpoints, "00" * 31 + "zz", jwt_token)
+    assert bad.status_code == 400 and bad.json()["reason"] == "BadDeviceToken"
+
+    dev = admin.get(f"/devices/{token}").json()
+    assert [d["id"] for d in dev["deliveries"]] == ["8F1E3A4B-0000-4000-8000-00000000ABCD"]
+
+    stats = admin.get("/stats").json()
+    assert stats["accepted"] == 1 and stats["rejected"] == {"BadDeviceToken": 1}
+    assert stats["delivered"] + sum(stats["dropped"].values()) + sum(stats["pending"].values()) == 1
+
+    entries = admin.get("/journal").json()["entries"]
+    assert [(e["status"], e["reason"]) for e in entries] == [(200, None), (400, "BadDeviceToken")]
+    mine = admin.get("/journal", params={"token": token}).json()
+    assert [e["message_id"] for e in mine["entries"]] == ["8F1E3A4B-0000-4000-8000-00000000ABCD"]
+
+    text = admin.get("/metrics").text
+    assert re.search(r"^pushsim_accepted_total 1$", text, re.M)
+    assert re.search(r'^pushsim_rejected_total\{reason="BadDeviceToken"\} 1$', text, re.M)
+    assert re.search(r'^pushsim_service_accepted_total\{service="apns"\} 1$', text, re.M)
+    assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1$', text, re.M)
+    # Per-service settles: seeded from the ledger at the first scrape, followed live after it.
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    stats, text = admin.get("/stats").json(), admin.get("/metrics").text
+    m = re.search(r'^pushsim_service_delivered_total\{service="apns"\} (\d+)$', text, re.M)
+    assert (int(m.group(1)) if m else 0) == stats["delivered"]
+
+
+def test_journal_pages_with_next_since(server, admin, apns, jwt_token):
+    token = _ios_token(admin)
+    for _ in range(5):
+        assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    first = admin.get("/journal", params={"limit": 2}).json()
+    second = admin.get("/journal", params={"limit": 2, "since": first["next_since"]}).json()
+    rest = admin.get("/journal", params={"limit": 100, "since": second["next_since"]}).json()
+    ids = [e["id"] for page in (first, second, rest) for e in page["entries"]]
+    assert len(ids) == 5 and ids == sorted(set(ids))
+    again = admin.get("/journal", params={"since": rest["next_since"]}).json()
+    assert again["entries"] == [] and again["next_since"] == rest["next_since"]
+    assert admin.get("/journal", params={"since": "x"}).status_code == 400
+
+
+def test_reset_forgets_traffic_but_keeps_the_fleet(server, admin, apns, jwt_token):
+    total = admin.get("/devices").json()["total"]
+    assert push(apns, server.endpoints, _ios_token(admin), jwt_token).status_code == 200
+    assert admin.get("/stats").json()["accepted"] == 1
+    assert admin.post("/reset").status_code == 200
+    assert admin.get("/stats").json() == {"accepted": 0, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
+    assert admin.get("/journal").json()["entries"] == []
+    assert admin.get("/devices").json()["total"] == total
+    assert re.search(r"^pushsim_accepted_total 0$", admin.get("/metrics").text, re.M)
+
+
+def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
+    token = _ios_token(admin, 3)
+    got: list[dict] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        with httpx.Client(base_url=server.endpoints["admin"]["url"], timeout=10) as c:
+            with c.stream("GET", "/events", params={"token": token}) as r:
+                assert r.headers["content-type"].startswith("text/event-stream")
+                opened.set()
+                for line in r.iter_lines():
+                    if line.startswith("data: "):   # settled, or re-pended (e.g. stored while offline)
+                        got.append(json.loads(line[6:]))
+                        return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert opened.wait(5)   # headers seen → subscribed
+    event_id = "A" * 8 + "-0000-4000-8000-" + "0" * 12
+    assert push(apns, server.endpoints, _ios_token(admin, 0), jwt_token).status_code == 200
+    assert push(apns, server.endpoints, token, jwt_token, apns_id=event_id).status_code == 200
+    t.join(10)
+    assert not t.is_alive() and got, "no event for the pushed token"
+    last = got[-1]
+    assert {"seq", "service", "token", "install", "message_id", "outcome", "reason", "t"} <= set(last)
+    assert last["token"] == token and last["service"] == "apns"
+    assert last["outcome"] in ("delivered", "dropped", "pending")
+    assert last["message_id"] == event_id
+
+
+def _needs_device_sim(server) -> None:
+    if not hasattr(server.bench, "sim"):
+        pytest.skip("device simulation not merged yet")
+
+
+def test_device_os_state_can_be_read_and_changed(server, admin):
+    _needs_device_sim(server)
+    token = _ios_token(admin, 4)
+    before = admin.get(f"/devices/{token}").json()
+    assert "app_state" in before["os"]
+    r = admin.post(f"/devices/{token}/state", json={"low_power": True, "online": False})
+    assert r.status_code == 200, r.text
+    after = r.json()["os"]
+    assert after["low_power"] is True and after["online"] is False
+    assert admin.get(f"/devices/{token}").json()["os"]["low_power"] is True
+    bad = admin.post(f"/devices/{token}/state", json={"bucket": "nonsense"})
+    assert bad.status_code == 400 and bad.json()["error"]
+    assert admin.post(f"/devices/{token}/state", json={"wings": 2}).status_code == 400
+    assert admin.post(f"/devices/{'ab' * 32}/state", json={"online": True}).status_code == 404
+
+
+def test_fleet_stats_and_jsonl_export(server, admin, apns, jwt_token):
+    _needs_device_sim(server)
+    assert push(apns, server.endpoints, _ios_token(admin), jwt_token).status_code == 200
+    fleet = admin.get("/stats/fleet").json()
+    assert fleet["funnel"]["accepted"] == 1
+    r = admin.get("/journal", params={"format": "jsonl"})
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["accepted"] == 1
