@@ -1,0 +1,127 @@
+"""FCM's own checks on a parsed send request, after the proto-JSON layer (schema.py) accepted it.
+
+`validate(body)` returns a `SendRequest` describing what to deliver, or the `FcmFailure` FCM would
+answer. It never raises: any bytes in, one of those two out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .errors import FcmFailure
+from .schema import ParseError, parse_duration, parse_request
+from .topics import Condition, ConditionError, parse_condition, valid_topic
+
+MAX_PAYLOAD = 4096
+MAX_TOPIC_PAYLOAD = 2048
+MAX_TTL = 2_419_200                      # 28 days, also the default
+LABEL_RE = re.compile(r"[a-zA-Z0-9\-_.~%]{1,50}")
+COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
+RESERVED_KEYS = ("from", "gcm")          # plus any key starting with "google"
+
+
+@dataclass(slots=True)
+class SendRequest:
+    validate_only: bool
+    message: dict[str, Any]              # keyed by proto field names
+    target: str                          # "token" | "topic" | "condition" | "fid"
+    value: str                           # the token, topic name, condition text or FID
+    condition: Condition | None
+    ttl: int | None                      # android.ttl in whole seconds (rounded down); None = not given
+    collapse_key: str | None
+    android_priority: str | None         # "HIGH" | "NORMAL" | None (then FCM's default applies)
+    restricted_package: str | None
+    has_notification: bool               # any notification block at all: a user-visible message
+
+
+def _reserved(key: str) -> bool:
+    return key in RESERVED_KEYS or key.startswith("google")
+
+
+def _size(data: dict[str, str] | None, notification: dict[str, Any] | None) -> int:
+    n = 0
+    for k, v in (data or {}).items():
+        n += len(k.encode()) + len(v.encode())
+    for k, v in (notification or {}).items():
+        if isinstance(v, str):
+            n += len(k.encode()) + len(v.encode())
+    return n
+
+
+def _labels(msg: dict[str, Any]) -> FcmFailure | None:
+    places = [("message.fcm_options", msg.get("fcm_options"))]
+    for plat in ("android", "apns", "webpush"):
+        places.append((f"message.{plat}.fcm_options", (msg.get(plat) or {}).get("fcm_options")))
+    for path, opts in places:
+        label = (opts or {}).get("analytics_label")
+        if label is not None and not LABEL_RE.fullmatch(label):
+            return errors.invalid_argument(f"{path}.analytics_label", "Analytics label must match "
+                                           "[a-zA-Z0-9-_.~%]{1,50}")
+    return None
+
+
+def _check(req: dict[str, Any]) -> SendRequest | FcmFailure:
+    msg = req.get("message")
+    if msg is None:
+        return errors.invalid_argument("message", "Message must be specified")
+    target = next((t for t in ("token", "topic", "condition", "fid") if t in msg), None)
+    value = msg.get(target, "") if target else ""
+    if not value:
+        return errors.invalid_argument("message", "Exactly one of token, topic, condition or fid must be set")
+    cond = None
+    if target == "token" and not 0 < len(value) <= 4096:
+        return errors.invalid_token()
+    if target == "topic" and not valid_topic(value):
+        return errors.invalid_argument("message.topic", "Invalid topic name")
+    if target == "condition":
+        try:
+            cond = parse_condition(value)
+        except ConditionError as e:
+            return errors.invalid_argument("message.condition", f"Invalid condition expression provided: {e}")
+    android = msg.get("android") or {}
+    for path, data in (("message.data", msg.get("data")), ("message.android.data", android.get("data"))):
+        for key in data or ():
+            if _reserved(key):
+                return errors.invalid_argument(path, f"Invalid data payload key: {key}")
+    ttl = None
+    if "ttl" in android:
+        secs = parse_duration(android["ttl"])
+        if secs is None or secs < 0 or secs > MAX_TTL:
+            return errors.invalid_argument("message.android.ttl",
+                                           f"TTL must be between 0s and {MAX_TTL}s, got {android['ttl']}")
+        ttl = int(secs)
+    bad = _labels(msg)
+    if bad is not None:
+        return bad
+    anote = android.get("notification") or {}
+    if "color" in anote and not COLOR_RE.fullmatch(anote["color"]):
+        return errors.invalid_argument("message.android.notification.color", "Color must be in the form #RRGGBB")
+    limit = MAX_PAYLOAD if target in ("token", "fid") else MAX_TOPIC_PAYLOAD
+    if (_size(msg.get("data"), msg.get("notification")) > limit
+            or _size(android.get("data"), anote) > limit):
+        return errors.invalid_argument("message", f"Message is too big: the payload limit is {limit} bytes",
+                                       message="Message is too big")
+    return SendRequest(
+        validate_only=bool(req.get("validate_only")), message=msg, target=target or "", value=value,
+        condition=cond, ttl=ttl, collapse_key=android.get("collapse_key") or None,
+        android_priority=android.get("priority"), restricted_package=android.get("restricted_package_name") or None,
+        has_notification=bool(msg.get("notification") or anote or (msg.get("webpush") or {}).get("notification")
+                              or _apns_alert(msg)))
+
+
+def _apns_alert(msg: dict[str, Any]) -> bool:
+    aps = ((msg.get("apns") or {}).get("payload") or {}).get("aps")
+    return isinstance(aps, dict) and bool(aps.get("alert"))
+
+
+def validate(body: bytes) -> SendRequest | FcmFailure:
+    try:
+        req = parse_request(body)
+    except ParseError as e:
+        return e.failure
+    except (RecursionError, ValueError, TypeError):
+        # e.g. JSON nested deeper than the decoder allows: the front end calls that a parse error too
+        return errors.parse_error("Invalid JSON payload received. Unexpected token.")
+    return _check(req)

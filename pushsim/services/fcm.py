@@ -1,0 +1,245 @@
+"""Fake FCM on one port: HTTP v1 sends, the OAuth2 token endpoint and IID topic management.
+
+Glue only: the rules live in `fake_fcm` (sans-IO); this module resolves tokens against the fleet,
+applies quotas on protocol time (`bench.now()`), journals every request and hands accepted
+messages to the dispatcher, one `Notification` per reached install.
+
+Tokens of another project (SENDER_ID_MISMATCH) are the tokens of a second `TokenCodec` keyed by
+`"<seed>/foreign-project"`: `FcmService.foreign_token(i)` hands them out.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Callable
+
+import orjson
+
+from device_sim.fleet import IOS
+from device_sim.notification import Notification
+from device_sim.tokens import TokenCodec
+from fake_fcm import delivery, errors, iid
+from fake_fcm.errors import FcmFailure
+from fake_fcm.message import SendRequest, validate
+from fake_fcm.oauth import AccessToken, TokenAuthority
+from fake_fcm.quota import Quotas, SlidingWindow
+from fake_fcm.topics import TopicRegistry
+from pushsim.bench import Bench
+from pushsim.edge.types import ConnInfo, Headers, Reply
+
+from .oauth import TOKEN_PATHS, OAuthService
+
+_JSON = (b"content-type", b"application/json; charset=UTF-8")
+_SEND_RE = re.compile(rb"/v1/projects/([^/?#]+)/messages:send")
+_IID_OPS = {b"/iid/v1:batchAdd": "add", b"/iid/v1:batchRemove": "remove"}
+# Anything shaped like a registration token (instance id, ':', long url-safe tail) that we did not
+# issue is a token FCM has forgotten: UNREGISTERED. Other strings are not tokens at all: 400.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-]{8,}:[A-Za-z0-9_\-]{20,}")
+IID_QPS = 3000
+
+
+class FcmService:
+    def __init__(self, bench: Bench, authority: TokenAuthority) -> None:
+        self.bench = bench
+        self.authority = authority
+        self.oauth = OAuthService(bench, authority)
+        cfg = bench.config
+        self.project_id, self.project_number = cfg.project_id, cfg.project_number
+        self.topics = TopicRegistry()
+        self.quotas = Quotas(cfg.fcm_project_quota)
+        self.iid_rate = SlidingWindow(IID_QPS, window=1)
+        self.foreign = TokenCodec(f"{cfg.seed}/foreign-project")
+        self._hex = hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
+        self._last_us = 0
+        self._fids: dict[str, int] = {}
+        self._closing = False
+
+    # Service protocol -------------------------------------------------------------------------
+    def open(self, conn: ConnInfo) -> object:
+        return None
+
+    def initial_max_streams(self, conn: ConnInfo) -> int | None:
+        return 1000
+
+    def closing_reason(self) -> bytes:
+        return b'{"reason":"Shutdown"}'
+
+    def reset(self) -> None:
+        self.topics.reset()
+        self.quotas.reset()
+
+    def foreign_token(self, index: int) -> str:
+        """A registration token that belongs to another Firebase project (sends get SENDER_ID_MISMATCH)."""
+        return self.foreign.fcm_token(index)
+
+    def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
+        try:
+            return self._route(conn, method, path, headers, body)
+        except Exception:                     # a bug must cost one 500, never the connection
+            return self._reply(errors.FcmFailure(500, errors.status_body(500, "Internal error encountered."),
+                                                 "INTERNAL"))
+
+    def _route(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
+        bare = path.split(b"?", 1)[0]
+        m = _SEND_RE.fullmatch(bare)
+        text = path.decode("latin-1")
+        if m is not None:
+            if method != b"POST":
+                return self._reply(errors.method_not_allowed(method.decode("latin-1")))
+            return self._send(m.group(1).decode("latin-1"), text, headers, body)
+        if bare in TOKEN_PATHS:
+            if method != b"POST":
+                return self._reply(errors.method_not_allowed(method.decode("latin-1")))
+            return self.oauth.handle(conn.tls, text, headers, body)
+        op = _IID_OPS.get(bare)
+        if op is not None:
+            if method != b"POST":
+                return self._reply(errors.method_not_allowed(method.decode("latin-1")))
+            return self._iid(op, text, headers, body)
+        return self._reply(errors.not_found_page(text))
+
+    @staticmethod
+    def _reply(f: FcmFailure) -> Reply:
+        hdrs = [_JSON] if not any(k == b"content-type" for k, _ in f.headers) else []
+        return Reply(f.status, hdrs + f.headers, f.body)
+
+    # sends ------------------------------------------------------------------------------------
+    def _fail(self, now: float, path: str, token: str | None, f: FcmFailure, counts: bool) -> Reply:
+        if counts:                            # client errors (4xx but 429) use up project quota too
+            self.quotas.count(now)
+        self.bench.ledger.reject(f.reason)
+        self.bench.journal.add(now, "fcm", "POST", path, token, f.status, f.reason, None)
+        return self._reply(f)
+
+    def _auth(self, headers: Headers, now: float) -> AccessToken | FcmFailure:
+        auth = None
+        for name, value in headers:
+            if name == b"authorization":
+                auth = value
+                break
+        return self.authority.check(auth, now)
+
+    def _message_name(self, project: str, now: float) -> str:
+        us = max(self._last_us + 1, int(now * 1_000_000))
+        self._last_us = us
+        return f"projects/{project}/messages/0:{us % 10**16:016d}%{self._hex}"
+
+    def _send(self, project: str, path: str, headers: Headers, body: bytes) -> Reply:
+        now = self.bench.now()
+        grant = self._auth(headers, now)
+        if isinstance(grant, FcmFailure):
+            return self._fail(now, path, None, grant, False)
+        if project != self.project_id and project != self.project_number:
+            return self._fail(now, path, None, errors.project_denied(project), False)
+        wait = self.quotas.project_wait(now)
+        if wait is not None:
+            return self._fail(now, path, None, errors.quota_exceeded(
+                f"Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of "
+                f"service 'fcm.googleapis.com' for consumer 'project_number:{self.project_number}'.",
+                f"project_number:{self.project_number}", "Send requests per minute", wait), False)
+        req = validate(body)
+        if isinstance(req, FcmFailure):
+            return self._fail(now, path, None, req, True)
+        if req.target in ("token", "fid"):
+            return self._send_one(project, path, req, now)
+        installs = self.topics.subscribers(req.value) if req.target == "topic" else \
+            self.topics.match(req.condition)          # type: ignore[arg-type]
+        name = self._message_name(project, now)
+        self.quotas.count(now)
+        if not req.validate_only:
+            for i in sorted(installs) if req.target == "topic" else installs:
+                if i not in self.bench.fleet.uninstalled:
+                    self._submit(req, i, self.bench.fleet.fcm_token(i), name, now)
+        self.bench.journal.add(now, "fcm", "POST", path, f"/{req.target}s/{req.value}"
+                               if req.target == "topic" else req.value, 200, None, name)
+        return Reply(200, [_JSON], orjson.dumps({"name": name}))
+
+    def _resolve(self, req: SendRequest) -> int | FcmFailure:
+        fleet = self.bench.fleet
+        if req.target == "fid":
+            i = self._fid_index(req.value)
+            if i is None:
+                return errors.unregistered()
+        else:
+            i = fleet.resolve_fcm(req.value)
+            if i is None:
+                if self.foreign.fcm_index(req.value) is not None:
+                    return errors.sender_id_mismatch()
+                return errors.unregistered() if _TOKEN_SHAPE.fullmatch(req.value) else errors.invalid_token()
+        if i in fleet.uninstalled or (fleet.platform[i] == IOS and not fleet.fcm_ios[i]):
+            return errors.unregistered()
+        if req.restricted_package and fleet.platform[i] != IOS and fleet.app_of(i).package != req.restricted_package:
+            return errors.invalid_argument("message.android.restricted_package_name",
+                                           "Registration token's package name does not match restricted_package_name")
+        return i
+
+    def _send_one(self, project: str, path: str, req: SendRequest, now: float) -> Reply:
+        i = self._resolve(req)
+        if isinstance(i, FcmFailure):
+            return self._fail(now, path, req.value, i, True)
+        wait = self.quotas.device_wait(i, now)
+        if wait is not None:
+            secs, per = wait
+            return self._fail(now, path, req.value, errors.quota_exceeded(
+                "Message rate exceeded for the target device.", f"device:{req.value[:22]}",
+                f"Messages per device per {per}", secs), False)
+        name = self._message_name(project, now)
+        self.quotas.count(now)
+        note = None
+        if not req.validate_only:
+            self.quotas.device_take(i, now)
+            note = self._submit(req, i, req.value if req.target == "token" else self.bench.fleet.fcm_token(i),
+                                name, now)
+        self.bench.journal.add(now, "fcm", "POST", path, req.value, 200, None, name, note)
+        return Reply(200, [_JSON], orjson.dumps({"name": name}))
+
+    def _submit(self, req: SendRequest, install: int, token: str, name: str, now: float) -> Notification:
+        d = delivery.for_apns(req, now) if self.bench.fleet.platform[install] == IOS else \
+            delivery.for_android(req, now)
+        note = Notification("fcm", token, install, name, now, d.push_type, d.priority,
+                            orjson.dumps(req.message), d.expiration, d.collapse_id, d.content_available)
+        self.bench.dispatcher.submit(note)
+        return note
+
+    def _fid_index(self, fid: str) -> int | None:
+        # The FID is the instance-id half of the registration token; built lazily, extended as the fleet grows.
+        fleet = self.bench.fleet
+        for i in range(len(self._fids), len(fleet)):
+            self._fids[fleet.fcm_token(i).partition(":")[0]] = i
+        return self._fids.get(fid)
+
+    # IID ----------------------------------------------------------------------------------------
+    def _iid(self, op: str, path: str, headers: Headers, body: bytes) -> Reply:
+        now = self.bench.now()
+        hmap = dict(headers)
+        grant = self.authority.check(hmap.get(b"authorization"), now) \
+            if hmap.get(b"access_token_auth", b"").lower() == b"true" else None
+        if not isinstance(grant, AccessToken):
+            return self._iid_reply(now, path, 401, "Unauthorized")
+        if self.iid_rate.full(now):
+            return self._iid_reply(now, path, 429, "TooManyRequests", [(b"retry-after", b"1")])
+        self.iid_rate.add(now)
+        parsed = iid.parse_batch(body)
+        if isinstance(parsed, tuple):
+            return self._iid_reply(now, path, parsed[0], parsed[1])
+        results: list[str | None] = []
+        fleet = self.bench.fleet
+        apply: Callable[[str, int], object] = self.topics.subscribe if op == "add" else self.topics.unsubscribe
+        for token in parsed.tokens:
+            i = fleet.resolve_fcm(token)
+            if i is None:
+                results.append("PERMISSION_DENIED" if self.foreign.fcm_index(token) is not None else
+                               "NOT_FOUND" if _TOKEN_SHAPE.fullmatch(token) else "INVALID_ARGUMENT")
+            elif i in fleet.uninstalled:
+                results.append("NOT_FOUND")
+            elif apply(parsed.topic, i) is False:
+                results.append("TOO_MANY_TOPICS")
+            else:
+                results.append(None)
+        self.bench.journal.add(now, "iid", "POST", path, f"/topics/{parsed.topic}", 200, None, None)
+        return Reply(200, [_JSON], iid.results_body(results))
+
+    def _iid_reply(self, now: float, path: str, status: int, code: str,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
+        self.bench.journal.add(now, "iid", "POST", path, None, status, code, None)
+        return Reply(status, [_JSON] + (extra or []), iid.error_body(code))
