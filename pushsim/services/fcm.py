@@ -243,3 +243,15 @@ class FcmService:
                    extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
         self.bench.journal.add(now, "iid", "POST", path, None, status, code, None)
         return Reply(status, [_JSON] + (extra or []), iid.error_body(code))
+
+
+def build_fcm_service(bench: Bench, creds: object) -> FcmService:
+    """The FCM service for `PushSim`: the service account from the state dir is the one trusted signer.
+
+    `creds` is a `pushsim.credentials.Credentials` (its `fcm_service_account` path is read here).
+    """
+    from fake_fcm.oauth import ServiceAccount
+
+    authority = TokenAuthority(ttl=lambda: bench.config.access_token_ttl)
+    authority.add_account(ServiceAccount.from_file(getattr(creds, "fcm_service_account")))
+    return FcmService(bench, authority)
