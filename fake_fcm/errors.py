@@ -41,8 +41,9 @@ class FcmFailure:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def status_body(code: int, message: str, details: list[dict[str, object]] | None = None) -> bytes:
-    err: dict[str, object] = {"code": code, "message": message, "status": CANONICAL.get(code, "UNKNOWN")}
+def status_body(code: int, message: str, details: list[dict[str, object]] | None = None,
+                status: str | None = None) -> bytes:
+    err: dict[str, object] = {"code": code, "message": message, "status": status or CANONICAL.get(code, "UNKNOWN")}
     if details:
         err["details"] = details
     return orjson.dumps({"error": err})
@@ -64,11 +65,12 @@ def parse_error(message: str, fld: str | None = None) -> FcmFailure:
     return FcmFailure(400, status_body(400, message, [bad_request_detail([(fld, message)])]), "INVALID_ARGUMENT")
 
 
-def invalid_argument(fld: str | None, description: str, message: str = INVALID_ARGUMENT_MSG) -> FcmFailure:
-    details = [fcm_detail("INVALID_ARGUMENT")]
+def invalid_argument(fld: str | None, description: str, message: str = INVALID_ARGUMENT_MSG,
+                     error_code: str = "INVALID_ARGUMENT") -> FcmFailure:
+    details = [fcm_detail(error_code)]
     if fld is not None:
         details.append(bad_request_detail([(fld, description)]))
-    return FcmFailure(400, status_body(400, message, details), "INVALID_ARGUMENT")
+    return FcmFailure(400, status_body(400, message, details), error_code)
 
 
 def invalid_token() -> FcmFailure:

@@ -162,6 +162,14 @@ class TokenAuthority:
             self._sweep(now)
         return token
 
+    def expire_all(self, now: float) -> int:
+        """Age every live access token to expiry now (a client still holding one gets ACCESS_TOKEN_EXPIRED)."""
+        n = 0
+        for grant in self.tokens.values():
+            if grant.expires_at > now:
+                grant.expires_at, n = now, n + 1
+        return n
+
     def _sweep(self, now: float) -> None:
         # Expired tokens are kept for a while (one hour) so they still answer ACCESS_TOKEN_EXPIRED.
         self._issued_since_sweep = 0

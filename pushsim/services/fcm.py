@@ -11,31 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Callable
-
 import orjson
 
 from device_sim.fleet import IOS
 from device_sim.notification import Notification
 from device_sim.tokens import TokenCodec
-from fake_fcm import delivery, errors, iid
+from fake_fcm import delivery, errors
 from fake_fcm.errors import FcmFailure
 from fake_fcm.message import SendRequest, validate
 from fake_fcm.oauth import AccessToken, TokenAuthority
-from fake_fcm.quota import Quotas, SlidingWindow
+from fake_fcm.quota import Quotas
 from fake_fcm.topics import TopicRegistry
 from pushsim.bench import Bench
 from pushsim.edge.types import ConnInfo, Headers, Reply
 
+from .fcm_topics import IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, failure_for, reply
 from .oauth import TOKEN_PATHS, OAuthService
 
 _JSON = (b"content-type", b"application/json; charset=UTF-8")
 _SEND_RE = re.compile(rb"/v1/projects/([^/?#]+)/messages:send")
-_IID_OPS = {b"/iid/v1:batchAdd": "add", b"/iid/v1:batchRemove": "remove"}
-# Anything shaped like a registration token (instance id, ':', long url-safe tail) that we did not
-# issue is a token FCM has forgotten: UNREGISTERED. Other strings are not tokens at all: 400.
-_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-]{8,}:[A-Za-z0-9_\-]{20,}")
-IID_QPS = 3000
 
 
 class FcmService:
@@ -47,8 +41,10 @@ class FcmService:
         self.project_id, self.project_number = cfg.project_id, cfg.project_number
         self.topics = TopicRegistry()
         self.quotas = Quotas(cfg.fcm_project_quota)
-        self.iid_rate = SlidingWindow(IID_QPS, window=1)
         self.foreign = TokenCodec(f"{cfg.seed}/foreign-project")
+        self.resolver = TokenResolver(bench.fleet, self.foreign)
+        self.topic_api = TopicEndpoints(bench, authority, self.topics, self.resolver,
+                                        (self.project_id, self.project_number))
         self._hex = hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
         self._last_us = 0
         self._fids: dict[str, int] = {}
@@ -91,17 +87,17 @@ class FcmService:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
             return self.oauth.handle(conn.tls, text, headers, body)
-        op = _IID_OPS.get(bare)
+        op = IID_OPS.get(bare)
         if op is not None:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
-            return self._iid(op, text, headers, body)
+            return self.topic_api.iid(op, path, headers, body)
+        m = SUBSCRIPTIONS_RE.fullmatch(bare)
+        if m is not None:
+            return self.topic_api.subscription(m, method, path, headers)
         return self._reply(errors.not_found_page(text))
 
-    @staticmethod
-    def _reply(f: FcmFailure) -> Reply:
-        hdrs = [_JSON] if not any(k == b"content-type" for k, _ in f.headers) else []
-        return Reply(f.status, hdrs + f.headers, f.body)
+    _reply = staticmethod(reply)
 
     # sends ------------------------------------------------------------------------------------
     def _fail(self, now: float, path: str, token: str | None, f: FcmFailure, counts: bool) -> Reply:
@@ -161,11 +157,10 @@ class FcmService:
             if i is None:
                 return errors.unregistered()
         else:
-            i = fleet.resolve_fcm(req.value)
-            if i is None:
-                if self.foreign.fcm_index(req.value) is not None:
-                    return errors.sender_id_mismatch()
-                return errors.unregistered() if _TOKEN_SHAPE.fullmatch(req.value) else errors.invalid_token()
+            who = self.resolver.resolve(req.value)
+            if isinstance(who, str):
+                return failure_for(who)
+            i = who
         if i in fleet.uninstalled or (fleet.platform[i] == IOS and not fleet.fcm_ios[i]):
             return errors.unregistered()
         if req.restricted_package and fleet.platform[i] != IOS and fleet.app_of(i).package != req.restricted_package:
@@ -207,42 +202,6 @@ class FcmService:
         for i in range(len(self._fids), len(fleet)):
             self._fids[fleet.fcm_token(i).partition(":")[0]] = i
         return self._fids.get(fid)
-
-    # IID ----------------------------------------------------------------------------------------
-    def _iid(self, op: str, path: str, headers: Headers, body: bytes) -> Reply:
-        now = self.bench.now()
-        hmap = dict(headers)
-        grant = self.authority.check(hmap.get(b"authorization"), now) \
-            if hmap.get(b"access_token_auth", b"").lower() == b"true" else None
-        if not isinstance(grant, AccessToken):
-            return self._iid_reply(now, path, 401, "Unauthorized")
-        if self.iid_rate.full(now):
-            return self._iid_reply(now, path, 429, "TooManyRequests", [(b"retry-after", b"1")])
-        self.iid_rate.add(now)
-        parsed = iid.parse_batch(body)
-        if isinstance(parsed, tuple):
-            return self._iid_reply(now, path, parsed[0], parsed[1])
-        results: list[str | None] = []
-        fleet = self.bench.fleet
-        apply: Callable[[str, int], object] = self.topics.subscribe if op == "add" else self.topics.unsubscribe
-        for token in parsed.tokens:
-            i = fleet.resolve_fcm(token)
-            if i is None:
-                results.append("PERMISSION_DENIED" if self.foreign.fcm_index(token) is not None else
-                               "NOT_FOUND" if _TOKEN_SHAPE.fullmatch(token) else "INVALID_ARGUMENT")
-            elif i in fleet.uninstalled:
-                results.append("NOT_FOUND")
-            elif apply(parsed.topic, i) is False:
-                results.append("TOO_MANY_TOPICS")
-            else:
-                results.append(None)
-        self.bench.journal.add(now, "iid", "POST", path, f"/topics/{parsed.topic}", 200, None, None)
-        return Reply(200, [_JSON], iid.results_body(results))
-
-    def _iid_reply(self, now: float, path: str, status: int, code: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
-        self.bench.journal.add(now, "iid", "POST", path, None, status, code, None)
-        return Reply(status, [_JSON] + (extra or []), iid.error_body(code))
 
 
 def build_fcm_service(bench: Bench, creds: object) -> FcmService:
