@@ -30,6 +30,7 @@ except ImportError:                      # the edge branch is not merged into th
     HAVE_H2 = False
 
 _SA: dict[str, str] | None = None
+_CERTS: tuple[trustme.CA, trustme.LeafCert] | None = None
 
 
 def service_account_info() -> dict[str, str]:
@@ -89,9 +90,12 @@ def _tls_context(cert: trustme.LeafCert, alpn: list[str]) -> ssl.SSLContext:
 
 
 async def start(tmp: Path, devices: str = "ios=3,android=5", **cfg: Any) -> Harness:
+    global _CERTS
     loop = asyncio.get_running_loop()
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    if _CERTS is None:
+        ca = trustme.CA()
+        _CERTS = ca, ca.issue_cert("127.0.0.1", "localhost")
+    ca, leaf = _CERTS
     ca_file = tmp / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     clock = SkewClock()

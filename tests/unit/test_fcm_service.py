@@ -258,3 +258,34 @@ def test_ios_install_not_registered_with_fcm_is_unregistered(w: World) -> None:
     i = w.ios()
     w.fleet.fcm_ios[i] = 0
     assert w.send({"token": w.fleet.fcm_token(i)}).status == 404
+
+
+def test_v1_topic_subscriptions(w: World) -> None:
+    from urllib.parse import quote
+
+    i = w.android(1)
+    base = f"/v1/projects/pushsim-project/registrations/{quote(w.fleet.fcm_token(i), safe='')}/topicSubscriptions"
+    hdr = [(b"authorization", f"Bearer {w.token}".encode())]
+
+    def call(method: bytes, path: str, auth: list | None = None) -> Reply:
+        p = path.encode()
+        return w.svc.handle(CONN, method, p, [(b":method", method), (b":path", p)] + (hdr if auth is None else auth),
+                            b"{}" if method == b"POST" else b"")
+
+    r = call(b"POST", base + "?topic_name=weather")
+    assert r.status == 200 and orjson.loads(r.body)["name"].endswith("/topicSubscriptions/weather")
+    r = call(b"POST", base + "?topic_name=weather")
+    assert r.status == 409 and error_of(r)["status"] == "ALREADY_EXISTS"
+    assert w.svc.topics.subscribers("weather") == {i}
+    assert call(b"POST", base + "?topic_name=bad%20name").status == 400
+    assert call(b"POST", base + "?topic_name=weather", auth=[]).status == 401
+    r = call(b"POST", "/v1/projects/pushsim-project/registrations/junk/topicSubscriptions?topic_name=x")
+    assert r.status == 400
+    stranger = quote(w.fleet.codec.fcm_token(5000), safe="")
+    r = call(b"POST", f"/v1/projects/pushsim-project/registrations/{stranger}/topicSubscriptions?topic_name=x")
+    assert r.status == 404 and error_of(r)["details"][0]["errorCode"] == "UNREGISTERED"
+    assert call(b"DELETE", base + "/weather").status == 200
+    assert w.svc.topics.subscribers("weather") == set()
+    assert call(b"DELETE", base + "/weather").status == 404                     # gone, and missing not allowed
+    assert call(b"DELETE", base + "/weather?allow_missing=true").status == 200
+    assert call(b"GET", base).status == 405
