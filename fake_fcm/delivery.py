@@ -13,7 +13,7 @@ from typing import Any
 from .message import SendRequest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     push_type: str
     priority: int

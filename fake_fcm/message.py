@@ -36,8 +36,7 @@ class SendRequest:
     has_notification: bool               # any notification block at all: a user-visible message
 
 
-def _reserved(key: str) -> bool:
-    return key in RESERVED_KEYS or key.startswith("google")
+_EMPTY: dict[str, Any] = {}
 
 
 def _size(data: dict[str, str] | None, notification: dict[str, Any] | None) -> int:
@@ -51,11 +50,15 @@ def _size(data: dict[str, str] | None, notification: dict[str, Any] | None) -> i
 
 
 def _labels(msg: dict[str, Any]) -> FcmFailure | None:
-    places = [("message.fcm_options", msg.get("fcm_options"))]
+    places = []
+    if "fcm_options" in msg:
+        places.append(("message.fcm_options", msg["fcm_options"]))
     for plat in ("android", "apns", "webpush"):
-        places.append((f"message.{plat}.fcm_options", (msg.get(plat) or {}).get("fcm_options")))
+        block = msg.get(plat)
+        if block is not None and "fcm_options" in block:
+            places.append((f"message.{plat}.fcm_options", block["fcm_options"]))
     for path, opts in places:
-        label = (opts or {}).get("analytics_label")
+        label = opts.get("analytics_label")
         if label is not None and not LABEL_RE.fullmatch(label):
             return errors.invalid_argument(f"{path}.analytics_label", "Analytics label must match "
                                            "[a-zA-Z0-9-_.~%]{1,50}")
@@ -80,11 +83,12 @@ def _check(req: dict[str, Any]) -> SendRequest | FcmFailure:
             cond = parse_condition(value)
         except ConditionError as e:
             return errors.invalid_argument("message.condition", f"Invalid condition expression provided: {e}")
-    android = msg.get("android") or {}
+    android = msg.get("android") or _EMPTY
     for path, data in (("message.data", msg.get("data")), ("message.android.data", android.get("data"))):
-        for key in data or ():
-            if _reserved(key):
-                return errors.invalid_argument(path, f"Invalid data payload key: {key}")
+        if data:
+            for key in data:
+                if key in RESERVED_KEYS or key.startswith("google"):
+                    return errors.invalid_argument(path, f"Invalid data payload key: {key}")
     ttl = None
     if "ttl" in android:
         secs = parse_duration(android["ttl"])
@@ -95,20 +99,20 @@ def _check(req: dict[str, Any]) -> SendRequest | FcmFailure:
     bad = _labels(msg)
     if bad is not None:
         return bad
-    anote = android.get("notification") or {}
+    anote = android.get("notification") or _EMPTY
     if "color" in anote and not COLOR_RE.fullmatch(anote["color"]):
         return errors.invalid_argument("message.android.notification.color", "Color must be in the form #RRGGBB")
     limit = MAX_PAYLOAD if target in ("token", "fid") else MAX_TOPIC_PAYLOAD
     if (_size(msg.get("data"), msg.get("notification")) > limit
-            or _size(android.get("data"), anote) > limit):
+            or (android and _size(android.get("data"), anote) > limit)):
         return errors.invalid_argument("message", f"Message is too big: the payload limit is {limit} bytes",
                                        message="Message is too big")
     return SendRequest(
         validate_only=bool(req.get("validate_only")), message=msg, target=target or "", value=value,
         condition=cond, ttl=ttl, collapse_key=android.get("collapse_key") or None,
         android_priority=android.get("priority"), restricted_package=android.get("restricted_package_name") or None,
-        has_notification=bool(msg.get("notification") or anote or (msg.get("webpush") or {}).get("notification")
-                              or _apns_alert(msg)))
+        has_notification=bool("notification" in msg or anote or ("webpush" in msg and msg["webpush"].get(
+            "notification")) or ("apns" in msg and _apns_alert(msg))))
 
 
 def _apns_alert(msg: dict[str, Any]) -> bool:

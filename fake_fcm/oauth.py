@@ -86,6 +86,7 @@ class TokenAuthority:
         self.accounts: dict[str, ServiceAccount] = {}      # client_email → account
         self.audiences: set[str] = {GOOGLE_TOKEN_URL}
         self.tokens: dict[str, AccessToken] = {}
+        self._by_header: dict[bytes, AccessToken] = {}     # the raw `authorization` value → its grant
         self._issued_since_sweep = 0
 
     @property
@@ -176,10 +177,14 @@ class TokenAuthority:
         dead = [t for t, a in self.tokens.items() if a.expires_at < now - 3600]
         for t in dead:
             del self.tokens[t]
+        self._by_header.clear()
 
     # check ----------------------------------------------------------------------------------
     def check(self, authorization: bytes | None, now: float) -> AccessToken | FcmFailure:
         """The `authorization` header of a send → the token's grant, or the 401/403 FCM answers."""
+        grant = self._by_header.get(authorization) if authorization else None    # type: ignore[arg-type]
+        if grant is not None and now < grant.expires_at and grant.fcm_scope:
+            return grant
         if not authorization:
             return errors.missing_credential()
         scheme, _, token = authorization.partition(b" ")
@@ -192,4 +197,7 @@ class TokenAuthority:
             return errors.access_token_expired()
         if not grant.fcm_scope:
             return errors.insufficient_scopes()
+        if len(self._by_header) > 4 * len(self.tokens) + 1024:
+            self._by_header.clear()
+        self._by_header[authorization] = grant
         return grant

@@ -7,6 +7,7 @@ like the front end's ("Invalid value at 'message.data[0].value' (TYPE_STRING), 1
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -142,21 +143,28 @@ def _scalar(kind: str, value: object, path: str) -> object:
     raise _invalid(path, _TYPE_NAMES.get(kind, "TYPE_FLOAT"), value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
 def _field(kind: Any, value: object, path: str) -> object:
     if isinstance(kind, str):
         return _scalar(kind, value, path)
     tag = kind[0]
     if tag == "msg":
-        if not isinstance(value, dict):
+        if value.__class__ is not dict:
             raise _invalid(path, _PKG + kind[1], value)
-        return parse_message(kind[1], value, path)
+        return parse_message(kind[1], value, path)    # type: ignore[arg-type]
     if tag == "map":
-        if not isinstance(value, dict):
+        if value.__class__ is not dict:
             raise ParseError(parse_error(
                 f"Invalid JSON payload received. Expected an object for map field '{path}'.", path))
-        for i, (k, v) in enumerate(value.items()):
-            if not isinstance(v, str):
-                raise _invalid(f"{path}[{i}].value", "TYPE_STRING", v)
+        for v in value.values():                      # type: ignore[attr-defined]
+            if v.__class__ is not str:
+                for i, v2 in enumerate(value.values()):   # type: ignore[attr-defined]
+                    if v2.__class__ is not str:
+                        raise _invalid(f"{path}[{i}].value", "TYPE_STRING", v2)
         return value
     if tag == "list":
         if not isinstance(value, list):
@@ -171,24 +179,33 @@ def _field(kind: Any, value: object, path: str) -> object:
     raise _invalid(path, _PKG + kind[1], value)
 
 
+_TARGET_SET = frozenset(TARGETS)
+
+
 def parse_message(type_name: str, obj: dict[str, Any], path: str) -> dict[str, Any]:
     """Validate one JSON object against its proto type; returns it keyed by proto (snake) names."""
     names = _NAMES[type_name]
     out: dict[str, Any] = {}
+    target = None
     for key, value in obj.items():
         hit = names.get(key)
         if hit is None:
             where = f" at '{path}'" if path else ""
             raise ParseError(parse_error(
                 f'Invalid JSON payload received. Unknown name "{key}"{where}: Cannot find field.', path or None))
-        fname, kind = hit
         if value is None:
             continue
-        if fname in TARGETS and any(t in out for t in TARGETS):
-            raise ParseError(parse_error(
-                f"Invalid value at '{path}' (oneof), oneof field 'target' is already set. "
-                f"Cannot set '{fname}'", path))
-        out[fname] = _field(kind, value, f"{path}.{fname}" if path else fname)
+        fname, kind = hit
+        if fname in _TARGET_SET:
+            if target is not None:
+                raise ParseError(parse_error(
+                    f"Invalid value at '{path}' (oneof), oneof field 'target' is already set. "
+                    f"Cannot set '{fname}'", path))
+            target = fname
+        if kind is STR and value.__class__ is str:        # the common case, without a call
+            out[fname] = value
+        else:
+            out[fname] = _field(kind, value, _join(path, fname))
     return out
 
 

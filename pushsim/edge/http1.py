@@ -93,6 +93,13 @@ class Http1Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        if self._in_message and not self._head_done:
+            # llhttp buffers header bytes without bound; refuse an endless request head.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADER_BYTES:
+                self._error(431)
+                self._flush()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -114,7 +121,8 @@ class Http1Protocol(asyncio.Protocol):
         self._authority: bytes | None = None
         self._body: list[bytes] = []
         self._size = 0
-        self._header_bytes = 0
+        self._head_bytes = 0
+        self._head_done = False
         self._reject = 0
 
     def on_message_begin(self) -> None:
@@ -125,19 +133,17 @@ class Http1Protocol(asyncio.Protocol):
         self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._reject = 431
-            return
-        name = name.lower()
-        if name == b"host" and self._authority is None:
-            self._authority = value
-        self._headers.append((name, value))
+        self._headers.append((name.lower(), value))    # hot: one call per header, keep it bare
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         for name, value in self._headers:
-            if name == b"content-length" and value.strip().isdigit() and int(value) > self.max_body:
-                self._reject = 413
+            if name == b"host":
+                if self._authority is None:
+                    self._authority = value
+            elif name == b"content-length":
+                if value.strip().isdigit() and int(value) > self.max_body:
+                    self._reject = 413
             elif name == b"expect" and value.lower() == b"100-continue" and not self._reject and not self._done:
                 self._queue.append([_CONTINUE, False])
 

@@ -137,7 +137,7 @@ class FcmService:
         if isinstance(req, FcmFailure):
             return self._fail(now, path, None, req, True)
         if req.target in ("token", "fid"):
-            return self._send_one(project, path, req, now)
+            return self._send_one(project, path, req, now, body)
         installs = self.topics.subscribers(req.value) if req.target == "topic" else \
             self.topics.match(req.condition)          # type: ignore[arg-type]
         name = self._message_name(project, now)
@@ -145,7 +145,7 @@ class FcmService:
         if not req.validate_only:
             for i in sorted(installs) if req.target == "topic" else installs:
                 if i not in self.bench.fleet.uninstalled:
-                    self._submit(req, i, self.bench.fleet.fcm_token(i), name, now)
+                    self._submit(req, i, self.bench.fleet.fcm_token(i), name, now, body)
         self.bench.journal.add(now, "fcm", "POST", path, f"/{req.target}s/{req.value}"
                                if req.target == "topic" else req.value, 200, None, name)
         return Reply(200, [_JSON], orjson.dumps({"name": name}))
@@ -168,7 +168,7 @@ class FcmService:
                                            "Registration token's package name does not match restricted_package_name")
         return i
 
-    def _send_one(self, project: str, path: str, req: SendRequest, now: float) -> Reply:
+    def _send_one(self, project: str, path: str, req: SendRequest, now: float, body: bytes) -> Reply:
         i = self._resolve(req)
         if isinstance(i, FcmFailure):
             return self._fail(now, path, req.value, i, True)
@@ -184,15 +184,16 @@ class FcmService:
         if not req.validate_only:
             self.quotas.device_take(i, now)
             note = self._submit(req, i, req.value if req.target == "token" else self.bench.fleet.fcm_token(i),
-                                name, now)
+                                name, now, body)
         self.bench.journal.add(now, "fcm", "POST", path, req.value, 200, None, name, note)
-        return Reply(200, [_JSON], orjson.dumps({"name": name}))
+        return Reply(200, [_JSON], b'{"name":"%s"}' % name.encode())
 
-    def _submit(self, req: SendRequest, install: int, token: str, name: str, now: float) -> Notification:
+    def _submit(self, req: SendRequest, install: int, token: str, name: str, now: float,
+                payload: bytes) -> Notification:
         d = delivery.for_apns(req, now) if self.bench.fleet.platform[install] == IOS else \
             delivery.for_android(req, now)
         note = Notification("fcm", token, install, name, now, d.push_type, d.priority,
-                            orjson.dumps(req.message), d.expiration, d.collapse_id, d.content_available)
+                            payload, d.expiration, d.collapse_id, d.content_available)
         self.bench.dispatcher.submit(note)
         return note
 
