@@ -163,6 +163,12 @@ class Http1Protocol(asyncio.Protocol):
             return
         method = self.parser.get_method()
         path = b"".join(self._url)
+        if path[:1] != b"/" and path[:4].lower() == b"http":
+            # absolute-form target (as sent to proxies): keep the path, the authority wins over Host
+            _, sep, rest = path.partition(b"://")
+            if sep:
+                authority, slash, tail = rest.partition(b"/")
+                self._authority, path = authority, slash + tail if slash else b"/"
         headers: Headers = [(b":method", method), (b":path", path), (b":scheme", self._scheme)]
         if self._authority is not None:
             headers.append((b":authority", self._authority))

@@ -200,3 +200,10 @@ async def test_upgrade_h2c_is_ignored() -> None:
                                 b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
                                 b"GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 200 OK") and b"x-path: /after" in data
+
+
+async def test_absolute_form_target() -> None:
+    async with Server() as s:
+        await s.exchange(b"GET http://fcm.example:1/v1/x?y=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
+        _, path, headers, _ = s.svc.requests[0]
+        assert path == b"/v1/x?y=1" and (b":authority", b"fcm.example:1") in headers
