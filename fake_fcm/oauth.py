@@ -26,6 +26,7 @@ GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_SCOPES = frozenset({"https://www.googleapis.com/auth/firebase.messaging",
                         "https://www.googleapis.com/auth/cloud-platform"})
+SELF_SIGNED_AUDIENCES = frozenset({"https://fcm.googleapis.com/", "https://fcm.googleapis.com"})
 MAX_ASSERTION_LIFETIME = 3600
 CLOCK_SKEW = 300          # seconds of leeway on iat/exp, as Google's endpoint allows some
 _JSON = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
@@ -171,6 +172,39 @@ class TokenAuthority:
                 grant.expires_at, n = now, n + 1
         return n
 
+    def _self_signed(self, jwt: str) -> AccessToken | None:
+        """A bearer JWT signed by a service account itself (google-auth's `always_use_jwt_access`)."""
+        claims = self._verified_claims(jwt)
+        if not isinstance(claims, dict):
+            return None
+        exp, aud, scope = claims.get("exp"), claims.get("aud"), claims.get("scope")
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            return None
+        scopes = set(scope.split()) if isinstance(scope, str) else set()
+        fcm = bool(scopes & FCM_SCOPES) or aud in SELF_SIGNED_AUDIENCES
+        return AccessToken(float(exp), str(claims.get("iss")), fcm)
+
+    def _verified_claims(self, jwt: str) -> dict[str, Any] | None:
+        parts = jwt.split(".")
+        try:
+            header = orjson.loads(_b64(parts[0]))
+            claims = orjson.loads(_b64(parts[1]))
+            signature = _b64(parts[2])
+        except (ValueError, binascii.Error, orjson.JSONDecodeError, IndexError):
+            return None
+        if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") != "RS256":
+            return None
+        iss = claims.get("iss")
+        account = self.accounts.get(iss) if isinstance(iss, str) else None
+        if account is None or header.get("kid", account.key_id) != account.key_id:
+            return None
+        try:
+            account.public_key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"),
+                                      padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, UnicodeEncodeError, ValueError):
+            return None
+        return claims
+
     def _sweep(self, now: float) -> None:
         # Expired tokens are kept for a while (one hour) so they still answer ACCESS_TOKEN_EXPIRED.
         self._issued_since_sweep = 0
@@ -190,7 +224,10 @@ class TokenAuthority:
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
             return errors.missing_credential() if scheme.lower() != b"bearer" else errors.invalid_credential()
-        grant = self.tokens.get(token.strip().decode("latin-1"))
+        text = token.strip().decode("latin-1")
+        grant = self.tokens.get(text)
+        if grant is None and text.count(".") == 2:
+            grant = self._self_signed(text)
         if grant is None:
             return errors.invalid_credential()
         if now >= grant.expires_at:

@@ -115,3 +115,17 @@ def test_check_failures(authority: TokenAuthority, header: bytes | None, reason:
 
 def test_google_audience_default(authority: TokenAuthority) -> None:
     assert GOOGLE_TOKEN_URL in authority.audiences
+
+
+def test_self_signed_jwt_as_bearer(authority: TokenAuthority, info: dict) -> None:
+    jwt = sign_assertion(info, NOW, aud="https://fcm.googleapis.com/", scope=None)
+    assert isinstance(authority.check(f"Bearer {jwt}".encode(), NOW + 10), AccessToken)
+    expired = authority.check(f"Bearer {jwt}".encode(), NOW + 3600)
+    assert isinstance(expired, FcmFailure) and expired.reason == "ACCESS_TOKEN_EXPIRED"
+    scoped = sign_assertion(info, NOW, aud="x")        # no FCM audience, but the messaging scope
+    assert isinstance(authority.check(f"Bearer {scoped}".encode(), NOW), AccessToken)
+    other = make_service_account(key_id="ffff")
+    other["client_email"] = info["client_email"]
+    forged = sign_assertion(other, NOW, aud="https://fcm.googleapis.com/", header={"kid": info["private_key_id"]})
+    f = authority.check(f"Bearer {forged}".encode(), NOW)
+    assert isinstance(f, FcmFailure) and f.status == 401
