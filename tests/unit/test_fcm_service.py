@@ -289,3 +289,20 @@ def test_v1_topic_subscriptions(w: World) -> None:
     assert call(b"DELETE", base + "/weather").status == 404                     # gone, and missing not allowed
     assert call(b"DELETE", base + "/weather?allow_missing=true").status == 200
     assert call(b"GET", base).status == 405
+
+
+async def test_large_fan_out_is_spread_over_loop_turns(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import pushsim.services.fcm as fcm_module
+
+    monkeypatch.setattr(fcm_module, "FANOUT_CHUNK", 3)
+    subs = list(range(len(w.fleet)))
+    w.iid("batchAdd", "all", [w.fleet.fcm_token(i) for i in subs])
+    assert w.send({"topic": "all"}).status == 200
+    assert w.bench.ledger.accepted == 3                     # the first chunk only, so far
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert w.bench.ledger.accepted == len(subs)
+    assert all(len(w.bench.ledger.deliveries(i)) == 1 for i in subs)
+    w.bench.ledger.check()
