@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
-import orjson
+
 
 from device_sim.fleet import IOS
 from device_sim.notification import Notification
@@ -29,6 +30,7 @@ from pushsim.edge.types import ConnInfo, Headers, Reply
 from .fcm_topics import IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, failure_for, reply
 from .oauth import TOKEN_PATHS, OAuthService
 
+log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json; charset=UTF-8")
 _SEND_RE = re.compile(rb"/v1/projects/([^/?#]+)/messages:send")
 FANOUT_CHUNK = 2000      # installs per event-loop turn: a million-subscriber topic must not stall the port
@@ -50,7 +52,6 @@ class FcmService:
         self._hex = hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
         self._last_us = 0
         self._fids: dict[str, int] = {}
-        self._closing = False
 
     # Service protocol -------------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> object:
@@ -74,6 +75,7 @@ class FcmService:
         try:
             return self._route(conn, method, path, headers, body)
         except Exception:                     # a bug must cost one 500, never the connection
+            log.exception("FCM service failed on %s %r", method, path[:200])
             return self._reply(errors.FcmFailure(500, errors.status_body(500, "Internal error encountered."),
                                                  "INTERNAL"))
 
