@@ -25,7 +25,7 @@ paths = st.sampled_from([b"/v1/projects/pushsim-project/messages:send", b"/v1/pr
 messages = st.fixed_dictionaries({}, optional={
     "token": st.sampled_from(TOKENS), "topic": st.sampled_from(["news", "bad topic", ""]),
     "condition": st.sampled_from(["'news' in topics", "!('a' in topics)", "((", "'a' in topics && 'b' in topics"]),
-    "data": st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(), max_size=3),
+    "data": st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(-1000, 1000), max_size=3),
     "notification": st.fixed_dictionaries({}, optional={"title": st.text(max_size=10)}),
     "android": st.fixed_dictionaries({}, optional={
         "priority": st.sampled_from(["high", "NORMAL", "x", 1]), "ttl": st.sampled_from(["0s", "3.5s", "-1s", "9"]),
