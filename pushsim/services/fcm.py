@@ -52,6 +52,7 @@ class FcmService:
         self._hex = hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
         self._last_us = 0
         self._fids: dict[str, int] = {}
+        self._faults = getattr(bench, "faults", None)   # the fault-injection hook, when the bench has one
 
     # Service protocol -------------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> object:
@@ -72,6 +73,11 @@ class FcmService:
         return self.foreign.fcm_token(index)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
+        faults = self._faults
+        if faults is not None and faults.active:
+            r = faults.intercept("fcm", self, conn, method, path, headers, body)
+            if r is not None:
+                return r
         try:
             return self._route(conn, method, path, headers, body)
         except Exception:                     # a bug must cost one 500, never the connection

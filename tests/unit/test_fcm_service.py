@@ -306,3 +306,21 @@ async def test_large_fan_out_is_spread_over_loop_turns(w: World, monkeypatch: py
     assert w.bench.ledger.accepted == len(subs)
     assert all(len(w.bench.ledger.deliveries(i)) == 1 for i in subs)
     w.bench.ledger.check()
+
+
+def test_fault_hook_is_consulted(w: World) -> None:
+    class Hook:
+        active = True
+
+        def __init__(self) -> None:
+            self.seen: list[bytes] = []
+
+        def intercept(self, name: str, svc: object, conn: ConnInfo, method: bytes, path: bytes,
+                      headers: list, body: bytes) -> Reply | None:
+            self.seen.append(path)
+            return Reply(503, [], b"injected") if b"messages:send" in path else None
+
+    hook = w.svc._faults = Hook()
+    assert w.send({"token": w.fleet.fcm_token(0)}).status == 503
+    assert w.post(b"/nope", b"").status == 404                       # the hook passed: the service answered
+    assert hook.seen == [SEND, b"/nope"] and w.bench.ledger.accepted == 0
