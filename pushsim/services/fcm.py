@@ -53,6 +53,7 @@ class FcmService:
         self._last_us = 0
         self._fids: dict[str, int] = {}
         self._faults = getattr(bench, "faults", None)   # the fault-injection hook, when the bench has one
+        self._records = bench.ledger.records            # a new dict here means the bench was reset
 
     # Service protocol -------------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> object:
@@ -73,6 +74,11 @@ class FcmService:
         return self.foreign.fcm_token(index)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
+        if self.bench.ledger.records is not self._records:
+            # `Bench.reset()` (control API POST /reset) forgot the traffic: rate-limit history and
+            # topic subscriptions go with it, so each test starts from a clean FCM.
+            self._records = self.bench.ledger.records
+            self.reset()
         faults = self._faults
         if faults is not None and faults.active:
             r = faults.intercept("fcm", self, conn, method, path, headers, body)

@@ -324,3 +324,14 @@ def test_fault_hook_is_consulted(w: World) -> None:
     assert w.send({"token": w.fleet.fcm_token(0)}).status == 503
     assert w.post(b"/nope", b"").status == 404                       # the hook passed: the service answered
     assert hook.seen == [SEND, b"/nope"] and w.bench.ledger.accepted == 0
+
+
+def test_bench_reset_clears_quotas_and_subscriptions(w: World) -> None:
+    tok = w.fleet.fcm_token(w.android())
+    w.iid("batchAdd", "t", [tok])
+    for _ in range(240):
+        w.send({"token": tok})
+    assert w.send({"token": tok}).status == 429
+    w.bench.reset()
+    assert w.send({"token": tok}).status == 200
+    assert w.svc.topics.subscribers("t") == set()
