@@ -38,12 +38,19 @@ def _int(text: object) -> int | None:
     return None
 
 
+_NONE: dict[str, Any] = {}
+
+
 def for_apns(req: SendRequest, now: float) -> Delivery:
-    apns: dict[str, Any] = req.message.get("apns") or {}
-    headers = {k.lower(): v for k, v in (apns.get("headers") or {}).items()}
-    aps = (apns.get("payload") or {}).get("aps")
-    aps = aps if isinstance(aps, dict) else {}
-    silent = aps.get("content-available") == 1
+    apns: dict[str, Any] | None = req.message.get("apns")
+    if not apns:
+        if req.has_notification:
+            return Delivery("alert", 10, False, None, None)
+        return Delivery("background", 5, True, None, None)
+    raw = apns.get("headers")
+    headers = {k.lower(): v for k, v in raw.items()} if raw else _NONE
+    aps = (apns.get("payload") or _NONE).get("aps")
+    silent = isinstance(aps, dict) and aps.get("content-available") == 1
     push_type = headers.get("apns-push-type") or ("alert" if req.has_notification else "background")
     prio = _int(headers.get("apns-priority"))
     if prio not in (1, 5, 10):

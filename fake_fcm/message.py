@@ -69,50 +69,70 @@ def _check(req: dict[str, Any]) -> SendRequest | FcmFailure:
     msg = req.get("message")
     if msg is None:
         return errors.invalid_argument("message", "Message must be specified")
-    target = next((t for t in ("token", "topic", "condition", "fid") if t in msg), None)
-    value = msg.get(target, "") if target else ""
+    if "token" in msg:            # hot path first: the schema layer already allowed one target at most
+        target = "token"
+    else:
+        target = "topic" if "topic" in msg else "condition" if "condition" in msg else "fid" if "fid" in msg else ""
+    value = msg[target] if target else ""
     if not value:
         return errors.invalid_argument("message", "Exactly one of token, topic, condition or fid must be set")
     cond = None
-    if target == "token" and not 0 < len(value) <= 4096:
-        return errors.invalid_token()
-    if target == "topic" and not valid_topic(value):
-        return errors.invalid_argument("message.topic", "Invalid topic name")
-    if target == "condition":
+    if target == "token":
+        if len(value) > 4096:
+            return errors.invalid_token()
+    elif target == "topic":
+        if not valid_topic(value):
+            return errors.invalid_argument("message.topic", "Invalid topic name")
+    elif target == "condition":
         try:
             cond = parse_condition(value)
         except ConditionError as e:
             return errors.invalid_argument("message.condition", f"Invalid condition expression provided: {e}")
-    android = msg.get("android") or _EMPTY
-    for path, data in (("message.data", msg.get("data")), ("message.android.data", android.get("data"))):
-        if data:
-            for key in data:
+    data = msg.get("data")
+    if data:
+        for key in data:
+            if key in RESERVED_KEYS or key.startswith("google"):
+                return errors.invalid_argument("message.data", f"Invalid data payload key: {key}")
+    limit = MAX_PAYLOAD if target == "token" or target == "fid" else MAX_TOPIC_PAYLOAD
+    if (data or "notification" in msg) and _size(data, msg.get("notification")) > limit:
+        return _too_big(limit)
+    android = msg.get("android")
+    ttl = collapse = priority = package = None
+    anote = None
+    if android:
+        adata = android.get("data")
+        if adata:
+            for key in adata:
                 if key in RESERVED_KEYS or key.startswith("google"):
-                    return errors.invalid_argument(path, f"Invalid data payload key: {key}")
-    ttl = None
-    if "ttl" in android:
-        secs = parse_duration(android["ttl"])
-        if secs is None or secs < 0 or secs > MAX_TTL:
-            return errors.invalid_argument("message.android.ttl",
-                                           f"TTL must be between 0s and {MAX_TTL}s, got {android['ttl']}")
-        ttl = int(secs)
-    bad = _labels(msg)
-    if bad is not None:
-        return bad
-    anote = android.get("notification") or _EMPTY
-    if "color" in anote and not COLOR_RE.fullmatch(anote["color"]):
-        return errors.invalid_argument("message.android.notification.color", "Color must be in the form #RRGGBB")
-    limit = MAX_PAYLOAD if target in ("token", "fid") else MAX_TOPIC_PAYLOAD
-    if (_size(msg.get("data"), msg.get("notification")) > limit
-            or (android and _size(android.get("data"), anote) > limit)):
-        return errors.invalid_argument("message", f"Message is too big: the payload limit is {limit} bytes",
-                                       message="Message is too big")
+                    return errors.invalid_argument("message.android.data", f"Invalid data payload key: {key}")
+        if "ttl" in android:
+            secs = parse_duration(android["ttl"])
+            if secs is None or secs < 0 or secs > MAX_TTL:
+                return errors.invalid_argument("message.android.ttl",
+                                               f"TTL must be between 0s and {MAX_TTL}s, got {android['ttl']}")
+            ttl = int(secs)
+        anote = android.get("notification")
+        if anote and "color" in anote and not COLOR_RE.fullmatch(anote["color"]):
+            return errors.invalid_argument("message.android.notification.color",
+                                           "Color must be in the form #RRGGBB")
+        if (adata or anote) and _size(adata, anote) > limit:
+            return _too_big(limit)
+        collapse = android.get("collapse_key") or None
+        priority = android.get("priority")
+        package = android.get("restricted_package_name") or None
+    if "fcm_options" in msg or "apns" in msg or "webpush" in msg or (android and "fcm_options" in android):
+        bad = _labels(msg)
+        if bad is not None:
+            return bad
     return SendRequest(
-        validate_only=bool(req.get("validate_only")), message=msg, target=target or "", value=value,
-        condition=cond, ttl=ttl, collapse_key=android.get("collapse_key") or None,
-        android_priority=android.get("priority"), restricted_package=android.get("restricted_package_name") or None,
-        has_notification=bool("notification" in msg or anote or ("webpush" in msg and msg["webpush"].get(
-            "notification")) or ("apns" in msg and _apns_alert(msg))))
+        bool(req.get("validate_only")), msg, target, value, cond, ttl, collapse, priority, package,
+        bool("notification" in msg or anote or ("webpush" in msg and msg["webpush"].get("notification"))
+             or ("apns" in msg and _apns_alert(msg))))
+
+
+def _too_big(limit: int) -> FcmFailure:
+    return errors.invalid_argument("message", f"Message is too big: the payload limit is {limit} bytes",
+                                   message="Message is too big")
 
 
 def _apns_alert(msg: dict[str, Any]) -> bool:
