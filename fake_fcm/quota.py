@@ -1,12 +1,14 @@
 """FCM's rate limits: the project's sliding minute and each device's per-minute and per-hour caps.
 
 The project window counts into one-second buckets (the real quota "is not aligned to the clock"
-and refills over the following minute). Per-device limits use GCRA, one float per limit per hot
-device, so a million-device fleet costs nothing until devices are actually hammered.
+and refills over the following minute). Per-device limits are sliding windows too, held only for
+devices that received messages recently, so a million-device fleet costs nothing until devices
+are actually hammered.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 
 DEVICE_PER_MINUTE = 240
 DEVICE_PER_HOUR = 5000
@@ -55,36 +57,65 @@ class SlidingWindow:
         return 1
 
 
-class Gcra:
-    """`limit` events per `period` seconds with a burst of `limit`, per key (a device)."""
+class DeviceLimits:
+    """At most `per_minute` messages to one device in any 60 s, and `per_hour` in any hour.
 
-    def __init__(self, limit: int, period: float) -> None:
-        self.interval = period / limit
-        self.burst = period - self.interval        # how far ahead of now the theoretical arrival may run
-        self.tat: dict[int, float] = {}
+    Exact for the minute (a deque of the last minute's timestamps, ≤ 240 per device) and at
+    one-minute resolution for the hour (a deque of [minute, count], ≤ 60 per device): only devices
+    that received something recently hold any state.
+    """
 
-    def wait(self, key: int, now: float) -> float:
-        """0 if an event may happen now, else seconds until it may."""
-        tat = self.tat.get(key, now)
-        return max(0.0, tat - self.burst - now)
+    def __init__(self, per_minute: int = DEVICE_PER_MINUTE, per_hour: int = DEVICE_PER_HOUR) -> None:
+        self.per_minute, self.per_hour = per_minute, per_hour
+        self.minute: dict[int, deque[float]] = {}
+        self.hour: dict[int, tuple[deque[list[int]], list[int]]] = {}   # install → (buckets, [total])
 
-    def take(self, key: int, now: float) -> None:
-        tat = self.tat.get(key, now)
-        self.tat[key] = max(tat, now) + self.interval
-        if len(self.tat) > 100_000:
-            self._sweep(now)
+    def admit(self, key: int, now: float, take: bool = True) -> tuple[int, str] | None:
+        """None (and counted, if `take`) when a message may go now; else (Retry-After s, "minute" | "hour")."""
+        recent = self.minute.get(key)
+        if recent is not None:
+            while recent and recent[0] <= now - 60.0:
+                recent.popleft()
+            if len(recent) >= self.per_minute:
+                return max(1, math.ceil(recent[0] + 60.0 - now)), "minute"
+        cur = int(now // 60)
+        hourly = self.hour.get(key)
+        if hourly is not None:
+            buckets, total = hourly
+            while buckets and buckets[0][0] <= cur - 60:
+                total[0] -= buckets.popleft()[1]
+            if total[0] >= self.per_hour:
+                return max(1, math.ceil((buckets[0][0] + 60) * 60.0 - now)), "hour"
+        if not take:
+            return None
+        if recent is None:
+            if len(self.minute) >= 100_000:
+                self._sweep(now)
+            recent = self.minute[key] = deque()
+        recent.append(now)
+        if hourly is None:
+            hourly = self.hour[key] = (deque(), [0])
+        buckets, total = hourly
+        if buckets and buckets[-1][0] == cur:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([cur, 1])
+        total[0] += 1
+        return None
 
     def _sweep(self, now: float) -> None:
-        # A key whose TAT is in the past is indistinguishable from a fresh one.
-        for k in [k for k, t in self.tat.items() if t <= now]:
-            del self.tat[k]
+        # Devices with nothing left in either window hold no state.
+        cur = int(now // 60)
+        for k in [k for k, d in self.minute.items() if not d or d[-1] <= now - 60.0]:
+            del self.minute[k]
+        for k in [k for k, (b, _) in self.hour.items() if not b or b[-1][0] <= cur - 60]:
+            del self.hour[k]
 
 
 class Quotas:
     def __init__(self, project_per_minute: int) -> None:
         self.project = SlidingWindow(project_per_minute)
-        self.minute = Gcra(DEVICE_PER_MINUTE, 60.0)
-        self.hour = Gcra(DEVICE_PER_HOUR, 3600.0)
+        self.devices = DeviceLimits()
 
     def reset(self) -> None:
         self.__init__(self.project.limit)   # type: ignore[misc]
@@ -97,12 +128,8 @@ class Quotas:
         self.project.add(now)
 
     def device_wait(self, install: int, now: float) -> tuple[int, str] | None:
-        for gcra, name in ((self.minute, "minute"), (self.hour, "hour")):
-            w = gcra.wait(install, now)
-            if w > 0:
-                return max(1, math.ceil(w)), name
-        return None
+        return self.devices.admit(install, now, take=False)
 
-    def device_take(self, install: int, now: float) -> None:
-        self.minute.take(install, now)
-        self.hour.take(install, now)
+    def device_admit(self, install: int, now: float) -> tuple[int, str] | None:
+        """Check and count one message to `install`: None if it may go, else (Retry-After, which limit)."""
+        return self.devices.admit(install, now)

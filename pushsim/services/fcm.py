@@ -204,17 +204,19 @@ class FcmService:
         i = self._resolve(req)
         if isinstance(i, FcmFailure):
             return self._fail(now, path, req.value, i, True)
-        wait = self.quotas.device_wait(i, now)
+        if req.validate_only:
+            wait = self.quotas.device_wait(i, now)
+        else:
+            wait = self.quotas.device_admit(i, now)
         if wait is not None:
             secs, per = wait
             return self._fail(now, path, req.value, errors.quota_exceeded(
                 "Message rate exceeded for the target device.", f"device:{req.value[:22]}",
                 f"Messages per device per {per}", secs), False)
         name = self._message_name(project, now)
-        self.quotas.count(now)
+        self.quotas.project.add(now)
         note = None
         if not req.validate_only:
-            self.quotas.device_take(i, now)
             note = self._submit(req, i, req.value if req.target == "token" else self.bench.fleet.fcm_token(i),
                                 name, now, body)
         self.bench.journal.add(now, "fcm", "POST", path, req.value, 200, None, name, note)
