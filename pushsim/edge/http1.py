@@ -55,6 +55,7 @@ class Http1Protocol(asyncio.Protocol):
         self._done = False                   # a reply decided to close: ignore further requests
         self._closing = False                # shutdown(): close once idle
         self._in_message = False
+        self._eof = False
         self._scheme = b"http"
         self._reset_message()
 
@@ -73,6 +74,13 @@ class Http1Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.conns.discard(self)
         self._done = True
+
+    def eof_received(self) -> bool:
+        # The client half-closed after its requests: answer what is still owed, then close.
+        self._eof = True
+        if not self._queue:
+            return False
+        return True
 
     def pause_writing(self) -> None:
         if self.transport is not None:
@@ -228,7 +236,7 @@ class Http1Protocol(asyncio.Protocol):
                 break
         if out:
             t.write(out[0] if len(out) == 1 else b"".join(out))
-        if close or (self._closing and not q and not self._in_message):
+        if close or (not q and (self._eof or (self._closing and not self._in_message))):
             t.close()
 
     def _abort(self, reset: bool) -> None:

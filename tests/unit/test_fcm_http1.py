@@ -207,3 +207,14 @@ async def test_absolute_form_target() -> None:
         await s.exchange(b"GET http://fcm.example:1/v1/x?y=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n")
         _, path, headers, _ = s.svc.requests[0]
         assert path == b"/v1/x?y=1" and (b":authority", b"fcm.example:1") in headers
+
+
+async def test_half_close_still_gets_delayed_replies() -> None:
+    async with Server() as s:
+        s.svc.replies[b"/slow"] = Reply(200, [], b"late", delay=0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), 2.0)
+        assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"late")
+        writer.close()
