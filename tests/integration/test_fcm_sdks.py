@@ -55,7 +55,7 @@ async def test_firebase_admin_send_data_message(fcm: Harness, app: firebase_admi
     assert name.startswith(f"projects/{fcm.project_id}/messages/0:")
     await asyncio.sleep(0.05)
     [d] = fcm.bench.ledger.deliveries(fcm.bench.fleet.resolve_fcm(token))
-    assert d["id"] == name and d["outcome"] == "delivered" and d["push_type"] == "data"
+    assert d["id"] == name and d["push_type"] == "data"
     fcm.bench.ledger.check()
 
 
