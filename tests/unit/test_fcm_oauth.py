@@ -129,3 +129,12 @@ def test_self_signed_jwt_as_bearer(authority: TokenAuthority, info: dict) -> Non
     forged = sign_assertion(other, NOW, aud="https://fcm.googleapis.com/", header={"kid": info["private_key_id"]})
     f = authority.check(f"Bearer {forged}".encode(), NOW)
     assert isinstance(f, FcmFailure) and f.status == 401
+
+
+def test_own_token_url_from_request_headers() -> None:
+    from pushsim.services.oauth import own_token_url
+
+    assert own_token_url([(b":scheme", b"https:"), (b":authority", b"127.0.0.1:4433")], True) == \
+        "https://127.0.0.1:4433/token"                       # some SDKs send "https:" as :scheme
+    assert own_token_url([(b"host", b"localhost:80")], False) == "http://localhost:80/token"
+    assert own_token_url([], True) is None
