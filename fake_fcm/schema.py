@@ -202,10 +202,17 @@ def parse_message(type_name: str, obj: dict[str, Any], path: str) -> dict[str, A
                     f"Invalid value at '{path}' (oneof), oneof field 'target' is already set. "
                     f"Cannot set '{fname}'", path))
             target = fname
-        if kind is STR and value.__class__ is str:        # the common case, without a call
+        if kind is STR and value.__class__ is str:        # the common cases, without a call
             out[fname] = value
-        else:
-            out[fname] = _field(kind, value, _join(path, fname))
+            continue
+        if kind is _MAP and value.__class__ is dict:
+            for v in value.values():
+                if v.__class__ is not str:
+                    break
+            else:
+                out[fname] = value
+                continue
+        out[fname] = _field(kind, value, _join(path, fname))
     return out
 
 
@@ -215,6 +222,10 @@ def parse_request(body: bytes) -> dict[str, Any]:
         obj = orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError:
         raise ParseError(parse_error("Invalid JSON payload received. Unexpected token.")) from None
+    if obj.__class__ is dict and len(obj) == 1:
+        msg = obj.get("message")
+        if msg.__class__ is dict:                      # the usual body: {"message": {...}}
+            return {"message": parse_message("Message", msg, "message")}
     if not isinstance(obj, dict):
         raise ParseError(parse_error(
             'Invalid JSON payload received. Unknown name "": Root element must be a message.'))
