@@ -14,6 +14,7 @@ import hashlib
 import logging
 import re
 
+import orjson
 
 from device_sim.fleet import IOS
 from device_sim.notification import Notification
@@ -151,7 +152,7 @@ class FcmService:
                 f"project_number:{self.project_number}", "Send requests per minute", wait), False)
         req = validate(body)
         if isinstance(req, FcmFailure):
-            return self._fail(now, path, None, req, True)
+            return self._fail(now, path, _token_of(body), req, True)
         if req.target in ("token", "fid"):
             return self._send_one(project, path, req, now, body)
         installs = sorted(self.topics.subscribers(req.value)) if req.target == "topic" else \
@@ -237,6 +238,16 @@ class FcmService:
         for i in range(len(self._fids), len(fleet)):
             self._fids[fleet.fcm_token(i).partition(":")[0]] = i
         return self._fids.get(fid)
+
+
+def _token_of(body: bytes) -> str | None:
+    """Best effort, error path only: the target token of a rejected body, so /journal?token= finds it."""
+    try:
+        msg = orjson.loads(body).get("message")
+        token = msg.get("token") or msg.get("fid")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None
+    return token if isinstance(token, str) else None
 
 
 def build_fcm_service(bench: Bench, creds: object) -> FcmService:

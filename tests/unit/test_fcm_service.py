@@ -339,3 +339,10 @@ def test_bench_reset_clears_quotas_and_subscriptions(w: World) -> None:
     w.bench.reset()
     assert w.send({"token": tok}).status == 200
     assert w.svc.topics.subscribers("t") == set()
+
+
+def test_rejected_sends_are_journaled_under_their_token(w: World) -> None:
+    tok = w.fleet.fcm_token(w.android())
+    assert w.send({"token": tok, "data": {"from": "x"}}).status == 400
+    [e] = w.bench.journal.query(token=tok)
+    assert (e.status, e.reason, e.message_id) == (400, "INVALID_ARGUMENT", None)
