@@ -28,7 +28,7 @@ from fake_fcm.topics import TopicRegistry
 from pushsim.bench import Bench
 from pushsim.edge.types import ConnInfo, Headers, Reply
 
-from .fcm_topics import IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, failure_for, reply
+from .fcm_topics import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, failure_for, reply
 from .oauth import TOKEN_PATHS, OAuthService
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ class FcmService:
         m = SUBSCRIPTIONS_RE.fullmatch(bare)
         if m is not None:
             return self.topic_api.subscription(m, method, path, headers)
+        if bare.startswith(IID_INFO) and len(bare) > len(IID_INFO):
+            if method != b"GET":
+                return self._reply(errors.method_not_allowed(method.decode("latin-1")))
+            return self.topic_api.info(path, headers)
         return self._reply(errors.not_found_page(text))
 
     _reply = staticmethod(reply)

@@ -31,6 +31,7 @@ JSON = (b"content-type", b"application/json; charset=UTF-8")
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-]{8,}:[A-Za-z0-9_\-]{20,}")
 SUBSCRIPTIONS_RE = re.compile(rb"/v1/projects/([^/?#]+)/registrations/([^/?#]+)/topicSubscriptions(?:/([^/?#]+))?")
 IID_OPS = {b"/iid/v1:batchAdd": "add", b"/iid/v1:batchRemove": "remove"}
+IID_INFO = b"/iid/info/"
 TOPIC_QPS = 3000        # subscription changes per second per project
 
 
@@ -167,7 +168,34 @@ class TopicEndpoints:
         self._journal(now, "iid", b"POST", text, f"/topics/{parsed.topic}", 200, None)
         return Reply(200, [JSON], iid.results_body(results))
 
+    def info(self, path: bytes, headers: Headers) -> Reply:
+        """`GET /iid/info/{token}[?details=true]`: what IID knows of an instance, its topics included."""
+        now = self.bench.now()
+        text = path.decode("latin-1")
+        hmap = dict(headers)
+        grant = self.authority.check(hmap.get(b"authorization"), now) \
+            if hmap.get(b"access_token_auth", b"").lower() == b"true" else None
+        if not isinstance(grant, AccessToken):
+            return self._iid_error(now, text, 401, "Unauthorized", method=b"GET")
+        bare, _, query = text.partition("?")
+        token = unquote(bare[len("/iid/info/"):])
+        who = self.resolver.resolve(token)
+        if isinstance(who, str):
+            return self._iid_error(now, text, 404 if who != "INVALID_ARGUMENT" else 400,
+                                   "No information found about this instance id." if who != "INVALID_ARGUMENT"
+                                   else "InvalidToken", method=b"GET")
+        fleet = self.bench.fleet
+        ios = fleet.platform_of(who) == "ios"
+        app = fleet.app_of(who)
+        doc: dict[str, object] = {"application": app.bundle_id if ios else app.package, "subtype": "",
+                                  "scope": "*", "authorizedEntity": self.project_ids[1],
+                                  "platform": "IOS" if ios else "ANDROID"}
+        if "details=true" in query:
+            doc["rel"] = {"topics": {t: {"addDate": "1970-01-01"} for t in sorted(self.registry.topics_of(who))}}
+        self._journal(now, "iid", b"GET", text, token, 200, None)
+        return Reply(200, [JSON], orjson.dumps(doc))
+
     def _iid_error(self, now: float, path: str, status: int, code: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
-        self._journal(now, "iid", b"POST", path, None, status, code)
+                   extra: list[tuple[bytes, bytes]] | None = None, method: bytes = b"POST") -> Reply:
+        self._journal(now, "iid", method, path, None, status, code)
         return Reply(status, [JSON] + (extra or []), iid.error_body(code))

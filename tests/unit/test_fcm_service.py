@@ -346,3 +346,19 @@ def test_rejected_sends_are_journaled_under_their_token(w: World) -> None:
     assert w.send({"token": tok, "data": {"from": "x"}}).status == 400
     [e] = w.bench.journal.query(token=tok)
     assert (e.status, e.reason, e.message_id) == (400, "INVALID_ARGUMENT", None)
+
+
+def test_iid_info_lists_topics(w: World) -> None:
+    i = w.android(1)
+    tok = w.fleet.fcm_token(i)
+    w.iid("batchAdd", "b", [tok])
+    w.iid("batchAdd", "a", [tok])
+    hdrs = [(b"authorization", f"Bearer {w.token}".encode()), (b"access_token_auth", b"true")]
+    r = w.svc.handle(CONN, b"GET", f"/iid/info/{tok}?details=true".encode(), hdrs, b"")
+    doc = orjson.loads(r.body)
+    assert r.status == 200 and doc["platform"] == "ANDROID" and doc["application"] == "com.example.app"
+    assert list(doc["rel"]["topics"]) == ["a", "b"]
+    assert "rel" not in orjson.loads(w.svc.handle(CONN, b"GET", f"/iid/info/{tok}".encode(), hdrs, b"").body)
+    r = w.svc.handle(CONN, b"GET", f"/iid/info/{w.fleet.codec.fcm_token(9999)}".encode(), hdrs, b"")
+    assert r.status == 404
+    assert w.svc.handle(CONN, b"GET", f"/iid/info/{tok}".encode(), hdrs[:1], b"").status == 401
