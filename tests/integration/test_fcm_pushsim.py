@@ -40,7 +40,8 @@ def admin(sim: Any, path: str) -> Any:
 @pytest.fixture
 def app(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     fcm = sim.endpoints["fcm"]
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.endpoints["ca_file"])
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.endpoints["ca_file"])   # requests (send, token refresh)
+    monkeypatch.setenv("SSL_CERT_FILE", sim.endpoints["ca_file"])        # httpx, read when the app's client is made
     monkeypatch.setattr(messaging._MessagingService, "FCM_URL", fcm["url"] + "/v1/projects/{0}/messages:send")
     a = firebase_admin.initialize_app(credentials.Certificate(fcm["service_account_file"]), name=uuid.uuid4().hex)
     messaging._get_messaging_service(a)._fcm_topic_url = f'{fcm["url"]}/v1/projects/{fcm["project_id"]}/registrations'
@@ -71,3 +72,23 @@ def test_topic_fan_out_seen_through_devices(sim: Any, app: Any) -> None:
     assert sorted(reached) == sorted(chosen)
     with pytest.raises(messaging.UnregisteredError):
         messaging.send(messaging.Message(token=sim.bench.fleet.codec.fcm_token(10**6)), app=app)
+
+
+def test_send_each_async(sim: Any, app: Any) -> None:
+    """The async batch path (httpx, HTTP/2 when ALPN offers it) against the served TLS port."""
+    import asyncio
+
+    fleet = sim.bench.fleet
+    msgs = [messaging.Message(data={"n": str(i)}, token=fleet.fcm_token(i)) for i in range(6)]
+
+    async def go() -> Any:
+        try:
+            return await messaging.send_each_async(msgs, app=app)
+        finally:
+            await messaging._get_messaging_service(app)._async_client.aclose()
+
+    batch = asyncio.run(go())
+    assert batch.success_count == 6
+    seen = [e for e in sim.bench.journal.entries if e.service == "fcm" and e.message_id in
+             {r.message_id for r in batch.responses}]
+    assert len(seen) == 6
