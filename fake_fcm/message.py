@@ -1,0 +1,151 @@
+"""FCM's own checks on a parsed send request, after the proto-JSON layer (schema.py) accepted it.
+
+`validate(body)` returns a `SendRequest` describing what to deliver, or the `FcmFailure` FCM would
+answer. It never raises: any bytes in, one of those two out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .errors import FcmFailure
+from .schema import ParseError, parse_duration, parse_request
+from .topics import Condition, ConditionError, parse_condition, valid_topic
+
+MAX_PAYLOAD = 4096
+MAX_TOPIC_PAYLOAD = 2048
+MAX_TTL = 2_419_200                      # 28 days, also the default
+LABEL_RE = re.compile(r"[a-zA-Z0-9\-_.~%]{1,50}")
+COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
+RESERVED_KEYS = ("from", "gcm")          # plus any key starting with "google"
+
+
+@dataclass(slots=True)
+class SendRequest:
+    validate_only: bool
+    message: dict[str, Any]              # keyed by proto field names
+    target: str                          # "token" | "topic" | "condition" | "fid"
+    value: str                           # the token, topic name, condition text or FID
+    condition: Condition | None
+    ttl: int | None                      # android.ttl in whole seconds (rounded down); None = not given
+    collapse_key: str | None
+    android_priority: str | None         # "HIGH" | "NORMAL" | None (then FCM's default applies)
+    restricted_package: str | None
+    has_notification: bool               # any notification block at all: a user-visible message
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def _size(data: dict[str, str] | None, notification: dict[str, Any] | None) -> int:
+    n = 0
+    for k, v in (data or {}).items():
+        n += len(k.encode()) + len(v.encode())
+    for k, v in (notification or {}).items():
+        if isinstance(v, str):
+            n += len(k.encode()) + len(v.encode())
+    return n
+
+
+def _labels(msg: dict[str, Any]) -> FcmFailure | None:
+    places = []
+    if "fcm_options" in msg:
+        places.append(("message.fcm_options", msg["fcm_options"]))
+    for plat in ("android", "apns", "webpush"):
+        block = msg.get(plat)
+        if block is not None and "fcm_options" in block:
+            places.append((f"message.{plat}.fcm_options", block["fcm_options"]))
+    for path, opts in places:
+        label = opts.get("analytics_label")
+        if label is not None and not LABEL_RE.fullmatch(label):
+            return errors.invalid_argument(f"{path}.analytics_label", "Analytics label must match "
+                                           "[a-zA-Z0-9-_.~%]{1,50}")
+    return None
+
+
+def _check(req: dict[str, Any]) -> SendRequest | FcmFailure:
+    msg = req.get("message")
+    if msg is None:
+        return errors.invalid_argument("message", "Message must be specified")
+    if "token" in msg:            # hot path first: the schema layer already allowed one target at most
+        target = "token"
+    else:
+        target = "topic" if "topic" in msg else "condition" if "condition" in msg else "fid" if "fid" in msg else ""
+    value = msg[target] if target else ""
+    if not value:
+        return errors.invalid_argument("message", "Exactly one of token, topic, condition or fid must be set")
+    cond = None
+    if target == "token":
+        if len(value) > 4096:
+            return errors.invalid_token()
+    elif target == "topic":
+        if not valid_topic(value):
+            return errors.invalid_argument("message.topic", "Invalid topic name")
+    elif target == "condition":
+        try:
+            cond = parse_condition(value)
+        except ConditionError as e:
+            return errors.invalid_argument("message.condition", f"Invalid condition expression provided: {e}")
+    data = msg.get("data")
+    if data:
+        for key in data:
+            if key in RESERVED_KEYS or key.startswith("google"):
+                return errors.invalid_argument("message.data", f"Invalid data payload key: {key}")
+    limit = MAX_PAYLOAD if target == "token" or target == "fid" else MAX_TOPIC_PAYLOAD
+    if (data or "notification" in msg) and _size(data, msg.get("notification")) > limit:
+        return _too_big(limit)
+    android = msg.get("android")
+    ttl = collapse = priority = package = None
+    anote = None
+    if android:
+        adata = android.get("data")
+        if adata:
+            for key in adata:
+                if key in RESERVED_KEYS or key.startswith("google"):
+                    return errors.invalid_argument("message.android.data", f"Invalid data payload key: {key}")
+        if "ttl" in android:
+            secs = parse_duration(android["ttl"])
+            if secs is None or secs < 0 or secs > MAX_TTL:
+                return errors.invalid_argument("message.android.ttl",
+                                               f"TTL must be between 0s and {MAX_TTL}s, got {android['ttl']}")
+            ttl = int(secs)
+        anote = android.get("notification")
+        if anote and "color" in anote and not COLOR_RE.fullmatch(anote["color"]):
+            return errors.invalid_argument("message.android.notification.color",
+                                           "Color must be in the form #RRGGBB")
+        if (adata or anote) and _size(adata, anote) > limit:
+            return _too_big(limit)
+        collapse = android.get("collapse_key") or None
+        priority = android.get("priority")
+        package = android.get("restricted_package_name") or None
+    if "fcm_options" in msg or "apns" in msg or "webpush" in msg or (android and "fcm_options" in android):
+        bad = _labels(msg)
+        if bad is not None:
+            return bad
+    return SendRequest(
+        bool(req.get("validate_only")), msg, target, value, cond, ttl, collapse, priority, package,
+        bool("notification" in msg or anote or ("webpush" in msg and msg["webpush"].get("notification"))
+             or ("apns" in msg and _apns_alert(msg))))
+
+
+def _too_big(limit: int) -> FcmFailure:
+    return errors.invalid_argument("message", f"Message is too big: the payload limit is {limit} bytes",
+                                   message="Message is too big")
+
+
+def _apns_alert(msg: dict[str, Any]) -> bool:
+    aps = ((msg.get("apns") or {}).get("payload") or {}).get("aps")
+    return isinstance(aps, dict) and bool(aps.get("alert"))
+
+
+def validate(body: bytes) -> SendRequest | FcmFailure:
+    try:
+        req = parse_request(body)
+    except ParseError as e:
+        return e.failure
+    except (RecursionError, ValueError, TypeError):
+        # e.g. JSON nested deeper than the decoder allows: the front end calls that a parse error too
+        return errors.parse_error("Invalid JSON payload received. Unexpected token.")
+    return _check(req)
