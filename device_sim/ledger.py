@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 from .notification import Notification, Outcome
 
@@ -22,7 +23,23 @@ class Record:
 class Ledger:
     def __init__(self, record_limit: int = 1_000_000) -> None:
         self.record_limit = record_limit
+        # Observers of settle / re-pend events (e.g. the control API's /events stream). An empty list
+        # keeps the hot path to one truthiness test per transition.
+        self._subscribers: list[Callable[[Record, float | None], None]] = []
         self.reset()
+
+    def subscribe(self, callback: Callable[[Record, float | None], None]) -> Callable[[], None]:
+        """Call `callback(record, at)` after each deliver, drop or re-pend; returns an unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+        return unsubscribe
+
+    def _emit(self, rec: Record, at: float | None) -> None:
+        for cb in tuple(self._subscribers):
+            cb(rec, at)
 
     def reset(self) -> None:
         self.accepted = 0
@@ -64,16 +81,22 @@ class Ledger:
         rec = self._leave_pending(seq)
         rec.reason = reason
         self.pending[reason] += 1
+        if self._subscribers:
+            self._emit(rec, None)
 
     def deliver(self, seq: int, at: float | None = None) -> None:
         rec = self._leave_pending(seq)
         rec.outcome, rec.reason, rec.settled_at = Outcome.DELIVERED, None, at
         self.delivered += 1
+        if self._subscribers:
+            self._emit(rec, at)
 
     def drop(self, seq: int, reason: str, at: float | None = None) -> None:
         rec = self._leave_pending(seq)
         rec.outcome, rec.reason, rec.settled_at = Outcome.DROPPED, reason, at
         self.dropped[reason] += 1
+        if self._subscribers:
+            self._emit(rec, at)
 
     def _forget(self) -> None:
         # Drop the oldest settled records; counters stay exact, only the detail is lost.
