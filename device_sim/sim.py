@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from .android import AndroidPolicy
 from .app import AppModel, Fetcher
@@ -20,7 +20,7 @@ from .fleet import IOS, Fleet
 from .ios import IosPolicy
 from .ledger import Ledger
 from .metrics import Metrics
-from .notification import Notification, Outcome
+from .notification import Notification
 from .params import DAY, SimParams
 from .profile import BUCKETS, STOPPED, FleetMix, canonical_state, mix64, unit
 
@@ -40,6 +40,9 @@ class DeviceSim:
         self._expiry: dict[int, Timer] = {}
         self.events = 0
         self.fetcher: Fetcher | None = None
+        # State changes made from outside (control API, tests), with the ledger position they came
+        # at, so a replay applies them at the same point of the traffic.
+        self.interventions: list[tuple[float, int, int, dict[str, Any]]] = []
         self.driver: LoopDriver | None = None
 
     # the dispatch core's Policy --------------------------------------------------------------------
@@ -173,7 +176,10 @@ class DeviceSim:
     def set_state(self, index: int, **changes: Any) -> Device:
         """Change an install's situation now: app_state, online, low_power, bar, charging, doze,
         bucket, os_version, or open=True (the user launches the app)."""
+        if self.clock.mode != "virtual":
+            self.advance()
         t = self.sched.now
+        self.interventions.append((t, self.ledger._next_seq, index, dict(changes)))
         d = self.device(index, t)
         policy = self.ios if d.ios else self.android
         for key, value in changes.items():
@@ -243,6 +249,7 @@ class DeviceSim:
         self.metrics.reset()
         self.app.latest.clear()
         self.events = 0
+        self.interventions.clear()
         if self.driver is not None:
             self.driver.close()
             self.driver = None
@@ -267,4 +274,3 @@ def outcome_lines(ledger: Ledger) -> list[str]:
     return out
 
 
-__all__ = ["DeviceSim", "outcome_digest", "outcome_lines", "Outcome", "Callable"]
