@@ -201,7 +201,7 @@ class DeviceSim:
                 raise ValueError(f"unknown device setting {key!r}")
         if changes.get("open"):
             self.app.open(d, t)
-        if self.online(d, t) and d.stored_count():
+        if self.online(d, t) and (d.stored_count() or d.deleted_pending):
             self.sched.cancel(d.reconnect_timer)
             self._reconnect(d)
         if d.ios:
