@@ -120,13 +120,13 @@ class IosPolicy:
         if t > d.tokens_t:
             d.tokens = min(p.budget_burst, d.tokens + (t - d.tokens_t) * p.budget_per_hour / 3600.0)
             d.tokens_t = t
-        if t - d.day_start >= DAY:
-            d.day_start += DAY * math.floor((t - d.day_start) / DAY)
+        if t - d.day_start >= DAY - 1e-6:
+            d.day_start += DAY * math.floor((t - d.day_start + 1e-6) / DAY)
             d.day_used = 0
 
     def _take(self, d: Device, t: float) -> bool:
         self._refill(d, t)
-        if d.tokens >= 1.0 and d.day_used < self.p.daily_budget:
+        if d.tokens >= 1.0 - 1e-9 and d.day_used < self.p.daily_budget:   # float refill may land a hair short
             d.tokens -= 1.0
             d.day_used += 1
             return True
@@ -136,7 +136,8 @@ class IosPolicy:
         at = t
         if d.tokens < 1.0:
             rate = self.p.budget_per_hour / 3600.0
-            at = t + (1.0 - d.tokens) / rate if rate > 0 else math.inf
+            # at least a millisecond later: device times near 1.7e9 s cannot tell smaller steps apart
+            at = t + max(0.001, (1.0 - d.tokens) / rate) if rate > 0 else math.inf
         if d.day_used >= self.p.daily_budget:
             at = max(at, d.day_start + DAY)
         return at
