@@ -48,19 +48,16 @@ class AppModel:
     def __init__(self, sim: DeviceSim) -> None:
         self.sim = sim
         self.p = sim.params.app
-        self.latest: dict[int, tuple[int, float]] = {}   # app → (newest content version, published at)
 
     # content versions ------------------------------------------------------------------------
-    def publish(self, n: Notification, app: int, t: float) -> int:
-        """Every push announces content; an explicit `content_version` in the payload wins."""
-        cur, _ = self.latest.get(app, (0, t))
-        v = cur + 1
-        if b"content_version" in n.payload:
-            v = _explicit_version(n.payload, cur)
+    def announce(self, d: Device, n: Notification, t: float) -> None:
+        """A push tells the install newer content exists: the next version, or the payload's
+        explicit `content_version`. Freshness at open = the app made the announced version ready."""
+        cur = d.announced
+        v = _explicit_version(n.payload, cur) if b"content_version" in n.payload else cur + 1
         if v > cur:
-            self.latest[app] = (v, t)
+            d.announced, d.announced_at = v, t
         n.extra["v"] = v
-        return v
 
     # background work ---------------------------------------------------------------------------
     def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
@@ -127,11 +124,10 @@ class AppModel:
         """The user launches the app: record freshness first, then let the OS hand over held pushes."""
         m = self.sim.metrics
         m.opens += 1
-        latest, published = self.latest.get(d.app, (0, t))
-        if d.version >= latest:
+        if d.version >= d.announced:
             m.fresh_opens += 1
         else:
-            m.staleness_seconds += t - published
+            m.staleness_seconds += t - d.announced_at
         if d.ready:
             m.ready_opens += 1
         d.state = FOREGROUND

@@ -14,6 +14,7 @@ class Device:
         "index", "ios", "app", "rng", "p", "state", "forced_online",
         # both platforms
         "reconnect_timer", "open_timer", "session_timer", "version", "version_at", "ready",
+        "announced", "announced_at", "conn_slot", "conn_up",
         # iOS: one held background push (device side) and one stored push (APNs side)
         "held", "held_timer", "stored", "tokens", "tokens_t", "day_start", "day_used",
         # Android: store while offline, Doze deferral, priority accounting
@@ -31,6 +32,10 @@ class Device:
         self.version = 0                 # content version the app has made ready
         self.version_at = 0.0
         self.ready = False
+        self.announced = 0               # newest content version a push told the install about
+        self.announced_at = 0.0
+        self.conn_slot = -1              # memo of the last connectivity slot looked up
+        self.conn_up = True
         self.held: Notification | None = None
         self.held_timer: Timer | None = None
         self.stored: Notification | None = None

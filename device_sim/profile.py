@@ -32,7 +32,12 @@ def mix64(*parts: int) -> int:
 
 
 def unit(*parts: int) -> float:
-    return mix64(*parts) / 18446744073709551616.0
+    """A uniform [0, 1) draw keyed by the parts: Python's (deterministic) tuple hash of ints,
+    then one splitmix64 finalizer round — the hot path (connectivity slots, Doze phases)."""
+    x = (hash(parts) * 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return (x ^ (x >> 31)) / 18446744073709551616.0
 
 
 def canonical_state(name: str) -> str:

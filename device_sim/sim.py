@@ -62,7 +62,7 @@ class DeviceSim:
 
     def arrive(self, n: Notification, t: float) -> None:
         d = self.device(n.install, t)
-        self.app.publish(n, d.app, t)
+        self.app.announce(d, n, t)
         (self.ios if d.ios else self.android).arrive(d, n, t)
 
     def advance(self, t: float | None = None) -> None:
@@ -106,7 +106,10 @@ class DeviceSim:
             return True
         if off >= 1.0:
             return False
-        return unit(self.seed, d.index, 4, int(t // self.params.connectivity_slot)) >= off
+        slot = int(t // self.params.connectivity_slot)
+        if slot != d.conn_slot:
+            d.conn_slot, d.conn_up = slot, unit(self.seed, d.index, 4, slot) >= off
+        return d.conn_up
 
     def next_online(self, d: Device, t: float) -> float | None:
         if d.forced_online is not None or d.p.offline >= 1.0:
@@ -247,7 +250,6 @@ class DeviceSim:
         self.devices.clear()
         self._expiry.clear()
         self.metrics.reset()
-        self.app.latest.clear()
         self.events = 0
         self.interventions.clear()
         if self.driver is not None:
