@@ -14,12 +14,12 @@ class FleetMachine(RuleBasedStateMachine):
         self.b = virtual_bench("ios=2,android=2", seed=11,
                                profile={"ios": {"opens_per_day": 3.0}, "android": {"opens_per_day": 3.0,
                                                                                   "doze": 0.5}},
-                               ios={"budget_burst": 2}, android={"max_pending": 5, "deprioritize_after": 2},
+                               ios={"budget_burst": 2}, android={"max_pending": 3, "deprioritize_after": 2},
                                app={"task_median": 8.0, "task_sigma": 1.0, "failure_rate": 0.1})
         self.sent = 0
 
     @rule(i=st.integers(0, N - 1), kind=st.sampled_from(["quiet", "loud"]), prio=st.sampled_from([5, 10]),
-          exp=st.sampled_from([None, 0.0, 30.0, 3600.0]), key=st.sampled_from([None, "a", "b", "c", "d", "e"]),
+          exp=st.sampled_from([None, 0.0, 30.0, 3600.0]), key=st.sampled_from([None, None, None, "a", "b", "c", "d", "e"]),
           bad=st.booleans())
     def send(self, i, kind, prio, exp, key, bad):
         ios = i < 2
@@ -28,6 +28,12 @@ class FleetMachine(RuleBasedStateMachine):
         push(self.b, i, pt, priority=prio, expiration=None if exp is None else (0.0 if exp == 0 else t + exp),
              collapse_id=key, drop_reason="scripted" if bad and prio == 10 and kind == "quiet" else None)
         self.sent += 1
+
+    @rule(i=st.integers(0, N - 1), k=st.integers(1, 8))
+    def burst(self, i, k):
+        for _ in range(k):
+            push(self.b, i)
+            self.sent += 1
 
     @rule(i=st.integers(0, N - 1), state=st.sampled_from(["foreground", "background", "force_quit"]))
     def app_state(self, i, state):
