@@ -65,22 +65,33 @@ class AppModel:
         sim.metrics.tasks_started += 1
         dur = p.task_median * math.exp(p.task_sigma * r.gauss(0.0, 1.0)) if p.task_sigma else p.task_median
         ok = r.random() >= p.failure_rate
-        task = _Task(d, n.seq, t, window, int(n.extra.get("v", 0)), ok)   # type: ignore[call-overload]
-        url = p.fetch_url or _payload_url(n.payload)
-        if url and sim.fetcher is not None:
-            sim.metrics.fetches += 1
-            limit = min(p.fetch_timeout, window) if window is not None else p.fetch_timeout
-            if window is not None:
-                sim.sched.call_at(t + window, self._deadline, task)
-            sim.fetcher(FetchEffect(url, limit, d.index, n.seq, task.version),
-                        lambda fetched, task=task: self._fetched(task, fetched))
-            return
-        killed = window is not None and dur > window
-        sim.sched.call_at(t + (window if killed else dur), self._end, (task, killed))   # type: ignore[operator]
+        version: int = n.extra.get("v", 0)   # type: ignore[assignment]
+        if sim.fetcher is not None:
+            url = p.fetch_url or (_payload_url(n.payload) if b"fetch_url" in n.payload else None)
+            if url:
+                self._start_fetch(d, n, t, window, version, ok, url)
+                return
+        # the common path: no allocation beyond one tuple and one timer
+        if window is not None and dur > window:
+            sim.sched.call_at(t + window, self._end, (d, t, version, False, True))
+        else:
+            sim.sched.call_at(t + dur, self._end, (d, t, version, ok, False))
 
-    def _end(self, arg: tuple[_Task, bool]) -> None:
-        task, killed = arg
-        self._finish(task, self.sim.sched.now, killed)
+    def _start_fetch(self, d: Device, n: Notification, t: float, window: float | None, version: int,
+                     ok: bool, url: str) -> None:
+        sim, p = self.sim, self.p
+        task = _Task(d, n.seq, t, window, version, ok)
+        sim.metrics.fetches += 1
+        limit = min(p.fetch_timeout, window) if window is not None else p.fetch_timeout
+        if window is not None:
+            sim.sched.call_at(t + window, self._deadline, task)
+        assert sim.fetcher is not None
+        sim.fetcher(FetchEffect(url, limit, d.index, n.seq, version),
+                    lambda fetched, task=task: self._fetched(task, fetched))
+
+    def _end(self, arg: tuple[Device, float, int, bool, bool]) -> None:
+        d, started, version, ok, killed = arg
+        self._settle(d, started, self.sim.sched.now, version, ok, killed)
 
     def _deadline(self, task: _Task) -> None:
         if not task.done:
@@ -97,14 +108,16 @@ class AppModel:
 
     def _finish(self, task: _Task, t: float, killed: bool) -> None:
         task.done = True
-        d = task.dev
-        self.sim.metrics.task_done(t - task.started, task.ok and not killed, killed)
+        self._settle(task.dev, task.started, t, task.version, task.ok, killed)
+
+    def _settle(self, d: Device, started: float, t: float, version: int, ok: bool, killed: bool) -> None:
+        self.sim.metrics.task_done(t - started, ok and not killed, killed)
         if killed:
             self.sim.on_overrun(d)
             d.ready = False
-        elif task.ok:
-            if task.version > d.version:
-                d.version, d.version_at = task.version, t
+        elif ok:
+            if version > d.version:
+                d.version, d.version_at = version, t
             d.ready = True
         else:
             d.ready = False

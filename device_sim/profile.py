@@ -135,5 +135,11 @@ class FleetMix:
         return cls(PlatformMix.from_dict(d.get("ios", {}), DEFAULT_IOS),
                    PlatformMix.from_dict(d.get("android", {}), DEFAULT_ANDROID))
 
-    def profile(self, seed: int, index: int, ios: bool) -> Profile:
-        return (self.ios if ios else self.android).draw(random.Random(mix64(seed, index, 1)))
+    def profile(self, seed: int, index: int, ios: bool, rng: random.Random | None = None) -> Profile:
+        """The install's profile; pass `rng` to keep drawing from the same per-install stream after."""
+        return (self.ios if ios else self.android).draw(rng or install_rng(seed, index))
+
+
+def install_rng(seed: int, index: int) -> random.Random:
+    """The install's own random stream: its profile first, then its app's draws, in event order."""
+    return random.Random(mix64(seed, index, 1))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from typing import Any, Iterable
 
 from .android import AndroidPolicy
@@ -22,7 +21,7 @@ from .ledger import Ledger
 from .metrics import Metrics
 from .notification import Notification
 from .params import DAY, SimParams
-from .profile import BUCKETS, STOPPED, FleetMix, canonical_state, mix64, unit
+from .profile import BUCKETS, STOPPED, FleetMix, canonical_state, install_rng, unit
 
 
 class DeviceSim:
@@ -91,8 +90,8 @@ class DeviceSim:
         if d is None:
             now = self.sched.now if t is None else t
             ios = self.fleet.platform[index] == IOS
-            d = Device(index, ios, self.fleet.app[index], self.mix.profile(self.seed, index, ios),
-                       random.Random(mix64(self.seed, index, 2)), now,
+            rng = install_rng(self.seed, index)
+            d = Device(index, ios, self.fleet.app[index], self.mix.profile(self.seed, index, ios, rng), rng, now,
                        self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
             self.devices[index] = d
             self.app.schedule_open(d, now)
