@@ -1,12 +1,11 @@
 """Mutable per-install state, created only when an install first sees traffic (or a state change)."""
 from __future__ import annotations
 
-import random
 from collections import deque
 
 from .clock import Timer
 from .notification import Notification
-from .profile import Profile
+from .profile import Profile, Stream
 
 
 class Device:
@@ -21,7 +20,7 @@ class Device:
         "stored_list", "collapse", "deleted_pending", "deferred", "window_timer", "hp_times", "quiet_hp",
     )
 
-    def __init__(self, index: int, ios: bool, app: int, profile: Profile, rng: random.Random,
+    def __init__(self, index: int, ios: bool, app: int, profile: Profile, rng: Stream,
                  now: float, burst: float, day_offset: float) -> None:
         self.index, self.ios, self.app, self.p, self.rng = index, ios, app, profile, rng
         self.state = profile.app_state

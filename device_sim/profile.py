@@ -5,7 +5,7 @@ memory until an install receives something, and a replay redraws exactly the sam
 """
 from __future__ import annotations
 
-import random
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,37 @@ def unit(*parts: int) -> float:
     return (x ^ (x >> 31)) / 18446744073709551616.0
 
 
+class Stream:
+    """A per-install random stream in two machine words: draw k is a hash of (key, k).
+
+    random.Random keeps 2.5 KB of Mersenne Twister state; a million active installs can't afford
+    that, and a counter-based stream is also trivially reproducible.
+    """
+    __slots__ = ("key", "n")
+
+    def __init__(self, key: int) -> None:
+        self.key, self.n = key, 0
+
+    def random(self) -> float:
+        self.n += 1
+        return unit(self.key, self.n)
+
+    def gauss(self, mu: float = 0.0, sigma: float = 1.0) -> float:
+        u1 = 1.0 - self.random()         # (0, 1]: log is finite
+        return mu + sigma * math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * self.random())
+
+    def expovariate(self, rate: float) -> float:
+        return -math.log(1.0 - self.random()) / rate
+
+    def randrange(self, n: int) -> int:
+        return min(n - 1, int(self.random() * n))
+
+    def shuffle(self, items: list[Any]) -> None:
+        for i in range(len(items) - 1, 0, -1):
+            j = self.randrange(i + 1)
+            items[i], items[j] = items[j], items[i]
+
+
 def canonical_state(name: str) -> str:
     try:
         return _STATE_ALIASES[name]
@@ -60,7 +91,7 @@ class Profile:
     opens_per_day: float = 0.0
 
 
-def _pick(rng: random.Random, dist: dict[str, float]) -> str:
+def _pick(rng: Stream, dist: dict[str, float]) -> str:
     total = sum(dist.values())
     r = rng.random() * total
     for k, w in dist.items():
@@ -97,7 +128,7 @@ class PlatformMix:
                 raise ValueError(f"unknown standby bucket {b!r}")
         return m
 
-    def draw(self, rng: random.Random) -> Profile:
+    def draw(self, rng: Stream) -> Profile:
         # Always the same number of draws in the same order, so adding a field later at the end
         # leaves earlier fields of every install unchanged.
         return Profile(
@@ -135,11 +166,11 @@ class FleetMix:
         return cls(PlatformMix.from_dict(d.get("ios", {}), DEFAULT_IOS),
                    PlatformMix.from_dict(d.get("android", {}), DEFAULT_ANDROID))
 
-    def profile(self, seed: int, index: int, ios: bool, rng: random.Random | None = None) -> Profile:
+    def profile(self, seed: int, index: int, ios: bool, rng: Stream | None = None) -> Profile:
         """The install's profile; pass `rng` to keep drawing from the same per-install stream after."""
         return (self.ios if ios else self.android).draw(rng or install_rng(seed, index))
 
 
-def install_rng(seed: int, index: int) -> random.Random:
+def install_rng(seed: int, index: int) -> Stream:
     """The install's own random stream: its profile first, then its app's draws, in event order."""
-    return random.Random(mix64(seed, index, 1))
+    return Stream(mix64(seed, index, 1))
