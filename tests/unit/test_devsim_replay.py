@@ -79,20 +79,3 @@ def test_replay_command(tmp_path, capsys):
     assert "DIFFERENT" in capsys.readouterr().out
     args = parser.parse_args(["replay", str(tmp_path / "missing.jsonl")])
     assert args.func(args) == 2
-
-
-def test_run_command_prints_the_funnel_and_digest(capsys):
-    import argparse
-    from pathlib import Path
-
-    from pushsim import cmd_run
-    parser = argparse.ArgumentParser()
-    cmd_run.register(parser.add_subparsers())
-    scen = str(Path(__file__).resolve().parents[2] / "scenarios" / "ios-silent-hourly.toml")
-    for _ in range(2):
-        args = parser.parse_args(["run", scen, "--seed", "2"])
-        assert args.func(args) == 0
-    first, second = (
-        [line for line in run.splitlines() if not line.strip().startswith("events")]
-        for run in capsys.readouterr().out.split("scenario ")[1:])
-    assert first[-1].startswith("digest ") and first == second
