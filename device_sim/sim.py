@@ -217,6 +217,7 @@ class DeviceSim:
 
     def describe(self, index: int) -> dict[str, object]:
         """The install's OS-side state, for `/devices/{token}`."""
+        self._catch_up()
         d = self.devices.get(index)
         if d is None:
             ios = self.fleet.platform[index] == IOS
@@ -237,7 +238,13 @@ class DeviceSim:
             out["budget_used_24h"] = d.day_used
         return out
 
+    def _catch_up(self) -> None:
+        # Real/scaled time without a running loop (a synchronous caller): fire what is due now.
+        if self.driver is None and self.clock.mode != "virtual":
+            self.advance()
+
     def stats(self) -> dict[str, object]:
+        self._catch_up()
         out = self.metrics.as_dict(self.ledger)
         out["events"] = self.events + self.sched.fired
         out["active_installs"] = len(self.devices)

@@ -79,3 +79,16 @@ def test_replay_command(tmp_path, capsys):
     assert "DIFFERENT" in capsys.readouterr().out
     args = parser.parse_args(["replay", str(tmp_path / "missing.jsonl")])
     assert args.func(args) == 2
+
+
+def test_a_synchronous_caller_on_the_real_clock_sees_due_timers_fire_on_stats():
+    wall = [1_700_000_000.0]
+    b = Bench(Config(devices="ios=1", seed=0, clock="real"), now=lambda: wall[0])
+    b.sim.set_state(0, app_state="background", online=True, low_power=False, bar=True)
+    notes = []
+    for k in range(5):
+        notes.append(Notification("apns", "t", 0, f"m{k}", wall[0], "background", 5, b"{}"))
+        b.dispatcher.submit(notes[-1])
+    assert b.ledger.pending == {"held-budget": 1}
+    wall[0] += 1300                                   # one budget token later, no traffic, no loop
+    assert b.stats()["funnel"]["pending"] == {}
