@@ -157,3 +157,26 @@ class _Traffic:
             submit(n)      # the ledger keeps the note for export; no journal entry in scenario runs
         self.k += 1
         b.sched.call_at(t + self._gap(), self._tick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m device_sim.scenario SCENARIO [--seed S] [--json]` (also `pushsim run --mode virtual`)."""
+    import argparse
+    import json
+    import sys
+    ap = argparse.ArgumentParser(prog="python -m device_sim.scenario")
+    ap.add_argument("scenario")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        s = run_virtual(args.scenario, args.seed)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"{args.scenario}: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(s.to_json(), indent=2, sort_keys=True) if args.json else s.format())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

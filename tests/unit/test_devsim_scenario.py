@@ -54,3 +54,15 @@ def test_bad_scenarios_are_rejected_with_a_message():
         run_virtual({"ios": {"budget_per_day": 3}}, 0)
     with pytest.raises(ValueError, match="unknown app state"):
         run_virtual({"profile": {"ios": {"app_state": {"sleeping": 1.0}}}}, 0)
+
+
+def test_module_command_prints_the_same_digest_twice_and_rejects_bad_files(capsys, tmp_path):
+    from device_sim.scenario import main
+    path = str(SCENARIOS / "ios-silent-hourly.toml")
+    assert main([path, "--seed", "3"]) == 0 and main([path, "--seed", "3"]) == 0
+    digests = [line for line in capsys.readouterr().out.splitlines() if line.startswith("digest ")]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("duration = [")
+    assert main([str(bad)]) == 2
+    assert main([str(tmp_path / "missing.toml")]) == 2
