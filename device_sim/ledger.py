@@ -71,9 +71,13 @@ class Ledger:
         rec = self.records[seq]
         if rec.outcome is not Outcome.PENDING:
             raise ValueError(f"notification {seq} already {rec.outcome.value}")
-        self.pending[rec.reason or ""] -= 1
-        if not self.pending[rec.reason or ""]:
-            del self.pending[rec.reason or ""]
+        # Plain dict operations: Counter's own __delitem__ is Python code, and this runs per settle.
+        key, pending = rec.reason or "", self.pending
+        left = pending[key] - 1
+        if left:
+            pending[key] = left
+        else:
+            dict.__delitem__(pending, key)
         return rec
 
     def repend(self, seq: int, reason: str) -> None:

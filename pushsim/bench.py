@@ -4,29 +4,54 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from device_sim.dispatch import DeliverAtOnce, Dispatcher
+from device_sim.clock import Scheduler, parse_clock
+from device_sim.dispatch import Dispatcher
 from device_sim.fleet import App, Fleet, parse_device_mix
 from device_sim.journal import Journal
 from device_sim.ledger import Ledger
+from device_sim.params import SimParams
+from device_sim.profile import FleetMix
+from device_sim.scenario import sim_settings
+from device_sim.sim import DeviceSim
 
 from .config import Config
+
+VIRTUAL_EPOCH = 1_700_000_000.0   # where virtual time starts unless told otherwise
 
 
 class Bench:
     def __init__(self, config: Config, *, schedule: Callable[[Callable[[], None]], object] | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time,
+                 settings: tuple[SimParams, FleetMix] | None = None) -> None:
         self.config = config
-        self.now = now                      # protocol (wall) time: JWT iat, apns-expiration, journal
+        self.sched = Scheduler()
+        self.clock = parse_clock(config.clock, self.sched, now)
+        if self.clock.mode == "virtual":
+            self.sched.now = float(config.extra.get("start", VIRTUAL_EPOCH))
+        else:
+            self.sched.now = self.clock.device_now()
+        self.now = self.clock.wall          # protocol time: JWT iat, apns-expiration, journal
         self._schedule = schedule
         self.fleet = Fleet(seed=config.seed, apps=(App(config.bundle_id, config.bundle_id),),
                            environment=config.environment)
         self.fleet.populate(parse_device_mix(config.devices))
         self.ledger = Ledger()
         self.journal = Journal()
-        self.dispatcher = Dispatcher(self.ledger, DeliverAtOnce(self.ledger, now), schedule)
+        # OS/app rules and fleet distributions: given, or from a scenario file (PUSHSIM_EXTRA-style).
+        params, mix = settings or sim_settings(config.extra.get("scenario"))
+        self.sim = DeviceSim(self.fleet, self.ledger, self.clock, self.sched, params, mix, seed=config.seed)
+        if self.clock.mode != "virtual":
+            from .app_fetch import AppFetcher   # real HTTP only when time is real
+            self.sim.fetcher = AppFetcher()
+        self.dispatcher = Dispatcher(self.ledger, self.sim, schedule)
+
+    def stats(self) -> dict[str, object]:
+        """The funnel plus device metrics (receipt rate, background success, durations, freshness)."""
+        return self.sim.stats()
 
     def reset(self) -> None:
         """Forget traffic (journal, ledger, per-install history); keep the fleet and credentials."""
         self.ledger.reset()
         self.journal.reset()
         self.fleet.uninstalled.clear()
+        self.sim.reset()

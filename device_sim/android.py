@@ -1,0 +1,180 @@
+"""Android/FCM delivery rules (reference/fcm.md §5), as decisions on device state.
+
+FCM side while offline: up to 100 non-collapsible messages (one more and all are discarded, and
+the app gets onDeletedMessages on reconnect), at most 4 collapse keys, TTL expiry, `ttl` 0 =
+now or never; stored messages arrive on reconnect in no particular order. Device side: normal
+priority waits for a Doze maintenance window; high priority is capped per standby bucket on
+Android 12 and below, and demoted when the app's high-priority data messages never show a
+notification (7-day window); force-stopped apps get nothing; onMessageReceived has 10 s.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .device import Device
+from .notification import Notification
+from .params import DAY
+from .profile import FOREGROUND, NEVER, STOPPED, unit
+
+if TYPE_CHECKING:
+    from .sim import DeviceSim
+
+
+class AndroidPolicy:
+    def __init__(self, sim: DeviceSim) -> None:
+        self.sim = sim
+        self.p = sim.params.android
+
+    # FCM store while offline ----------------------------------------------------------------------
+    def arrive(self, d: Device, n: Notification, t: float) -> None:
+        sim, p = self.sim, self.p
+        if n.drop_reason:
+            sim.drop(n, n.drop_reason, t)
+            return
+        if d.state == STOPPED:
+            sim.drop(n, "force-stopped", t)
+            return
+        if d.state == NEVER:
+            sim.drop(n, "never-launched", t)
+            return
+        if sim.online(d, t):
+            self.route(d, n, t)
+            return
+        if n.expiration == 0.0:
+            sim.drop(n, "ttl-zero", t)
+            return
+        sim.repend(n, "stored-offline")
+        sim.expire_at(n, d, sim.expiry_time(n, t, p.store_max))
+        key = n.collapse_id
+        if key is not None:
+            old = d.collapse.pop(key, None)
+            if old is not None:
+                sim.drop(old, "collapsed", t)
+            elif len(d.collapse) >= p.max_collapse_keys:
+                # FCM keeps four keys "with no guarantee which"; a seeded pick stands in for it.
+                victim = sorted(d.collapse)[d.rng.randrange(len(d.collapse))]
+                sim.drop(d.collapse.pop(victim), "collapse-key-limit", t)
+            d.collapse[key] = n
+        else:
+            d.stored_list.append(n)
+            if len(d.stored_list) > p.max_pending:
+                for m in d.stored_list:
+                    sim.drop(m, "too-many-pending", t)
+                d.stored_list.clear()
+                d.deleted_pending = True
+                sim.metrics.overflows += 1
+        sim.ensure_reconnect(d, t)
+
+    def reconnect(self, d: Device, t: float) -> None:
+        if d.deleted_pending:
+            d.deleted_pending = False
+            self.sim.metrics.deleted_messages_events += 1
+        msgs = d.stored_list + list(d.collapse.values())
+        d.stored_list, d.collapse = [], {}
+        d.rng.shuffle(msgs)            # FCM does not guarantee order; seeded so replays agree
+        for m in msgs:
+            self.sim.cancel_expiry(m)
+            self.route(d, m, t)
+
+    def expire(self, d: Device, n: Notification, t: float) -> None:
+        if n.collapse_id is not None and d.collapse.get(n.collapse_id) is n:
+            del d.collapse[n.collapse_id]
+        elif n in d.stored_list:
+            d.stored_list.remove(n)
+        elif n in d.deferred:
+            d.deferred.remove(n)
+        else:
+            return
+        self.sim.drop(n, "ttl-expired", t)
+
+    # the device ---------------------------------------------------------------------------------------
+    def route(self, d: Device, n: Notification, t: float) -> None:
+        high = n.priority >= 10 and self._stays_high(d, t)
+        if not high and self.dozing(d, t):
+            if n.expiration == 0.0:
+                self.sim.drop(n, "ttl-zero", t)
+                return
+            d.deferred.append(n)
+            self.sim.metrics.doze_deferred += 1
+            self.sim.repend(n, "deferred-doze")
+            self.sim.expire_at(n, d, self.sim.expiry_time(n, t, self.p.store_max))
+            if not self.sim.sched.active(d.window_timer):
+                d.window_timer = self.sim.sched.call_at(self.next_window(d, t), self._window, d)
+            return
+        self._deliver(d, n, t, high)
+
+    def _stays_high(self, d: Device, t: float) -> bool:
+        p, m = self.p, self.sim.metrics
+        q = d.quiet_hp
+        if q:
+            while q and q[0] <= t - p.deprioritize_window:
+                q.popleft()
+            if len(q) >= p.deprioritize_after:
+                m.deprioritized += 1
+                return False
+        cap = p.bucket_caps.get(d.p.bucket)
+        if cap is not None and d.p.os_version <= p.bucket_cap_max_os and not d.p.charging:
+            h = d.hp_times
+            if h is None:
+                h = d.hp_times = deque()
+            while h and h[0] <= t - DAY:
+                h.popleft()
+            if len(h) >= cap:
+                m.bucket_capped += 1
+                return False
+        return True
+
+    def _deliver(self, d: Device, n: Notification, t: float, high: bool) -> None:
+        sim = self.sim
+        sim.deliver(n, t)
+        if high and d.hp_times is not None:
+            d.hp_times.append(t)
+        if n.push_type == "notification" and d.state != FOREGROUND:
+            sim.metrics.notifications_shown += 1      # the system tray shows it; no app code runs
+            return
+        if high and n.push_type != "notification" and d.rng.random() >= sim.params.app.data_shows_notification:
+            if d.quiet_hp is None:
+                d.quiet_hp = deque()
+            d.quiet_hp.append(t)
+        sim.app.run_task(d, n, t, self.p.handler_window)
+
+    # Doze -------------------------------------------------------------------------------------------
+    def _phase(self, d: Device) -> float:
+        return unit(self.sim.seed, d.index, 5) * self.p.doze_interval
+
+    def dozing(self, d: Device, t: float) -> bool:
+        if not d.p.doze or d.p.charging or d.state == FOREGROUND:
+            return False
+        return (t + self._phase(d)) % self.p.doze_interval >= self.p.doze_window
+
+    def next_window(self, d: Device, t: float) -> float:
+        iv = self.p.doze_interval
+        return t + (iv - (t + self._phase(d)) % iv)
+
+    def _window(self, d: Device) -> None:
+        d.window_timer = None
+        self.flush_deferred(d, self.sim.sched.now)
+
+    def flush_deferred(self, d: Device, t: float) -> None:
+        msgs, d.deferred = d.deferred, []
+        self.sim.sched.cancel(d.window_timer)
+        d.window_timer = None
+        d.rng.shuffle(msgs)
+        for m in msgs:
+            self.sim.cancel_expiry(m)
+            self._deliver(d, m, t, False)
+
+    # user actions -----------------------------------------------------------------------------------
+    def on_open(self, d: Device, t: float) -> None:
+        self.flush_deferred(d, t)     # the screen comes on: the device leaves Doze
+
+    def on_overrun(self, d: Device) -> None:
+        pass                          # Android kills the handler; no budget to shrink
+
+    def on_stop(self, d: Device, t: float) -> None:
+        for m in d.deferred:
+            self.sim.cancel_expiry(m)
+            self.sim.drop(m, "force-stopped", t)
+        d.deferred = []
+        self.sim.sched.cancel(d.window_timer)

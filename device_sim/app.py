@@ -1,0 +1,182 @@
+"""The simulated app: background work under the OS window, content versions, user opens.
+
+The optional "make-ready" fetch is a sans-IO effect: the sim emits a `FetchEffect`, an I/O adapter
+(pushsim/app_fetch.py) performs the HTTP request and calls `fetch_done`. Under the virtual clock
+there is no network and the fetch's duration comes from the task distribution.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import orjson
+
+from .device import Device
+from .notification import Notification
+from .params import DAY
+from .profile import BACKGROUND, FOREGROUND
+
+if TYPE_CHECKING:
+    from .sim import DeviceSim
+
+
+@dataclass(slots=True)
+class FetchEffect:
+    url: str
+    timeout: float
+    install: int
+    seq: int
+    version: int
+
+
+@dataclass(slots=True)
+class _Task:
+    dev: Device
+    seq: int
+    started: float
+    window: float | None
+    version: int
+    ok: bool
+    done: bool = False
+
+
+Fetcher = Callable[[FetchEffect, Callable[[bool], None]], None]
+
+
+class AppModel:
+    def __init__(self, sim: DeviceSim) -> None:
+        self.sim = sim
+        self.p = sim.params.app
+
+    # content versions ------------------------------------------------------------------------
+    def announce(self, d: Device, n: Notification, t: float) -> None:
+        """A push tells the install newer content exists: the next version, or the payload's
+        explicit `content_version`. Freshness at open = the app made the announced version ready."""
+        cur = d.announced
+        v = _explicit_version(n.payload, cur) if b"content_version" in n.payload else cur + 1
+        if v > cur:
+            d.announced, d.announced_at = v, t
+        n.extra["v"] = v
+
+    # background work ---------------------------------------------------------------------------
+    def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
+        sim, p, r = self.sim, self.p, d.rng
+        sim.metrics.tasks_started += 1
+        dur = p.task_median * math.exp(p.task_sigma * r.gauss(0.0, 1.0)) if p.task_sigma else p.task_median
+        ok = r.random() >= p.failure_rate
+        version: int = n.extra.get("v", 0)   # type: ignore[assignment]
+        if sim.fetcher is not None:
+            url = p.fetch_url or (_payload_url(n.payload) if b"fetch_url" in n.payload else None)
+            if url:
+                self._start_fetch(d, n, t, window, version, ok, url)
+                return
+        # the common path: no allocation beyond one tuple and one timer
+        if window is not None and dur > window:
+            sim.sched.call_at(t + window, self._end, (d, t, version, False, True))
+        else:
+            sim.sched.call_at(t + dur, self._end, (d, t, version, ok, False))
+
+    def _start_fetch(self, d: Device, n: Notification, t: float, window: float | None, version: int,
+                     ok: bool, url: str) -> None:
+        sim, p = self.sim, self.p
+        task = _Task(d, n.seq, t, window, version, ok)
+        sim.metrics.fetches += 1
+        limit = min(p.fetch_timeout, window) if window is not None else p.fetch_timeout
+        if window is not None:
+            sim.sched.call_at(t + window, self._deadline, task)
+        assert sim.fetcher is not None
+        sim.fetcher(FetchEffect(url, limit, d.index, n.seq, version),
+                    lambda fetched, task=task: self._fetched(task, fetched))
+
+    def _end(self, arg: tuple[Device, float, int, bool, bool]) -> None:
+        d, started, version, ok, killed = arg
+        self._settle(d, started, self.sim.sched.now, version, ok, killed)
+
+    def _deadline(self, task: _Task) -> None:
+        if not task.done:
+            self._finish(task, self.sim.sched.now, True)
+
+    def _fetched(self, task: _Task, fetched: bool) -> None:
+        if task.done:
+            return   # the OS already killed the task; a late response changes nothing
+        if not fetched:
+            self.sim.metrics.fetch_errors += 1
+            task.ok = False
+        self.sim.advance()
+        self._finish(task, self.sim.sched.now, False)
+
+    def _finish(self, task: _Task, t: float, killed: bool) -> None:
+        task.done = True
+        self._settle(task.dev, task.started, t, task.version, task.ok, killed)
+
+    def _settle(self, d: Device, started: float, t: float, version: int, ok: bool, killed: bool) -> None:
+        self.sim.metrics.task_done(t - started, ok and not killed, killed)
+        if killed:
+            self.sim.on_overrun(d)
+            d.ready = False
+        elif ok:
+            if version > d.version:
+                d.version, d.version_at = version, t
+            d.ready = True
+        else:
+            d.ready = False
+
+    # user opens ----------------------------------------------------------------------------------
+    def schedule_open(self, d: Device, t: float) -> None:
+        rate = d.p.opens_per_day
+        if rate > 0:
+            d.open_timer = self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_timer, d)
+
+    def _open_timer(self, d: Device) -> None:
+        t = self.sim.sched.now
+        self.open(d, t)
+        self.schedule_open(d, t)
+
+    def open(self, d: Device, t: float) -> None:
+        """The user launches the app: record freshness first, then let the OS hand over held pushes."""
+        m = self.sim.metrics
+        m.opens += 1
+        if d.version >= d.announced:
+            m.fresh_opens += 1
+        else:
+            m.staleness_seconds += t - d.announced_at
+        if d.ready:
+            m.ready_opens += 1
+        d.state = FOREGROUND
+        self.sim.sched.cancel(d.session_timer)
+        d.session_timer = self.sim.sched.call_at(t + self.p.session, self._session_end, d)
+        self.sim.on_open(d, t)
+
+    def _session_end(self, d: Device) -> None:
+        if d.state == FOREGROUND:
+            d.state = BACKGROUND
+
+
+def _explicit_version(payload: bytes, cur: int) -> int:
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return cur + 1
+    for scope in (doc, doc.get("data") if isinstance(doc, dict) else None,
+                  (doc.get("message") or {}).get("data") if isinstance(doc, dict) else None):
+        if isinstance(scope, dict) and "content_version" in scope:
+            try:
+                return int(scope["content_version"])
+            except (TypeError, ValueError):
+                return cur + 1
+    return cur + 1
+
+
+def _payload_url(payload: bytes) -> str | None:
+    if b"fetch_url" not in payload:
+        return None
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    for scope in (doc, doc.get("data") if isinstance(doc, dict) else None,
+                  (doc.get("message") or {}).get("data") if isinstance(doc, dict) else None):
+        if isinstance(scope, dict) and isinstance(scope.get("fetch_url"), str):
+            return scope["fetch_url"]
+    return None

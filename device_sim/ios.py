@@ -1,0 +1,160 @@
+"""iOS delivery rules (reference/apns.md §3 and store-and-forward), as decisions on device state.
+
+APNs side: an offline device gets at most one stored push per app, kept until `apns-expiration`
+(0 = one attempt, never stored). Device side: background pushes spend a per-app token budget and a
+device-wide 24 h budget; a push that cannot be delivered is held, and only the newest held push
+survives; a force-quit app gets no background pushes; a held push is delivered at app launch;
+Low Power Mode and Background App Refresh off hold background pushes; the app has 30 s.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from .device import Device
+from .notification import Notification
+from .params import DAY
+from .profile import FOREGROUND, NEVER, STOPPED
+
+if TYPE_CHECKING:
+    from .sim import DeviceSim
+
+
+class IosPolicy:
+    def __init__(self, sim: DeviceSim) -> None:
+        self.sim = sim
+        self.p = sim.params.ios
+
+    # APNs store-and-forward --------------------------------------------------------------------
+    def arrive(self, d: Device, n: Notification, t: float) -> None:
+        sim = self.sim
+        if sim.online(d, t):
+            self.receive(d, n, t)
+            return
+        if n.expiration == 0.0:
+            sim.drop(n, "expired", t)          # one attempt, the device is not there, no storage
+            return
+        if d.stored is not None:
+            sim.drop(d.stored, "superseded", t)
+        d.stored = n
+        sim.repend(n, "stored-offline")
+        sim.expire_at(n, d, sim.expiry_time(n, t, self.p.store_max))
+        sim.ensure_reconnect(d, t)
+
+    def reconnect(self, d: Device, t: float) -> None:
+        n, d.stored = d.stored, None
+        if n is not None:
+            self.sim.cancel_expiry(n)
+            self.receive(d, n, t)
+
+    def expire(self, d: Device, n: Notification, t: float) -> None:
+        if d.stored is n:
+            d.stored = None
+            self.sim.drop(n, "expired", t)
+
+    # the device ------------------------------------------------------------------------------------
+    def receive(self, d: Device, n: Notification, t: float) -> None:
+        sim = self.sim
+        if n.drop_reason:
+            sim.drop(n, n.drop_reason, t)
+            return
+        if d.state == NEVER:
+            sim.drop(n, "never-launched", t)
+            return
+        if n.push_type != "background":
+            # Alerts and the other push types are handled by the system, outside the background budget.
+            sim.deliver(n, t)
+            if n.push_type == "alert":
+                sim.metrics.alerts_shown += 1
+            return
+        if d.state == STOPPED:
+            sim.drop(n, "force-quit", t)
+            return
+        if d.state == FOREGROUND:
+            sim.deliver(n, t)
+            sim.app.run_task(d, n, t, None)
+            return
+        if not self.p.throttle:
+            self._wake(d, n, t)
+            return
+        if d.held is not None:
+            sim.drop(d.held, "coalesced", t)
+        d.held = n
+        sim.repend(n, "held")
+        self.try_release(d, t)
+
+    def _wake(self, d: Device, n: Notification, t: float) -> None:
+        self.sim.deliver(n, t)
+        self.sim.app.run_task(d, n, t, self.p.background_window)
+
+    def try_release(self, d: Device, t: float) -> None:
+        """Deliver the held push if power settings and the budgets allow, else say why it waits."""
+        n = d.held
+        if n is None:
+            return
+        sim = self.sim
+        if d.p.low_power:
+            sim.repend(n, "held-low-power")
+        elif not d.p.bar:
+            sim.repend(n, "held-background-refresh-off")
+        elif self._take(d, t):
+            d.held = None
+            sim.sched.cancel(d.held_timer)
+            self._wake(d, n, t)
+        else:
+            sim.repend(n, "held-budget")
+            at = self._next_budget(d, t)
+            if math.isinf(at):
+                return
+            if not (sim.sched.active(d.held_timer) and d.held_timer[0] <= at):   # type: ignore[index]
+                sim.sched.cancel(d.held_timer)
+                d.held_timer = sim.sched.call_at(at, self._release_timer, d)
+
+    def _release_timer(self, d: Device) -> None:
+        d.held_timer = None
+        self.try_release(d, self.sim.sched.now)
+
+    # budgets ------------------------------------------------------------------------------------------
+    def _refill(self, d: Device, t: float) -> None:
+        p = self.p
+        if t > d.tokens_t:
+            d.tokens = min(p.budget_burst, d.tokens + (t - d.tokens_t) * p.budget_per_hour / 3600.0)
+            d.tokens_t = t
+        if t - d.day_start >= DAY - 1e-6:
+            d.day_start += DAY * math.floor((t - d.day_start + 1e-6) / DAY)
+            d.day_used = 0
+
+    def _take(self, d: Device, t: float) -> bool:
+        self._refill(d, t)
+        if d.tokens >= 1.0 - 1e-9 and d.day_used < self.p.daily_budget:   # float refill may land a hair short
+            d.tokens -= 1.0
+            d.day_used += 1
+            return True
+        return False
+
+    def _next_budget(self, d: Device, t: float) -> float:
+        at = t
+        if d.tokens < 1.0:
+            rate = self.p.budget_per_hour / 3600.0
+            # at least a millisecond later: device times near 1.7e9 s cannot tell smaller steps apart
+            at = t + max(0.001, (1.0 - d.tokens) / rate) if rate > 0 else math.inf
+        if d.day_used >= self.p.daily_budget:
+            at = max(at, d.day_start + DAY)
+        return at
+
+    def on_overrun(self, d: Device) -> None:
+        d.tokens -= self.p.overrun_penalty    # iOS gives apps that overrun fewer future wakes
+
+    # user actions ---------------------------------------------------------------------------------
+    def on_open(self, d: Device, t: float) -> None:
+        n, d.held = d.held, None
+        if n is not None:
+            self.sim.sched.cancel(d.held_timer)
+            self.sim.deliver(n, t)
+            self.sim.app.run_task(d, n, t, None)
+
+    def on_stop(self, d: Device, t: float) -> None:
+        n, d.held = d.held, None
+        if n is not None:
+            self.sim.sched.cancel(d.held_timer)
+            self.sim.drop(n, "force-quit", t)

@@ -1,0 +1,167 @@
+"""Journal export and replay: re-run a live session's accepted notifications in virtual time.
+
+The export is JSONL: a header (seed, fleet, rule settings, the device time of the export and the
+outcome digest at that moment), then every state change made from outside, then one line per
+accepted notification with its arrival time on the device clock. Replaying it with the same seed
+re-creates every install from (seed, index) and makes every decision again; since a live run's
+timers fire at their logical deadlines, the replay's digest equals the live one.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import orjson
+
+from .fleet import PLATFORM_NAMES, App
+from .ledger import Record
+from .notification import Notification
+from .params import SimParams
+from .profile import FleetMix
+from .sim import outcome_digest
+
+if TYPE_CHECKING:
+    from pushsim.bench import Bench
+
+FORMAT = "pushsim-journal/1"
+
+
+def _runs(values: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return out
+
+
+def export_jsonl(bench: Bench) -> Iterator[str]:
+    """The bench's accepted notifications as JSONL lines (each ends with a newline), for replay."""
+    sim, ledger, fleet, clock = bench.sim, bench.ledger, bench.fleet, bench.clock
+    if clock.mode != "virtual":
+        sim.advance()
+    cfg = bench.config
+    header = {
+        "type": "header", "format": FORMAT, "seed": cfg.seed, "clock": clock.spec(),
+        "now": sim.sched.now, "digest": outcome_digest(ledger), "complete": ledger.forgotten == 0,
+        "accepted": ledger.accepted, "environment": cfg.environment,
+        "apps": [[a.bundle_id, a.package] for a in fleet.apps],
+        "platforms": _runs(fleet.platform), "app_of": _runs(fleet.app), "env_of": _runs(fleet.env),
+        "params": sim.params.to_dict(), "mix": asdict(sim.mix),
+    }
+    yield orjson.dumps(header).decode() + "\n"
+    for t, pos, index, changes in sim.interventions:
+        yield orjson.dumps({"type": "state", "t": t, "pos": pos, "install": index, "set": changes}).decode() + "\n"
+    for seq in sorted(ledger.records):
+        n = ledger.records[seq].note
+        exp = n.expiration
+        yield orjson.dumps({
+            "type": "accepted", "seq": seq, "service": n.service, "token": n.token, "install": n.install,
+            "message_id": n.message_id, "t": n.received_at,
+            "at": n.extra.get("at", clock.device(n.received_at)),
+            "push_type": n.push_type, "priority": n.priority,
+            "expiration": exp, "exp_at": exp if exp in (None, 0.0) else clock.device(exp),
+            "collapse_id": n.collapse_id, "content_available": n.content_available,
+            "drop_reason": n.drop_reason, "payload": base64.b64encode(n.payload).decode(),
+        }).decode() + "\n"
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    digest: str
+    live_digest: str | None
+    complete: bool
+    funnel: dict[str, object]
+    metrics: dict[str, object]
+    notifications: int
+    wall_seconds: float
+    trace: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def matches(self) -> bool:
+        return self.live_digest is not None and self.digest == self.live_digest
+
+    def to_json(self) -> dict[str, object]:
+        return {"digest": self.digest, "live_digest": self.live_digest, "matches": self.matches,
+                "complete": self.complete, "notifications": self.notifications, "funnel": self.funnel,
+                "metrics": self.metrics, "wall_seconds": round(self.wall_seconds, 4), "trace": self.trace}
+
+
+def _mix_from(d: dict[str, Any]) -> FleetMix:
+    return FleetMix.from_dict({k: v for k, v in d.items()})
+
+
+def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = None) -> ReplayResult:
+    """Re-run an exported journal in virtual time; `trace` = a seq whose every transition to record."""
+    from pushsim.bench import Bench      # the same world the live run used, on the virtual clock
+    from pushsim.config import Config
+
+    header: dict[str, Any] | None = None
+    states: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        doc = orjson.loads(line)
+        kind = doc.get("type")
+        if kind == "header":
+            header = doc
+        elif kind == "state":
+            states.append(doc)
+        elif kind == "accepted":
+            notes.append(doc)
+    if header is None or header.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} export (no header line)")
+    seed = int(header["seed"]) if seed is None else seed
+    first = min([n["at"] for n in notes] + [s["t"] for s in states] + [float(header["now"])])
+    apps = header.get("apps") or [["com.example.app", "com.example.app"]]
+    cfg = Config(devices="0", seed=seed, clock="virtual", environment=header.get("environment", "sandbox"),
+                 bundle_id=apps[0][0], extra={"start": repr(first)})
+    bench = Bench(cfg, settings=(SimParams.from_dict(header["params"]), _mix_from(header["mix"])))
+    fleet = bench.fleet
+    for a in apps[1:]:
+        fleet.add_app(App(a[0], a[1]))
+    envs = [e for e, c in header["env_of"] for _ in range(c)]
+    app_of = [a for a, c in header["app_of"] for _ in range(c)]
+    i = 0
+    for platform, count in header["platforms"]:
+        for _ in range(count):
+            fleet.add(PLATFORM_NAMES[platform], app=app_of[i], environment=("sandbox", "production")[envs[i]])
+            i += 1
+
+    steps: list[dict[str, object]] = []
+    if trace is not None:
+        def on_event(rec: Record, at: float | None) -> None:
+            if rec.note.seq == trace:
+                steps.append({"t": bench.sched.now, "outcome": rec.outcome.value, "reason": rec.reason})
+        bench.ledger.subscribe(on_event)
+
+    sim, sched = bench.sim, bench.sched
+    states.sort(key=lambda s: (s["pos"], s["t"]))
+    notes.sort(key=lambda n: n["seq"])
+    k = 0
+    t0 = time.perf_counter()
+    for nd in notes:
+        while k < len(states) and states[k]["pos"] <= bench.ledger.accepted:
+            sched.run_until(states[k]["t"])
+            sim.set_state(int(states[k]["install"]), **states[k]["set"])
+            k += 1
+        n = Notification(nd["service"], nd["token"], int(nd["install"]), nd["message_id"], float(nd["at"]),
+                         nd["push_type"], int(nd["priority"]), base64.b64decode(nd["payload"]),
+                         expiration=nd["exp_at"], collapse_id=nd["collapse_id"],
+                         content_available=bool(nd["content_available"]), drop_reason=nd["drop_reason"])
+        bench.dispatcher.submit(n)
+        if trace is not None and n.seq == trace:
+            steps.insert(0, {"t": n.received_at, "outcome": "pending", "reason": "queued",
+                             "message_id": n.message_id, "install": n.install})
+    for s in states[k:]:
+        sched.run_until(s["t"])
+        sim.set_state(int(s["install"]), **s["set"])
+    sched.run_until(float(header["now"]))
+    wall = time.perf_counter() - t0
+    bench.ledger.check()
+    return ReplayResult(outcome_digest(bench.ledger), header.get("digest"), bool(header.get("complete", True)),
+                        bench.ledger.stats(), sim.stats(), len(notes), wall, steps)
