@@ -21,7 +21,7 @@ class ErrorBuilders:
     apns_status: Callable[[str], int | None]                          # reason → its real status, None if unknown
     apns_body: Callable[[str, int | None], bytes]                     # reason, timestamp_ms → JSON body
     fcm_status: Callable[[str], int | None]                           # errorCode → status, None if unknown
-    fcm_body: Callable[[str, int | None, str | None], bytes]          # errorCode, status, message → body
+    fcm_error: Callable[[str, str | None], tuple[int, bytes, Headers]]   # errorCode, message → status, body, headers
 
     def validate(self, rule: Rule) -> None:
         a, service = rule.action, rule.scope.service
@@ -73,9 +73,11 @@ def replacement(d: Decision, service: str, req_headers: Headers, b: ErrorBuilder
             apns_id = header(req_headers, b"apns-id") or str(uuid.uuid4()).encode()
             headers: Headers = [(b"content-type", b"application/json"), (b"apns-id", apns_id)]
         else:
-            status = a.status or b.fcm_status(reason) or 500
-            body = b.fcm_body(reason, status, a.message)
+            status, body, extra = b.fcm_error(reason, a.message)
+            status = a.status or status
             headers = [(b"content-type", b"application/json; charset=UTF-8")]
+            headers += [(k, v) for k, v in extra if k != b"content-type"
+                        and not (k == b"retry-after" and a.retry_after is not None)]
         if a.retry_after is not None:
             headers.append((b"retry-after", retry_after_value(a.retry_after, a.retry_after_format, d.now)))
         return Replacement(Reply(status, headers, body, delay=d.delay), status, reason)

@@ -17,9 +17,11 @@ def _apns_body(reason: str, ts: int | None) -> bytes:
     return json.dumps(d).encode()
 
 
-def _fcm_body(code: str, status: int | None, message: str | None) -> bytes:
-    return json.dumps({"error": {"code": status, "message": message or code, "status": code,
+def _fcm_error(code: str, message: str | None) -> tuple[int, bytes, list]:
+    status = FCM[code]
+    body = json.dumps({"error": {"code": status, "message": message or code, "status": code,
                                  "details": [{"errorCode": code}]}}).encode()
+    return status, body, [(b"retry-after", b"60")] if code == "QUOTA_EXCEEDED" else []
 
 
-BUILDERS = ErrorBuilders(APNS.get, _apns_body, FCM.get, _fcm_body)
+BUILDERS = ErrorBuilders(APNS.get, _apns_body, FCM.get, _fcm_error)

@@ -125,3 +125,15 @@ def test_unknown_reason_is_rejected_at_rule_time(faults: Faults) -> None:
     with pytest.raises(RuleError, match="unknown FCM error code"):
         faults.add({"scope": {"service": "fcm"}, "action": {"type": "respond", "reason": "Unregistered"}})
     assert faults.list() == []
+
+
+def test_fcm_builder_headers_kept_unless_retry_after_given(faults: Faults) -> None:
+    faults.add({"scope": {"service": "fcm"}, "trigger": {"first": 1},
+                "action": {"type": "respond", "reason": "QUOTA_EXCEEDED"}})
+    faults.add({"scope": {"service": "fcm"}, "action": {"type": "respond", "reason": "QUOTA_EXCEEDED",
+                                                        "retry_after": 5}})
+    svc = EchoService(faults, "fcm")
+    h1 = call(svc, b"/v1/projects/p/messages:send").headers
+    h2 = call(svc, b"/v1/projects/p/messages:send").headers
+    assert [v for k, v in h1 if k == b"retry-after"] == [b"60"]
+    assert [v for k, v in h2 if k == b"retry-after"] == [b"5"]
