@@ -10,6 +10,7 @@ from device_sim.journal import Journal
 from device_sim.ledger import Ledger
 
 from .config import Config
+from .faults.hook import Faults
 
 
 class Bench:
@@ -24,9 +25,11 @@ class Bench:
         self.ledger = Ledger()
         self.journal = Journal()
         self.dispatcher = Dispatcher(self.ledger, DeliverAtOnce(self.ledger, now), schedule)
+        self.faults = Faults(seed=config.seed, journal=self.journal, ledger=self.ledger, fleet=self.fleet, now=now)
 
     def reset(self) -> None:
-        """Forget traffic (journal, ledger, per-install history); keep the fleet and credentials."""
+        """Forget traffic (journal, ledger, per-install history) and fault rules; keep the fleet and credentials."""
         self.ledger.reset()
         self.journal.reset()
         self.fleet.uninstalled.clear()
+        self.faults.clear()
