@@ -1,0 +1,68 @@
+"""The fault and per-install control routes over a real socket (aiohttp test server, real Bench)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from pushsim.bench import Bench
+from pushsim.config import Config
+from pushsim.control_faults import add_routes
+
+
+@pytest.fixture
+async def client():
+    bench = Bench(Config(devices="ios=2,android=2", seed=5))
+    app = web.Application()
+    add_routes(app, SimpleNamespace(bench=bench))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
+        c.bench = bench
+        yield c
+
+
+async def test_create_list_delete(client) -> None:
+    r = await client.post("/faults", json=[{"action": {"type": "stall"}},
+                                           {"id": "slow", "action": {"type": "delay", "fixed_ms": 5}}])
+    assert r.status == 201
+    ids = [f["id"] for f in (await r.json())["faults"]]
+    assert ids == ["f1", "slow"]
+    listed = (await (await client.get("/faults")).json())["faults"]
+    assert [f["id"] for f in listed] == ["f1", "slow"] and listed[1]["action"]["delay"] == {"fixed_ms": 5.0}
+    assert (await client.delete("/faults/slow")).status == 200
+    r = await client.delete("/faults/slow")
+    assert r.status == 404 and "slow" in (await r.json())["error"]
+    assert (await (await client.delete("/faults")).json()) == {"deleted": 1}
+    assert client.bench.faults.list() == []
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"{not json", "not valid JSON"),
+    (b'{"action": {"type": "teleport"}}', "action.type"),
+    (b'[{"action": {"type": "stall"}}, {"trigger": {"every": 0}, "action": {"type": "stall"}}]', "rule 1: trigger.every"),
+    (b"[]", "no rules"),
+])
+async def test_bad_rules_are_400_with_a_message_and_nothing_added(client, body: bytes, words: str) -> None:
+    r = await client.post("/faults", data=body, headers={"content-type": "application/json"})
+    assert r.status == 400
+    assert words in (await r.json())["error"]
+    assert client.bench.faults.list() == []
+
+
+async def test_uninstall_via_state(client) -> None:
+    tok = client.bench.fleet.apns_token(0)
+    r = await client.post(f"/devices/{tok}/state", json={"uninstall": True})
+    assert r.status == 200
+    assert (await r.json())["device"]["installed"] is False
+    assert 0 in client.bench.fleet.uninstalled
+
+
+async def test_state_errors(client) -> None:
+    tok = client.bench.fleet.fcm_token(3)
+    r = await client.post("/devices/nope/state", json={"uninstall": True})
+    assert r.status == 404
+    r = await client.post(f"/devices/{tok}/state", json={"standby_bucket": "sometimes"})
+    assert r.status == 400 and "standby_bucket" in (await r.json())["error"]
+    r = await client.post(f"/devices/{tok}/state", json={"colour": "red"})
+    assert r.status == 400 and "unknown field 'colour'" in (await r.json())["error"]
