@@ -20,8 +20,11 @@ from pushsim.faults import RuleError
 
 STATE_FIELDS = {
     "app_state": str, "connectivity": str, "low_power": bool, "charging": bool, "doze": bool,
-    "background_app_refresh": bool, "standby_bucket": str, "installed": bool,
+    "background_app_refresh": bool, "standby_bucket": str, "installed": bool, "os_version": int,
 }
+# control API name → device_sim's set_state keyword (value mapped where the meaning differs)
+TO_SIM = {"app_state": "app_state", "low_power": "low_power", "charging": "charging", "doze": "doze",
+          "background_app_refresh": "bar", "standby_bucket": "bucket", "os_version": "os_version"}
 ALIASES = {"state": "app_state", "bar": "background_app_refresh", "bucket": "standby_bucket"}
 APP_STATES = ("foreground", "background", "suspended", "force_quit", "force_stopped", "stopped",
               "never_launched")
@@ -135,13 +138,19 @@ def add_routes(app: web.Application, sim: Any) -> None:
         if rest:
             if api is None:
                 return _bad(f"this build cannot change {', '.join(sorted(rest))} yet (only uninstall)", 501)
+            sim_change = {TO_SIM[k]: v for k, v in rest.items() if k in TO_SIM}
+            if "connectivity" in rest:
+                sim_change["online"] = rest["connectivity"] == "online"
             try:
-                api.set_state(index, **rest)
+                api.set_state(index, **sim_change)
             except ValueError as e:
                 return _bad(str(e))
         if change.get("installed") is False:
             bench.fleet.uninstall(index, int(now * 1000))
-        return web.json_response({"token": token, "applied": change, "device": bench.fleet.describe(index)})
+        device = bench.fleet.describe(index)
+        if api is not None and hasattr(api, "describe"):
+            device = {**device, **api.describe(index)}
+        return web.json_response({"token": token, "applied": change, "device": device})
 
     async def post_open(request: web.Request) -> web.Response:
         token = request.match_info["token"]

@@ -66,3 +66,36 @@ async def test_state_errors(client) -> None:
     assert r.status == 400 and "standby_bucket" in (await r.json())["error"]
     r = await client.post(f"/devices/{tok}/state", json={"colour": "red"})
     assert r.status == 400 and "unknown field 'colour'" in (await r.json())["error"]
+
+
+class RecordingSim:
+    """Stand-in for device_sim's per-install control, recording what the route asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict]] = []
+
+    def set_state(self, index: int, **changes: object) -> None:
+        if changes.get("bucket") == "never":
+            raise ValueError("cannot move an install back to never")
+        self.calls.append((index, changes))
+
+    def open_app(self, index: int) -> None:
+        self.calls.append((index, {"open": True}))
+
+    def describe(self, index: int) -> dict:
+        return {"app_state": "background"}
+
+
+async def test_state_changes_reach_device_sim_with_its_names(client) -> None:
+    client.bench.sim = rec = RecordingSim()
+    tok = client.bench.fleet.fcm_token(2)
+    r = await client.post(f"/devices/{tok}/state", json={"app_state": "force_stopped", "connectivity": "offline",
+                                                          "power": "doze", "bucket": "rare", "bar": False})
+    assert r.status == 200, await r.text()
+    idx, ch = rec.calls[-1]
+    assert ch == {"app_state": "force_stopped", "online": False, "doze": True, "bucket": "rare", "bar": False}
+    assert (await r.json())["device"]["app_state"] == "background"
+    r = await client.post(f"/devices/{tok}/state", json={"standby_bucket": "never"})
+    assert r.status == 400 and "never" in (await r.json())["error"]
+    assert (await client.post(f"/devices/{tok}/open")).status == 200
+    assert rec.calls[-1][1] == {"open": True}
