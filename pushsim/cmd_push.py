@@ -86,7 +86,7 @@ def _b64(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def _apns_jwt(ep: dict[str, Any]) -> str:
+def apns_jwt(ep: dict[str, Any]) -> str:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
     from fake_apns.testing import make_jwt
 
@@ -96,7 +96,7 @@ def _apns_jwt(ep: dict[str, Any]) -> str:
     return make_jwt(key, a["key_id"], a["team_id"], int(time.time())).decode()
 
 
-def _fcm_access_token(client: Any, ep: dict[str, Any]) -> str:
+def fcm_access_token(client: Any, ep: dict[str, Any]) -> str:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -116,7 +116,7 @@ def _fcm_access_token(client: Any, ep: dict[str, Any]) -> str:
     return str(r.json()["access_token"])
 
 
-def _reason(service: str, status: int, body: bytes) -> str | None:
+def reason_of(service: str, status: int, body: bytes) -> str | None:
     if status == 200 or not body:
         return None
     try:
@@ -153,18 +153,18 @@ def run(args: argparse.Namespace) -> int:
                                                            args.push_type, args.priority)
                 apns_id = str(uuid.uuid4())
                 r = client.post(f"{base}/3/device/{args.token}", content=payload, headers={
-                    "authorization": f"bearer {_apns_jwt(ep)}", "apns-topic": topic, "apns-push-type": ptype,
+                    "authorization": f"bearer {apns_jwt(ep)}", "apns-topic": topic, "apns-push-type": ptype,
                     "apns-priority": prio, "apns-id": apns_id})
                 ident = r.headers.get("apns-id", apns_id)
             else:
                 body = fcm_body(doc, args.token)
                 url = f"{base}/v1/projects/{ep['fcm']['project_id']}/messages:send"
-                r = client.post(url, json=body, headers={"authorization": f"Bearer {_fcm_access_token(client, ep)}"})
+                r = client.post(url, json=body, headers={"authorization": f"Bearer {fcm_access_token(client, ep)}"})
                 ident = (r.json().get("name") if r.status_code == 200 else None)
         except httpx.HTTPError as e:
             print(f"pushsim push: error: {type(e).__name__}: {e or 'connection failed'}", file=sys.stderr)
             return 1
-    reason = _reason(service, r.status_code, r.content)
+    reason = reason_of(service, r.status_code, r.content)
     result = {"service": service, "token": args.token, "status": r.status_code, "reason": reason, "id": ident,
               "retry_after": r.headers.get("retry-after")}
     if args.json:
