@@ -1,8 +1,9 @@
 """The glue between the services and the fault engine: one call at the top of `Service.handle()`.
 
-    r = self.bench.faults.intercept("apns", self, conn, method, path, headers, body)
-    if r is not None:
-        return r
+    if self.bench.faults.active:
+        r = self.bench.faults.intercept("apns", self, conn, method, path, headers, body)
+        if r is not None:
+            return r
 
 A replacing action (respond, RST_STREAM, TCP reset, stall, GOAWAY before answering) is journaled and
 counted as a rejection here, like any response. A modifying action (delay, GOAWAY after answering,
@@ -32,6 +33,7 @@ class Faults:
         self._builders = builders
         self.engine = FaultEngine(seed, validator=self._validate)
         self._inside = False
+        self.active = False      # a plain attribute: the services' hot path checks it before calling in
 
     @property
     def builders(self) -> ErrorBuilders:
@@ -46,19 +48,24 @@ class Faults:
 
     # Python API (the control API and the pytest plugin use these) ---------------------------
     def add(self, spec: dict[str, Any]) -> Rule:
-        return self.engine.add(spec, self.now())
+        return self.add_many([spec])[0]
 
     def add_many(self, specs: Iterable[Any]) -> list[Rule]:
-        return self.engine.add_many(specs, self.now())
+        rules = self.engine.add_many(specs, self.now())
+        self.active = bool(self.engine.rules)
+        return rules
 
     def remove(self, rule_id: str) -> bool:
-        return self.engine.remove(rule_id)
+        found = self.engine.remove(rule_id)
+        self.active = bool(self.engine.rules)
+        return found
 
     def list(self) -> list[Rule]:
         return list(self.engine.rules)
 
     def clear(self) -> None:
         self.engine.clear()
+        self.active = False
 
     # the hook -------------------------------------------------------------------------------
     def intercept(self, service_name: str, service: Any, conn: ConnInfo, method: bytes, path: bytes,

@@ -26,9 +26,10 @@ class EchoService:
         self.faults, self.name, self.calls = faults, name, 0
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: list, body: bytes) -> Reply:
-        r = self.faults.intercept(self.name, self, conn, method, path, headers, body)
-        if r is not None:
-            return r
+        if self.faults.active:
+            r = self.faults.intercept(self.name, self, conn, method, path, headers, body)
+            if r is not None:
+                return r
         self.calls += 1
         self.faults.journal.add(NOW, self.name, "POST", path.decode(), None, 200, None, "m")
         return Reply(200, [(b"apns-id", b"x")])
@@ -43,9 +44,13 @@ def call(svc: EchoService, path: bytes = APNS_PATH, headers: list = HDRS, body: 
     return svc.handle(ConnInfo(tls=True, alpn="h2", http2=True), b"POST", path, headers, body)
 
 
-def test_no_rules_passes_through(faults: Faults) -> None:
+def test_no_rules_passes_through_and_active_tracks_rules(faults: Faults) -> None:
     svc = EchoService(faults)
-    assert call(svc).status == 200 and svc.calls == 1
+    assert call(svc).status == 200 and svc.calls == 1 and not faults.active
+    rule = faults.add({"action": {"type": "stall"}})
+    assert faults.active
+    faults.remove(rule.id)
+    assert not faults.active
 
 
 def test_apns_429_with_retry_after_echoes_apns_id_and_is_journaled(faults: Faults) -> None:
