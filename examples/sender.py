@@ -12,6 +12,7 @@ FCM UNREGISTERED) from the token store.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -87,7 +88,8 @@ class Sender:
         self._sa = fcm_service_account
         self.tokens = tokens if tokens is not None else set()
         self.max_attempts, self.max_wait, self.sleep = max_attempts, max_wait, sleep
-        self.http = httpx.Client(http2=True, verify=ca_file, timeout=timeout)
+        verify = ssl.create_default_context(cafile=ca_file) if isinstance(ca_file, str) else ca_file
+        self.http = httpx.Client(http2=True, verify=verify, timeout=timeout)
         self._jwt: tuple[str, float] | None = None
         self._access: tuple[str, float] | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import ssl
 import re
 import sys
 import time
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     doc = _read_json(args.file)
     ep = load_endpoints(args, need=service)
     base = ep[service]["h2c_url" if args.cleartext else "url"].rstrip("/")
-    verify: Any = ep.get("ca_file") or True
+    verify: Any = ssl.create_default_context(cafile=ep["ca_file"]) if ep.get("ca_file") else True
     # Cleartext APNs is h2 with prior knowledge only; httpx needs HTTP/1.1 switched off for that.
     http1 = not (args.cleartext and service == "apns")
     with httpx.Client(http1=http1, http2=True, verify=verify, timeout=timeout) as client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ async def send_all(ep: dict[str, Any], jobs: list[Job], *, concurrency: int, tim
     from .cmd_push import apns_jwt, fcm_access_token
 
     res = LiveResult()
-    verify: Any = ep.get("ca_file") or True
+    verify: Any = ssl.create_default_context(cafile=ep["ca_file"]) if ep.get("ca_file") else True
     apns_auth = apns_jwt(ep) if "apns" in ep and any(j.service == "apns" for j in jobs) else ""
     fcm_auth = ""
     if "fcm" in ep and any(j.service == "fcm" for j in jobs):
