@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
 import time
 import uuid
@@ -51,7 +52,7 @@ def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> list[Job]:
         push_type = rule.get("push_type", "background" if platform == "ios" else "data")
         priority = int(rule.get("priority", 5 if push_type == "background" else 10))
         interval = 3600.0 / float(rule.get("per_hour", 1))
-        ticks = max(1, int(duration / interval))
+        ticks = max(1, math.ceil(duration / interval) - 1)   # sends at interval, 2×interval, … before the end
         for k in range(ticks):
             for i in targets:
                 token = fleet.apns_token(i) if service == "apns" else fleet.fcm_token(i)
