@@ -97,6 +97,8 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode not in ("live", "virtual"):      # a PUSHSIM_RUN_MODE default bypasses argparse's choices
+        raise UsageError(f"--mode / PUSHSIM_RUN_MODE must be live or virtual, got {args.mode!r}")
     doc = load_scenario(args.scenario)
     seed = _int(args, "seed", 0)
     if args.mode == "virtual":
