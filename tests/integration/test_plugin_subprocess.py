@@ -74,12 +74,21 @@ def test_e_tokens_and_devices(pushsim, pushsim_endpoints):
 '''
 
 
+def plugin_args() -> list[str]:
+    """`-p pushsim.pytest_plugin` from a checkout; nothing when installed (the pytest11 entry point loads it,
+    and naming it again would register the module twice)."""
+    from importlib.metadata import entry_points
+
+    installed = any(ep.value == "pushsim.pytest_plugin" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "pushsim.pytest_plugin"]
+
+
 def run_pytest(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     for var in ("PUSHSIM_ENDPOINTS", "PUSHSIM_ADMIN_URL"):     # an outer run's reuse must not leak in
         if var not in (env or {}):
             e.pop(var, None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "pushsim.pytest_plugin", "-q",
+    return subprocess.run([sys.executable, "-m", "pytest", *plugin_args(), "-q",
                            "-p", "no:cacheprovider", *args], cwd=cwd, env=e, capture_output=True, text=True,
                           timeout=120)
 
