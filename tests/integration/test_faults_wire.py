@@ -279,3 +279,16 @@ def test_tls_client_sees_faults_too(ps: PushSimClient) -> None:
     with httpx.Client(http2=True, verify=ctx, timeout=3) as c:
         r = c.post(f"{ps.endpoints['apns']['url']}/3/device/{tok}", content=b'{"aps":{}}', headers=apns_headers(ps))
     assert r.http_version == "HTTP/2" and r.status_code == 503 and r.json() == {"reason": "ServiceUnavailable"}
+
+
+@pytest.mark.parametrize("kind, exc", [("tcp_reset", httpx.TransportError), ("stall", httpx.ReadTimeout),
+                                       ("rst_stream", httpx.TransportError)])
+def test_connection_faults_on_fcm_http1(ps: PushSimClient, kind: str, exc: type) -> None:
+    ps.add_fault(scope={"service": "fcm"}, trigger={"first": 1}, action={"type": kind})
+    url = f"{ps.endpoints['fcm']['h2c_url']}/v1/projects/{ps.endpoints['fcm']['project_id']}/messages:send"
+    body = {"message": {"token": ps.tokens("android")[0], "data": {"k": "v"}}}
+    with httpx.Client(timeout=0.5) as c:
+        with pytest.raises(exc):
+            c.post(url, json=body)
+        assert c.post(url, json=body).status_code == 401         # next request: the service again (no auth)
+    ps.assert_request_made(service="fcm", status=0, reason=f"fault:{kind}", count=1)
