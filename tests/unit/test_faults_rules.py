@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pushsim.faults.rules import RuleError, parse_rule
 
@@ -81,3 +82,24 @@ def test_goaway_modes_and_toxicity_alias() -> None:
 def test_user_id_and_single_token_and_topic_alias() -> None:
     r = rule({"id": "slow-one", "scope": {"token": "t", "topic": "com.x"}, "action": {"type": "stall"}})
     assert r.id == "slow-one" and r.scope.tokens == frozenset({"t"}) and r.scope.app == "com.x"
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+                    max_leaves=12)
+KEYS = st.sampled_from(["scope", "trigger", "action", "id", "description", "type", "reason", "service", "tokens",
+                        "probability", "first", "every", "after", "window", "delay", "fixed_ms", "uniform",
+                        "values", "retry_after", "answer", "start_s", "end_s"])
+RULEISH = st.recursive(JSON, lambda kids: st.dictionaries(KEYS, kids, max_size=4), max_leaves=16)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=RULEISH)
+def test_any_json_is_a_rule_or_a_rule_error(raw: object) -> None:
+    try:
+        r = parse_rule(raw, rule_id="f1", now=NOW)
+    except RuleError as e:
+        assert str(e)
+    else:
+        assert r.to_json()["action"]["type"] in ("respond", "delay", "goaway", "rst_stream", "tcp_reset",
+                                                  "stall", "max_streams")
