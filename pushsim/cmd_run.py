@@ -13,13 +13,14 @@ import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.parse
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli import UsageError
+from .cli import UsageError, validate
 from .cmd_common import env_flag
 
 SIM_NAMES = {"online": "connectivity", "bar": "background_app_refresh", "bucket": "standby_bucket"}
@@ -37,7 +38,8 @@ def register(sub: Any) -> None:
     env_flag(p, "--settle", "PUSHSIM_RUN_SETTLE", "live: seconds to wait for queued notifications to settle",
              default="3")
     env_flag(p, "--faults", "PUSHSIM_RUN_FAULTS", "live: JSON file of fault rules to install first")
-    env_flag(p, "--state-dir", "PUSHSIM_STATE_DIR", "live: where credentials are kept (reused)", default=".pushsim")
+    env_flag(p, "--state-dir", "PUSHSIM_RUN_STATE_DIR", "live: where credentials are kept (default: a fresh "
+             "temporary dir, so a running `pushsim serve` is never disturbed)")
     env_flag(p, "--json", "PUSHSIM_RUN_JSON", "print the summary as JSON", action="store_true")
     env_flag(p, "--no-progress", "PUSHSIM_RUN_NO_PROGRESS", "no progress bar on stderr", action="store_true")
     p.set_defaults(func=run)
@@ -103,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
     seed = _int(args, "seed", 0)
     if args.mode == "virtual":
         return _virtual(args, seed)
-    return _live(args, doc, seed)
+    try:
+        return _live(args, doc, seed)
+    except (ValueError, TypeError, KeyError) as e:   # a scenario value of the wrong shape
+        raise UsageError(f"{args.scenario}: bad scenario: {e}") from None
 
 
 def _virtual(args: argparse.Namespace, seed: int) -> int:
@@ -120,10 +125,7 @@ def _virtual(args: argparse.Namespace, seed: int) -> int:
 
 
 def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
-    from .cmd_run_live import plan_jobs, send_all
     from .config import Config
-    from .pytest_plugin import PushSimClient
-    from .server import run_in_thread
 
     max_requests, concurrency = _int(args, "max_requests", 1), _int(args, "concurrency", 1)
     try:
@@ -140,9 +142,26 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
             raise UsageError(f"{args.faults}: not valid JSON: {e}") from None
         rules += extra if isinstance(extra, list) else [extra]
     devices = str(doc.get("fleet", {}).get("devices", "ios=10,android=10"))
-    cfg = Config(apns_port=0, apns_h2c_port=0, fcm_port=0, fcm_h2c_port=0, admin_port=0,
-                 state_dir=Path(args.state_dir), devices=devices, seed=seed)
-    cfg.extra["scenario"] = str(Path(args.scenario).absolute())
+    with tempfile.TemporaryDirectory(prefix="pushsim-run-") as tmp:
+        cfg = Config(apns_port=0, apns_h2c_port=0, fcm_port=0, fcm_h2c_port=0, admin_port=0,
+                     state_dir=Path(args.state_dir or tmp), devices=devices, seed=seed)
+        cfg.extra["scenario"] = str(Path(args.scenario).absolute())
+        validate(cfg)
+        res, stats = _drive(args, cfg, doc, rules, max_requests, concurrency, settle)
+    summary = _summary(doc, seed, res, stats)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_format(summary))
+    return 0
+
+
+def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[Any], max_requests: int,
+           concurrency: int, settle: float) -> tuple[Any, dict[str, Any]]:
+    from .cmd_run_live import plan_jobs, send_all
+    from .pytest_plugin import PushSimClient
+    from .server import run_in_thread
+
     sim, stop = run_in_thread(cfg)
     try:
         client = PushSimClient(sim.endpoints)
@@ -166,12 +185,7 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
         stats = _settled_stats(client, settle)
     finally:
         stop()
-    summary = _summary(doc, seed, res, stats)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(_format(summary))
-    return 0
+    return res, stats
 
 
 def _apply_event(client: Any, fleet: Any, ev: dict[str, Any]) -> None:

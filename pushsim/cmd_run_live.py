@@ -53,7 +53,10 @@ def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> list[Job]:
         priority = int(rule.get("priority", 5 if push_type == "background" else 10))
         interval = 3600.0 / float(rule.get("per_hour", 1))
         ticks = max(1, math.ceil(duration / interval) - 1)   # sends at interval, 2×interval, … before the end
+        made = 0
         for k in range(ticks):
+            if made >= max_requests:     # the earliest max_requests of each rule are all that can be kept
+                break
             for i in targets:
                 token = fleet.apns_token(i) if service == "apns" else fleet.fcm_token(i)
                 if token is None:
@@ -63,6 +66,7 @@ def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> list[Job]:
                 job = Job(service, token, push_type, priority, body, rule.get("collapse_id"),
                           None if exp is None else (0 if float(exp) == 0 else int(time.time() + float(exp))))
                 timed.append(((k + 1) * interval, rule_no, job))
+                made += 1
     timed.sort(key=lambda x: (x[0], x[1]))
     return [j for _, _, j in timed[:max_requests]]
 

@@ -124,7 +124,7 @@ def test_stats_table_and_json(ps: PushSimClient, tmp_path: Path, capsys: pytest.
 
 
 def test_run_example_scenario_progress_and_funnel(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PUSHSIM_STATE_DIR": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}       # state in a temporary dir of its own
     r = subprocess.run([sys.executable, "-m", "pushsim", "run", str(ROOT / "examples" / "scenario.toml")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -153,3 +153,15 @@ def test_run_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "not valid TOML" in capsys.readouterr().err
     assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--max-requests", "0"]) == 2
     assert "--max-requests" in capsys.readouterr().err
+
+
+def test_run_bad_scenario_values_and_virtual_mode(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[fleet]\ndevices = "ios=lots"\n[[traffic]]\nplatform = "ios"\n')
+    assert main(["run", str(bad)]) == 2
+    assert "devices" in capsys.readouterr().err
+    bad.write_text('duration = "long"\n[[traffic]]\nplatform = "ios"\n')
+    assert main(["run", str(bad)]) == 2
+    assert "bad scenario" in capsys.readouterr().err
+    assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--mode", "virtual", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["digest"]) == 64
