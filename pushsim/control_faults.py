@@ -18,19 +18,21 @@ from aiohttp import web
 
 from pushsim.faults import RuleError
 
-STATE_FIELDS = {
-    "app_state": str, "connectivity": str, "low_power": bool, "charging": bool, "doze": bool,
-    "background_app_refresh": bool, "standby_bucket": str, "installed": bool, "os_version": int,
+# Accepted names → device_sim's `set_state` keyword. The first group is this API's vocabulary (the
+# issue's words); the second is device_sim's own, accepted as is so either kind of client works.
+STATE_FIELDS: dict[str, tuple[str, type]] = {
+    "app_state": ("app_state", str), "low_power": ("low_power", bool), "charging": ("charging", bool),
+    "doze": ("doze", bool), "background_app_refresh": ("bar", bool), "standby_bucket": ("bucket", str),
+    "os_version": ("os_version", int),
+    "bar": ("bar", bool), "bucket": ("bucket", str), "online": ("online", bool), "open": ("open", bool),
+    "state": ("app_state", str),
 }
-# control API name → device_sim's set_state keyword (value mapped where the meaning differs)
-TO_SIM = {"app_state": "app_state", "low_power": "low_power", "charging": "charging", "doze": "doze",
-          "background_app_refresh": "bar", "standby_bucket": "bucket", "os_version": "os_version"}
-ALIASES = {"state": "app_state", "bar": "background_app_refresh", "bucket": "standby_bucket"}
 APP_STATES = ("foreground", "background", "suspended", "force_quit", "force_stopped", "stopped",
               "never_launched")
 BUCKETS = ("active", "working_set", "frequent", "rare", "restricted", "never")
 POWER = {"normal": {"low_power": False, "doze": False, "charging": False},
          "low_power": {"low_power": True}, "doze": {"doze": True}, "charging": {"charging": True}}
+ALLOWED = sorted(set(STATE_FIELDS) | {"connectivity", "power", "uninstall"})
 
 
 def _bad(msg: str, status: int = 400) -> web.Response:
@@ -45,38 +47,40 @@ async def _json(request: web.Request) -> Any:
                                  content_type="application/json") from None
 
 
-def parse_state_change(raw: Any) -> dict[str, Any]:
-    """Validate a state change; returns canonical field → value. Raises ValueError with a clear message."""
+def parse_state_change(raw: Any) -> tuple[dict[str, Any], bool]:
+    """Validate a state change → (device_sim set_state keywords, uninstall?). ValueError says what is wrong."""
     if not isinstance(raw, dict) or not raw:
-        raise ValueError("expected a JSON object such as {\"app_state\": \"background\"}")
+        raise ValueError("expected a non-empty JSON object such as {\"app_state\": \"background\"}")
     out: dict[str, Any] = {}
+    uninstall = False
     for key, val in raw.items():
-        name = ALIASES.get(key, key)
-        if name == "uninstall":
-            if val is not True:
-                raise ValueError("uninstall: expected true")
-            out["installed"] = False
-            continue
-        if name == "power":
+        if key in ("uninstall", "installed"):
+            wanted = key == "uninstall"          # {"uninstall": true} or {"installed": false}
+            if val is not wanted:
+                raise ValueError(f"{key}: only {str(wanted).lower()} is supported (reinstalling is not)")
+            uninstall = True
+        elif key == "power":
             if val not in POWER:
                 raise ValueError(f"power: expected one of {', '.join(POWER)}, got {val!r}")
             out.update(POWER[val])
-            continue
-        if name not in STATE_FIELDS:
-            allowed = sorted(set(STATE_FIELDS) | {"uninstall", "power"} | set(ALIASES))
-            raise ValueError(f"unknown field {key!r}; allowed: {', '.join(allowed)}")
-        if not isinstance(val, STATE_FIELDS[name]):
-            raise ValueError(f"{key}: expected {STATE_FIELDS[name].__name__}, got {val!r}")
-        if name == "app_state" and val not in APP_STATES:
-            raise ValueError(f"app_state: expected one of {', '.join(APP_STATES)}, got {val!r}")
-        if name == "connectivity" and val not in ("online", "offline"):
-            raise ValueError(f"connectivity: expected online or offline, got {val!r}")
-        if name == "standby_bucket" and val not in BUCKETS:
-            raise ValueError(f"standby_bucket: expected one of {', '.join(BUCKETS)}, got {val!r}")
-        if name == "installed" and val is not False:
-            raise ValueError("installed: only false (uninstall) is supported")
-        out[name] = val
-    return out
+        elif key == "connectivity":
+            if val not in ("online", "offline"):
+                raise ValueError(f"connectivity: expected online or offline, got {val!r}")
+            out["online"] = val == "online"
+        elif key in STATE_FIELDS:
+            name, kind = STATE_FIELDS[key]
+            if not isinstance(val, kind) or (kind is int and isinstance(val, bool)):
+                raise ValueError(f"{key}: expected {kind.__name__}, got {val!r}")
+            if name == "app_state" and val not in APP_STATES:
+                raise ValueError(f"{key}: expected one of {', '.join(APP_STATES)}, got {val!r}")
+            if name == "bucket" and val not in BUCKETS:
+                raise ValueError(f"{key}: expected one of {', '.join(BUCKETS)}, got {val!r}")
+            if name == "open" and val is not True:
+                raise ValueError("open: expected true")
+            out[name] = val
+        else:
+            raise ValueError(f"unknown field {key!r}; allowed: {', '.join(ALLOWED)}")
+    return out, uninstall
 
 
 def _resolve(fleet: Any, token: str) -> int | None:
@@ -129,28 +133,24 @@ def add_routes(app: web.Application, sim: Any) -> None:
         if index is None:
             return _bad(f"unknown device token {token!r}", 404)
         try:
-            change = parse_state_change(await _json(request))
+            change, uninstall = parse_state_change(await _json(request))
         except ValueError as e:
             return _bad(str(e))
-        now = bench.now()
         api = _device_api(bench)
-        rest = {k: v for k, v in change.items() if k != "installed"}
-        if rest:
+        if change:
             if api is None:
-                return _bad(f"this build cannot change {', '.join(sorted(rest))} yet (only uninstall)", 501)
-            sim_change = {TO_SIM[k]: v for k, v in rest.items() if k in TO_SIM}
-            if "connectivity" in rest:
-                sim_change["online"] = rest["connectivity"] == "online"
+                return _bad(f"this build cannot change {', '.join(sorted(change))} yet (only uninstall)", 501)
             try:
-                api.set_state(index, **sim_change)
-            except ValueError as e:
+                api.set_state(index, **change)
+            except (ValueError, TypeError) as e:
                 return _bad(str(e))
-        if change.get("installed") is False:
-            bench.fleet.uninstall(index, int(now * 1000))
-        device = bench.fleet.describe(index)
+        if uninstall:
+            bench.fleet.uninstall(index, int(bench.now() * 1000))
+        applied = {**change, "uninstall": True} if uninstall else change
+        out: dict[str, Any] = {**bench.fleet.describe(index), "applied": applied}
         if api is not None and hasattr(api, "describe"):
-            device = {**device, **api.describe(index)}
-        return web.json_response({"token": token, "applied": change, "device": device})
+            out["os"] = api.describe(index)
+        return web.json_response(out)
 
     async def post_open(request: web.Request) -> web.Response:
         token = request.match_info["token"]

@@ -54,7 +54,7 @@ async def test_uninstall_via_state(client) -> None:
     tok = client.bench.fleet.apns_token(0)
     r = await client.post(f"/devices/{tok}/state", json={"uninstall": True})
     assert r.status == 200
-    assert (await r.json())["device"]["installed"] is False
+    assert (await r.json())["installed"] is False
     assert 0 in client.bench.fleet.uninstalled
 
 
@@ -66,6 +66,13 @@ async def test_state_errors(client) -> None:
     assert r.status == 400 and "standby_bucket" in (await r.json())["error"]
     r = await client.post(f"/devices/{tok}/state", json={"colour": "red"})
     assert r.status == 400 and "unknown field 'colour'" in (await r.json())["error"]
+    r = await client.post(f"/devices/{tok}/state", json={"installed": True})
+    assert r.status == 400 and "reinstalling" in (await r.json())["error"]
+    r = await client.post(f"/devices/{tok}/state", json={"os_version": True})
+    assert r.status == 400 and "os_version" in (await r.json())["error"]
+    client.bench.sim = None                                                 # a bench without device_sim
+    r = await client.post(f"/devices/{tok}/state", json={"app_state": "background"})
+    assert r.status == 501 and "app_state" in (await r.json())["error"]     # no device_sim in this bench
 
 
 class RecordingSim:
@@ -94,7 +101,11 @@ async def test_state_changes_reach_device_sim_with_its_names(client) -> None:
     assert r.status == 200, await r.text()
     idx, ch = rec.calls[-1]
     assert ch == {"app_state": "force_stopped", "online": False, "doze": True, "bucket": "rare", "bar": False}
-    assert (await r.json())["device"]["app_state"] == "background"
+    body = await r.json()
+    assert body["os"]["app_state"] == "background" and body["applied"] == ch and body["token"] == tok
+    # device_sim's own names are accepted as they are
+    r = await client.post(f"/devices/{tok}/state", json={"online": True, "low_power": True, "open": True})
+    assert r.status == 200 and rec.calls[-1][1] == {"online": True, "low_power": True, "open": True}
     r = await client.post(f"/devices/{tok}/state", json={"standby_bucket": "never"})
     assert r.status == 400 and "never" in (await r.json())["error"]
     assert (await client.post(f"/devices/{tok}/open")).status == 200
