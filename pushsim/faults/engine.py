@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .rules import Delay, Rule, RuleError, parse_rule
+from .rules import SERVICES, Delay, Rule, RuleError, parse_rule
 
 Validator = Callable[[Rule], None]
 
@@ -55,6 +55,13 @@ class FaultEngine:
         self.rules: list[Rule] = []
         self._rngs: dict[str, random.Random] = {}
         self._next = 1
+        self._wanted: dict[str, bool] = {}        # per service, recomputed when rules change (hot path)
+        self._token_needed: dict[str, bool] = {}
+
+    def _reindex(self) -> None:
+        self._wanted = {svc: any(r.scope.service in (None, svc) for r in self.rules) for svc in SERVICES}
+        self._token_needed = {svc: any(r.scope.service in (None, svc) and (r.scope.tokens is not None or r.scope.app)
+                                       for r in self.rules) for svc in SERVICES}
 
     # rule management ------------------------------------------------------------------------
     def add(self, spec: dict[str, Any], now: float) -> Rule:
@@ -81,6 +88,7 @@ class FaultEngine:
         for rule in parsed:
             self._rngs[rule.id] = random.Random(f"{self.seed}/{rule.id}")
             self.rules.append(rule)
+        self._reindex()
         return parsed
 
     def remove(self, rule_id: str) -> bool:
@@ -88,6 +96,7 @@ class FaultEngine:
             if r.id == rule_id:
                 del self.rules[i]
                 self._rngs.pop(rule_id, None)
+                self._reindex()
                 return True
         return False
 
@@ -98,15 +107,15 @@ class FaultEngine:
         self.rules.clear()
         self._rngs.clear()
         self._next = 1
+        self._reindex()
 
     def wants(self, service: str) -> bool:
         """Cheap pre-check for the hot path: could any rule apply to this service?"""
-        return any(r.scope.service in (None, service) for r in self.rules)
+        return self._wanted.get(service, False)
 
     def needs_token(self, service: str) -> bool:
         """Whether matching needs the token/app (FCM must parse the body to know them)."""
-        return any(r.scope.service in (None, service) and (r.scope.tokens is not None or r.scope.app)
-                   for r in self.rules)
+        return self._token_needed.get(service, False)
 
     # deciding -------------------------------------------------------------------------------
     def decide(self, req: RequestView, now: float) -> Decision | None:
