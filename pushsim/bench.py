@@ -15,6 +15,7 @@ from device_sim.scenario import sim_settings
 from device_sim.sim import DeviceSim
 
 from .config import Config
+from .faults.hook import Faults
 
 VIRTUAL_EPOCH = 1_700_000_000.0   # where virtual time starts unless told otherwise
 
@@ -44,14 +45,17 @@ class Bench:
             from .app_fetch import AppFetcher   # real HTTP only when time is real
             self.sim.fetcher = AppFetcher()
         self.dispatcher = Dispatcher(self.ledger, self.sim, schedule)
+        self.faults = Faults(seed=config.seed, journal=self.journal, ledger=self.ledger, fleet=self.fleet,
+                             now=self.now)
 
     def stats(self) -> dict[str, object]:
         """The funnel plus device metrics (receipt rate, background success, durations, freshness)."""
         return self.sim.stats()
 
     def reset(self) -> None:
-        """Forget traffic (journal, ledger, per-install history); keep the fleet and credentials."""
+        """Forget traffic (journal, ledger, per-install history) and fault rules; keep the fleet and credentials."""
         self.ledger.reset()
         self.journal.reset()
         self.fleet.uninstalled.clear()
         self.sim.reset()
+        self.faults.clear()

@@ -1,0 +1,236 @@
+"""`pushsim run SCENARIO`: fakes + fleet + the scenario's traffic, a progress bar, a funnel summary.
+
+Modes
+  live (default)  start the fakes in-process on ephemeral ports, send the scenario's `[[traffic]]` to
+                  them over real HTTP/2 (bounded by --max-requests), apply `[[events]]` and `[[faults]]`,
+                  then print the funnel: sent → accepted → delivered / dropped / pending, rejections.
+  virtual         device_sim's discrete-event run of the same scenario (no sockets; same seed, same digest).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.parse
+from pathlib import Path
+from typing import Any, TextIO
+
+from .cli import UsageError, validate
+from .cmd_common import env_flag
+
+SIM_NAMES = {"online": "connectivity", "bar": "background_app_refresh", "bucket": "standby_bucket"}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a scenario: fakes + fleet + its traffic, then a funnel summary",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenario", help="scenario TOML, e.g. examples/scenario.toml")
+    env_flag(p, "--mode", "PUSHSIM_RUN_MODE", "live | virtual", default="live", choices=("live", "virtual"))
+    env_flag(p, "--seed", "PUSHSIM_SEED", "seed for tokens, faults and every random choice", default="0")
+    env_flag(p, "--max-requests", "PUSHSIM_RUN_MAX_REQUESTS", "live: send at most this many requests",
+             default="2000")
+    env_flag(p, "--concurrency", "PUSHSIM_RUN_CONCURRENCY", "live: requests in flight", default="32")
+    env_flag(p, "--settle", "PUSHSIM_RUN_SETTLE", "live: seconds to wait for queued notifications to settle",
+             default="3")
+    env_flag(p, "--faults", "PUSHSIM_RUN_FAULTS", "live: JSON file of fault rules to install first")
+    env_flag(p, "--state-dir", "PUSHSIM_RUN_STATE_DIR", "live: where credentials are kept (default: a fresh "
+             "temporary dir, so a running `pushsim serve` is never disturbed)")
+    env_flag(p, "--json", "PUSHSIM_RUN_JSON", "print the summary as JSON", action="store_true")
+    env_flag(p, "--no-progress", "PUSHSIM_RUN_NO_PROGRESS", "no progress bar on stderr", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _int(args: argparse.Namespace, name: str, lo: int) -> int:
+    raw = getattr(args, name)
+    try:
+        v = int(str(raw))
+    except ValueError:
+        v = lo - 1
+    if v < lo:
+        raise UsageError(f"--{name.replace('_', '-')} must be an integer >= {lo}, got {raw!r}")
+    return v
+
+
+def load_scenario(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such scenario file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    doc.setdefault("name", Path(path).stem)
+    if not doc.get("traffic"):
+        raise UsageError(f"{path}: the scenario has no [[traffic]]")
+    return doc
+
+
+class Progress:
+    """A bar redrawn in place on a terminal; on a pipe, one line per 10 % so logs stay readable."""
+
+    def __init__(self, total: int, out: TextIO, enabled: bool = True) -> None:
+        self.total, self.out, self.enabled = max(1, total), out, enabled
+        self.tty = out.isatty()
+        self.t0 = time.perf_counter()
+        self._last = -1
+
+    def update(self, n: int) -> None:
+        if not self.enabled:
+            return
+        frac = n / self.total
+        step = int(frac * (100 if self.tty else 10))
+        if step == self._last and n != self.total:
+            return
+        self._last = step
+        bar = "#" * int(frac * 30)
+        rate = n / max(1e-9, time.perf_counter() - self.t0)
+        line = f"[{bar:<30}] {frac * 100:5.1f}% {n}/{self.total} requests  {rate:,.0f}/s"
+        self.out.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and n >= self.total:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.mode not in ("live", "virtual"):      # a PUSHSIM_RUN_MODE default bypasses argparse's choices
+        raise UsageError(f"--mode / PUSHSIM_RUN_MODE must be live or virtual, got {args.mode!r}")
+    doc = load_scenario(args.scenario)
+    seed = _int(args, "seed", 0)
+    if args.mode == "virtual":
+        return _virtual(args, seed)
+    try:
+        return _live(args, doc, seed)
+    except (ValueError, TypeError, KeyError) as e:   # a scenario value of the wrong shape
+        raise UsageError(f"{args.scenario}: bad scenario: {e}") from None
+
+
+def _virtual(args: argparse.Namespace, seed: int) -> int:
+    try:
+        from device_sim.scenario import run_virtual
+    except ImportError:
+        raise UsageError("--mode virtual needs device_sim.scenario, which this build lacks") from None
+    try:
+        summary = run_virtual(args.scenario, seed)
+    except (ValueError, KeyError) as e:
+        raise UsageError(f"{args.scenario}: {e}") from None
+    print(json.dumps(summary.to_json(), indent=2, sort_keys=True) if args.json else summary.format())
+    return 0
+
+
+def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
+    from .config import Config
+
+    max_requests, concurrency = _int(args, "max_requests", 1), _int(args, "concurrency", 1)
+    try:
+        settle = float(args.settle)
+    except ValueError:
+        raise UsageError(f"--settle must be a number of seconds, got {args.settle!r}") from None
+    rules = list(doc.get("faults", []))
+    if args.faults:
+        try:
+            extra = json.loads(Path(args.faults).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{args.faults}: no such faults file") from None
+        except ValueError as e:
+            raise UsageError(f"{args.faults}: not valid JSON: {e}") from None
+        rules += extra if isinstance(extra, list) else [extra]
+    devices = str(doc.get("fleet", {}).get("devices", "ios=10,android=10"))
+    with tempfile.TemporaryDirectory(prefix="pushsim-run-") as tmp:
+        cfg = Config(apns_port=0, apns_h2c_port=0, fcm_port=0, fcm_h2c_port=0, admin_port=0,
+                     state_dir=Path(args.state_dir or tmp), devices=devices, seed=seed)
+        cfg.extra["scenario"] = str(Path(args.scenario).absolute())
+        validate(cfg)
+        res, stats = _drive(args, cfg, doc, rules, max_requests, concurrency, settle)
+    summary = _summary(doc, seed, res, stats)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_format(summary))
+    return 0
+
+
+def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[Any], max_requests: int,
+           concurrency: int, settle: float) -> tuple[Any, dict[str, Any]]:
+    from .cmd_run_live import plan_jobs, send_all
+    from .pytest_plugin import PushSimClient
+    from .server import run_in_thread
+
+    sim, stop = run_in_thread(cfg)
+    try:
+        client = PushSimClient(sim.endpoints)
+        if rules:
+            try:
+                client.request("POST", "/faults", rules)
+            except AssertionError as e:
+                raise UsageError(f"fault rules rejected: {e}") from None
+        jobs = plan_jobs(doc, sim.bench.fleet, max_requests)
+        events = sorted(doc.get("events", []), key=lambda e: float(e.get("at", 0)))
+        duration = float(doc.get("duration", 86_400))
+        bar = Progress(len(jobs), sys.stderr, enabled=not args.no_progress)
+
+        def at_share(share: float) -> None:
+            while events and float(events[0].get("at", 0)) / duration <= share:
+                _apply_event(client, sim.bench.fleet, events.pop(0))
+
+        res = asyncio.run(send_all(sim.endpoints, jobs, concurrency=concurrency, timeout=10.0,
+                                   progress=bar.update, at_share=at_share))
+        at_share(1.0)
+        stats = _settled_stats(client, settle)
+    finally:
+        stop()
+    return res, stats
+
+
+def _apply_event(client: Any, fleet: Any, ev: dict[str, Any]) -> None:
+    i = int(ev.get("install", 0))
+    token = fleet.apns_token(i) if fleet.platform[i] == 0 else fleet.fcm_token(i)
+    change = {SIM_NAMES.get(k, k): v for k, v in dict(ev.get("set", {})).items()}
+    if "connectivity" in change:
+        change["connectivity"] = "online" if change["connectivity"] else "offline"
+    opened = change.pop("open", False)
+    quoted = urllib.parse.quote(token, safe="")
+    try:
+        if change:
+            client.request("POST", f"/devices/{quoted}/state", change)
+        if opened:
+            client.request("POST", f"/devices/{quoted}/open", {})
+    except AssertionError as e:     # an event this build cannot apply is reported, not fatal
+        print(f"pushsim run: event at {ev.get('at')} not applied: {e}", file=sys.stderr)
+
+
+def _settled_stats(client: Any, settle: float) -> dict[str, Any]:
+    deadline = time.monotonic() + settle
+    while True:
+        stats = client.stats()
+        if not (stats.get("pending") or {}).get("queued") or time.monotonic() >= deadline:
+            return stats
+        time.sleep(0.05)
+
+
+def _summary(doc: dict[str, Any], seed: int, res: Any, stats: dict[str, Any]) -> dict[str, Any]:
+    lat = sorted(res.latencies)
+    pct = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2)) if lat else (lambda q: None)
+    return {"scenario": doc.get("name"), "seed": seed, "mode": "live", "sent": res.sent,
+            "responses": dict(sorted(res.statuses.items())), "elapsed_s": round(res.elapsed, 3),
+            "requests_per_s": round(res.sent / res.elapsed, 1) if res.elapsed else None,
+            "latency_ms": {"p50": round(statistics.median(lat) * 1000, 2) if lat else None, "p99": pct(0.99)},
+            "funnel": stats}
+
+
+def _format(s: dict[str, Any]) -> str:
+    from .cmd_stats import funnel_table
+
+    lines = [f"scenario {s['scenario']}  seed {s['seed']}  {s['sent']} requests in {s['elapsed_s']:.2f} s "
+             f"({s['requests_per_s']}/s, p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms)", "",
+             "responses"]
+    w = max((len(k) for k in s["responses"]), default=0)
+    lines += [f"  {k:<{w}}  {n}" for k, n in s["responses"].items()]
+    lines += ["", "funnel", *("  " + ln for ln in funnel_table(s["funnel"], sent=s["sent"]).splitlines())]
+    return "\n".join(lines)
