@@ -7,6 +7,7 @@ assertion and call the service account's `token_uri`.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +45,9 @@ class ProviderTokens:
         self._window = window
         self._issued: _Issued | None = None
         self.issued_count = 0
+        # ES256 signatures are randomised: two racing issuers would put two different "new" tokens
+        # on one connection, and APNs answers TooManyProviderTokenUpdates.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_file(cls, key_file: str, key_id: str, team_id: str, **kw) -> "ProviderTokens":
@@ -58,22 +62,24 @@ class ProviderTokens:
         return self._issued
 
     def token(self) -> str:
-        now = self._clock()
-        issued = self._issued
-        if issued is None or now - issued.iat >= issued.lifetime:
-            issued = self._issue(now)
-        return issued.value
+        with self._lock:
+            now = self._clock()
+            issued = self._issued
+            if issued is None or now - issued.iat >= issued.lifetime:
+                issued = self._issue(now)
+            return issued.value
 
     def header(self) -> str:
         return "bearer " + self.token()
 
     def expire(self) -> bool:
         """Ask for a fresh token on the next request; refused (False) within 20 min of the last."""
-        issued = self._issued
-        if issued is None or self._clock() - issued.iat < MIN_REFRESH_S:
-            return False
-        issued.lifetime = 0.0
-        return True
+        with self._lock:
+            issued = self._issued
+            if issued is None or self._clock() - issued.iat < MIN_REFRESH_S:
+                return False
+            issued.lifetime = 0.0
+            return True
 
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -97,6 +103,7 @@ class FcmAccessTokens:
         session = requests.Session()
         if ca_file:
             session.verify = ca_file
+            session.trust_env = False      # else REQUESTS_CA_BUNDLE silently replaces our CA
         self._request = google.auth.transport.requests.Request(session=session)
         self._on_fetch = on_fetch
         self.fetches = 0

@@ -25,6 +25,7 @@ from . import fleet
 from .gates import Thresholds, Totals, evaluate, exit_code
 
 log = logging.getLogger("pushsim.loadtests")
+logging.getLogger("httpx").setLevel(logging.WARNING)     # one INFO line per request otherwise
 
 RANGE_MESSAGE = "pushsim_token_range"
 PLATFORMS = ("ios", "android")

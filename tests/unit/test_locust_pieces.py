@@ -173,3 +173,20 @@ def test_sse_lines_and_waiters() -> None:
     assert w.busy("t2") and not w.busy("t1")
     w.discard("t2", r2)
     assert not w.busy("t2") and w.dispatch({"token": "t2", "outcome": "dropped"}) is False
+
+
+def test_racing_threads_share_one_provider_token() -> None:
+    import threading
+    tokens = ProviderTokens(_PEM, "K", "T")
+    seen: set[str] = set()
+    barrier = threading.Barrier(8)
+
+    def take() -> None:
+        barrier.wait()
+        seen.add(tokens.token())
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 1 and tokens.issued_count == 1
