@@ -137,11 +137,13 @@ def test_a_lenient_gate_passes_a_run_with_some_bad_tokens(pushsim, tmp_path) -> 
 
 def test_shape_runs_and_stops_by_itself(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_apns.py,loadtests/locustfile_shape.py", pushsim, tmp_path,
-                                "--shape", "spike", "--spike-at", "1", "--spike-length", "1",
-                                users=6, run_time="3s")
+                                "--shape", "spike", "--spike-at", "1", "--spike-length", "2",
+                                users=6, run_time="4s")
     requests, failures = totals(stats, "APNS")
     assert requests > 0 and failures == 0 and rc == 0, log[-3000:]
-    assert "Shape test completed" in log or "shape" in log.lower()
+    steps = [int(n) for n in re.findall(r"Shape test updating to (\d+) users", log)]
+    assert steps[:3] == [1, 6, 1], steps          # base (peak/10 → 1), spike to -u 6, back to base
+    assert "Shape test completed" in log          # the shape, not -t, ended the run
 
 
 class TinySender:

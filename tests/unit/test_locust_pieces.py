@@ -190,3 +190,64 @@ def test_racing_threads_share_one_provider_token() -> None:
     for t in threads:
         t.join()
     assert len(seen) == 1 and tokens.issued_count == 1
+
+
+EXPIRED = (b'{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":'
+           b'"UNAUTHENTICATED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo",'
+           b'"reason":"ACCESS_TOKEN_EXPIRED","domain":"googleapis.com"}]}}')
+UNREGISTERED = (b'{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND",'
+                b'"details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}')
+
+
+class FakeAuth:
+    def __init__(self) -> None:
+        self.current, self.refreshes = "tok-1", 0
+
+    def token(self) -> str:
+        return self.current
+
+    def invalidate(self, stale: str) -> None:
+        if stale == self.current:
+            self.refreshes += 1
+            self.current = f"tok-{self.refreshes + 1}"
+
+
+class ScriptedTransport:
+    def __init__(self, answers: list[tuple[int, bytes]]) -> None:
+        self.answers, self.seen = answers, []
+
+    def post(self, path: str, headers: list, body: bytes) -> tuple[int, bytes]:
+        self.seen.append((path, dict(headers)["authorization"], body))
+        return self.answers.pop(0)
+
+
+def test_fcm_error_codes() -> None:
+    from loadtests.fcm_client import fcm_error
+    assert fcm_error(404, UNREGISTERED) == ("UNREGISTERED", "")
+    assert fcm_error(401, EXPIRED) == ("UNAUTHENTICATED", "ACCESS_TOKEN_EXPIRED")
+    assert fcm_error(401, b"<html>Unauthorized</html>") == ("HTTP 401", "")
+
+
+def test_fcm_sender_refreshes_once_on_access_token_expired() -> None:
+    from loadtests.fcm_client import FcmSender
+    auth = FakeAuth()
+    transport = ScriptedTransport([(401, EXPIRED), (200, b'{"name":"projects/p/messages/0:1"}')])
+    sender = FcmSender(transport, auth, "p")
+    assert sender.send("T", silent=False)[0] == 200
+    assert [a for _p, a, _b in transport.seen] == ["Bearer tok-1", "Bearer tok-2"]
+    assert transport.seen[0][0] == "/v1/projects/p/messages:send" and auth.refreshes == 1
+    # Another 401 reason is the answer, not a reason to refresh; a second expiry is not retried forever.
+    other = ScriptedTransport([(401, b'{"error":{"code":401,"status":"UNAUTHENTICATED"}}')])
+    assert FcmSender(other, auth, "p").send("T", silent=True)[0] == 401 and len(other.seen) == 1
+    twice = ScriptedTransport([(401, EXPIRED), (401, EXPIRED)])
+    assert FcmSender(twice, auth, "p").send("T", silent=True)[0] == 401 and len(twice.seen) == 2
+
+
+def test_fcm_messages_silent_vs_visible() -> None:
+    import orjson
+
+    from loadtests.fcm_client import message
+    silent = orjson.loads(message("T", True, 3))["message"]
+    visible = orjson.loads(message("T", False, 3))["message"]
+    assert "notification" not in silent and silent["data"]["n"] == "3" and silent["token"] == "T"
+    assert visible["notification"]["title"] and visible["android"]["priority"] == "high"
