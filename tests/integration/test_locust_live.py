@@ -158,16 +158,27 @@ class TinySender:
         self.http = httpx.Client(http1=False, http2=True, base_url=apns["h2c_url"], timeout=5)
         self.topic = apns["topic"]
         self.triggers = 0
+        self.errors: list[str] = []
+        # One APNs request at a time: httpx's sync HTTP/2 pool shared by handler threads can drop a
+        # request while the fake's stream limit is still 1 (before the first valid token).
+        self.lock = threading.Lock()
         sender = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                r = sender.http.post(f"/3/device/{body['token']}", content=b'{"aps":{"alert":"hi"}}', headers={
-                    "authorization": sender.tokens.header(), "apns-topic": sender.topic,
-                    "apns-push-type": "alert", "apns-expiration": "0"})
+                try:
+                    with sender.lock:
+                        r = sender.http.post(f"/3/device/{body['token']}", content=b'{"aps":{"alert":"hi"}}',
+                                             headers={"authorization": sender.tokens.header(),
+                                                      "apns-topic": sender.topic, "apns-push-type": "alert",
+                                                      "apns-expiration": "0"})
+                    status = 202 if r.status_code == 200 else 502
+                except Exception as exc:  # noqa: BLE001 - reported to the test, answered 502
+                    sender.errors.append(repr(exc))
+                    status = 502
                 sender.triggers += 1
-                self.send_response(202 if r.status_code == 200 else 502)
+                self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -192,7 +203,7 @@ def test_sender_under_test_end_to_end(pushsim, tmp_path) -> None:
         sender.close()
     triggers, trigger_failures = totals(stats, "TRIGGER")
     e2e, e2e_failures = totals(stats, "E2E")
-    assert triggers > 0 and trigger_failures == 0, log[-3000:]
+    assert triggers > 0 and trigger_failures == 0, (sender.errors[:3], log[-3000:])
     assert sender.triggers >= triggers
     # Every trigger got its device outcome: delivered, or dropped by the simulated fleet (offline
     # with apns-expiration 0, force-quit) — which the E2E stats report with the drop reason.
