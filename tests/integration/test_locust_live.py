@@ -16,7 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -146,39 +146,29 @@ def test_shape_runs_and_stops_by_itself(pushsim, tmp_path) -> None:
     assert "Shape test completed" in log          # the shape, not -t, ended the run
 
 
-class TinySender:
-    """The sender under test: POST {"token": ...} → one APNs alert over h2c, answered 202."""
+class TriggerServer:
+    """An HTTP trigger in front of a sender: POST {"token": ...} → `send(token)`, 202 or 502.
 
-    def __init__(self, pushsim: dict) -> None:
-        import httpx
+    Sends one at a time: the senders here share one sync HTTP/2 client across handler threads,
+    which is not what they were written for."""
 
-        from loadtests.auth import ProviderTokens
-        apns = pushsim["apns"]
-        self.tokens = ProviderTokens.from_file(apns["key_file"], apns["key_id"], apns["team_id"])
-        self.http = httpx.Client(http1=False, http2=True, base_url=apns["h2c_url"], timeout=5)
-        self.topic = apns["topic"]
+    def __init__(self, send: Callable[[str], bool]) -> None:
         self.triggers = 0
         self.errors: list[str] = []
-        # One APNs request at a time: httpx's sync HTTP/2 pool shared by handler threads can drop a
-        # request while the fake's stream limit is still 1 (before the first valid token).
-        self.lock = threading.Lock()
-        sender = self
+        lock = threading.Lock()
+        trigger = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 try:
-                    with sender.lock:
-                        r = sender.http.post(f"/3/device/{body['token']}", content=b'{"aps":{"alert":"hi"}}',
-                                             headers={"authorization": sender.tokens.header(),
-                                                      "apns-topic": sender.topic, "apns-push-type": "alert",
-                                                      "apns-expiration": "0"})
-                    status = 202 if r.status_code == 200 else 502
+                    with lock:
+                        ok = send(body["token"])
                 except Exception as exc:  # noqa: BLE001 - reported to the test, answered 502
-                    sender.errors.append(repr(exc))
-                    status = 502
-                sender.triggers += 1
-                self.send_response(status)
+                    trigger.errors.append(repr(exc))
+                    ok = False
+                trigger.triggers += 1
+                self.send_response(202 if ok else 502)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -191,27 +181,67 @@ class TinySender:
 
     def close(self) -> None:
         self.server.shutdown()
-        self.http.close()
+        self.server.server_close()
+
+
+def tiny_apns_sender(pushsim: dict) -> tuple[Callable[[str], bool], Callable[[], None]]:
+    """A few lines of sender: one APNs alert over h2c, expiration 0 (try once, never store)."""
+    import httpx
+
+    from loadtests.auth import ProviderTokens
+    apns = pushsim["apns"]
+    tokens = ProviderTokens.from_file(apns["key_file"], apns["key_id"], apns["team_id"])
+    http = httpx.Client(http1=False, http2=True, base_url=apns["h2c_url"], timeout=5)
+
+    def send(token: str) -> bool:
+        r = http.post(f"/3/device/{token}", content=b'{"aps":{"alert":"hi"}}', headers={
+            "authorization": tokens.header(), "apns-topic": apns["topic"], "apns-push-type": "alert",
+            "apns-expiration": "0"})
+        return r.status_code == 200
+    return send, http.close
+
+
+def check_e2e(stats: dict, log: str, out: Path, trigger: TriggerServer, platform: str) -> None:
+    triggers, trigger_failures = totals(stats, "TRIGGER")
+    e2e, e2e_failures = totals(stats, "E2E")
+    assert triggers > 0 and trigger_failures == 0, (trigger.errors[:3], log[-3000:])
+    assert trigger.triggers >= triggers
+    # Every trigger got its device outcome: delivered, or dropped by the simulated fleet (offline
+    # with apns-expiration 0, force-quit) — which the E2E stats report with the drop reason.
+    assert e2e > e2e_failures >= 0, log[-3000:]
+    if e2e_failures:
+        assert all(t.startswith("E2EFailure('dropped:") for t in failure_texts(out)), failure_texts(out)
+    entry = stats[("E2E", platform)]
+    assert 0 < entry["total_response_time"] / entry["num_requests"] < 5000
 
 
 def test_sender_under_test_end_to_end(pushsim, tmp_path) -> None:
-    sender = TinySender(pushsim)
+    send, close = tiny_apns_sender(pushsim)
+    trigger = TriggerServer(send)
     try:
         rc, stats, log = run_locust("loadtests/locustfile_sender.py", pushsim, tmp_path,
-                                    "--sut-url", sender.url, "--e2e-timeout", "5", users=4)
+                                    "--sut-url", trigger.url, "--e2e-timeout", "5", users=4)
     finally:
+        trigger.close()
+        close()
+    check_e2e(stats, log, tmp_path, trigger, "ios")
+
+
+@pytest.mark.skipif(not (REPO / "examples" / "sender.py").exists(), reason="examples/sender.py not in this tree yet")
+def test_example_sender_end_to_end_over_fcm(pushsim, tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("pushsim_example_sender", REPO / "examples" / "sender.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module         # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    sender = module.Sender.from_endpoints(json.loads(pushsim["endpoints_file"].read_text()))
+    trigger = TriggerServer(lambda token: sender.send_fcm(token, {"notification": {"title": "hi"}}).ok)
+    try:
+        rc, stats, log = run_locust("loadtests/locustfile_sender.py", pushsim, tmp_path, "--sut-url", trigger.url,
+                                    "--sut-platform", "android", "--e2e-timeout", "5", users=4)
+    finally:
+        trigger.close()
         sender.close()
-    triggers, trigger_failures = totals(stats, "TRIGGER")
-    e2e, e2e_failures = totals(stats, "E2E")
-    assert triggers > 0 and trigger_failures == 0, (sender.errors[:3], log[-3000:])
-    assert sender.triggers >= triggers
-    # Every trigger got its device outcome: delivered, or dropped by the simulated fleet (offline
-    # with apns-expiration 0, force-quit) — which the E2E stats report with the drop reason.
-    assert e2e > e2e_failures >= 0
-    if e2e_failures:
-        assert all(t.startswith("E2EFailure('dropped:") for t in failure_texts(tmp_path)), failure_texts(tmp_path)
-    entry = stats[("E2E", "ios")]
-    assert 0 < entry["total_response_time"] / entry["num_requests"] < 5000
+    check_e2e(stats, log, tmp_path, trigger, "android")
 
 
 def _free_port() -> int:
