@@ -159,15 +159,17 @@ class _Connection:
         while True:
             if not self.usable:
                 raise self.closed or GoAway(0, b"connection is going away")
-            if self.h2.open_outbound_streams < self.h2.remote_settings.max_concurrent_streams:
-                break
+            # Check the limit under the lock that opens the stream: taking the lock may yield, and
+            # another greenlet could take the last slot in between.
+            with self.send_lock:
+                if self.usable and self.h2.open_outbound_streams < self.h2.remote_settings.max_concurrent_streams:
+                    sid = self.h2.get_next_available_stream_id()
+                    stream = _Stream()
+                    self.streams[sid] = stream
+                    self.h2.send_headers(sid, headers, end_stream=not body)
+                    self._flush()
+                    break
             self._wait_change(deadline, "a free stream slot")
-        with self.send_lock:
-            sid = self.h2.get_next_available_stream_id()
-            stream = _Stream()
-            self.streams[sid] = stream
-            self.h2.send_headers(sid, headers, end_stream=not body)
-            self._flush()
         if body:
             self._send_body(sid, body, deadline)
         return sid, stream
@@ -315,11 +317,19 @@ class H2Client:
     def request(self, method: str, path: str, headers: list[tuple[str, str]] | None = None,
                 body: bytes = b"", timeout: float | None = None) -> Response:
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        conn = self._connection()
+        try:
+            conn = self._connection()
+        except OSError as exc:          # refused, TLS handshake (ssl.SSLError is an OSError)
+            raise ConnectionClosed(f"connect failed: {exc!r}") from exc
         wire = [(b":method", method.encode()), (b":scheme", conn.scheme.encode()),
                 (b":authority", conn.authority.encode()), (b":path", path.encode())]
         wire += [(k.lower().encode(), v.encode()) for k, v in headers or ()]
-        sid, stream = conn.open_stream(wire, body, deadline)
+        try:
+            sid, stream = conn.open_stream(wire, body, deadline)
+        except (OSError, h2.exceptions.ProtocolError) as exc:
+            error = ConnectionClosed(f"send failed: {exc!r}")
+            conn._fail_all(error)
+            raise error from exc
         try:
             return stream.result.get(timeout=max(0.0, deadline - time.monotonic()))
         except gevent.Timeout:

@@ -16,7 +16,7 @@ from gevent import server as gserver
 from gevent import ssl as gssl
 from hyperframe.frame import GoAwayFrame
 
-from loadtests.h2client import GoAway, H2Client, RequestTimeout, StreamReset
+from loadtests.h2client import ConnectionClosed, GoAway, H2Client, RequestTimeout, StreamReset
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -217,4 +217,27 @@ def test_tls_with_alpn_h2(server, tmp_path) -> None:
     results = run_many(client, 20, headers=[("x-delay", "0.1")])
     assert all(r.status == 200 for r in results)
     assert client.connections_opened == 1
+    client.close()
+
+
+def test_refused_connection_is_a_connection_error() -> None:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # nothing listens here once closed
+    client = H2Client(f"http://127.0.0.1:{port}")
+    with pytest.raises(ConnectionClosed, match="connect failed"):
+        client.request("POST", "/p", [], b"x")
+
+
+def test_server_closing_mid_request_fails_waiters_and_reconnects(server) -> None:
+    srv = server()
+    client = H2Client(f"http://127.0.0.1:{srv.port}")
+    assert client.request("POST", "/p", [], b"x").status == 200
+    job = gevent.spawn(client.request, "POST", "/p", [("x-delay", "5")], b"x")
+    gevent.sleep(0.2)
+    client._conn.sock.shutdown(2)           # the transport dies under an open stream
+    job.join(3)
+    assert isinstance(job.exception, ConnectionClosed)
+    assert client.request("POST", "/p", [], b"x").status == 200 and client.connections_opened == 2
     client.close()
