@@ -25,7 +25,7 @@ class _Shared:
     next_client = itertools.count()
 
 
-def _shared(environment: Any) -> _Shared:
+def _shared(environment: Any) -> type[_Shared]:
     if _Shared.clients is None:
         o = common.options(environment)
         ep = common.endpoints(environment)
