@@ -80,7 +80,14 @@ class ApnsUser(User):
         started = time.perf_counter()
         common.sent_by_platform["ios"] += 1
         try:
-            resp = self._client.request("POST", f"/3/device/{token}", headers, body)
+            try:
+                resp = self._client.request("POST", f"/3/device/{token}", headers, body)
+            except H2Error as exc:
+                if not exc.retryable:
+                    raise
+                # Refused by GOAWAY or REFUSED_STREAM: APNs never saw it, so retry once (a fresh
+                # connection if the old one is going away), as pushy and node-apn do.
+                resp = self._client.request("POST", f"/3/device/{token}", headers, body)
         except H2Error as exc:
             common.report(self.environment, "APNS", name, started, 0, exc)
             return
