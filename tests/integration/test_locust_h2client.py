@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import gevent
 import gevent.lock
@@ -26,10 +27,18 @@ class TinyH2Server:
     x-delay (seconds), x-status, x-rst (send RST_STREAM REFUSED_STREAM instead)."""
 
     def __init__(self, *, initial_streams: int = 100, raise_to: int | None = None,
-                 goaway_after: int | None = None, tls: trustme.CA | None = None) -> None:
+                 goaway_after: int | None = None, tls: trustme.CA | None = None,
+                 rst_every: int | None = None) -> None:
         self.initial_streams = initial_streams
         self.raise_to = raise_to
-        self.goaway_after = goaway_after
+        self.goaway_after = goaway_after      # per connection: GOAWAY at its Nth request
+        self.rst_every = rst_every            # every Nth request overall: RST_STREAM REFUSED_STREAM
+        self.goaways = 0
+        self.rsts = 0
+        self.authorizations: set[bytes] = set()
+        self.unprocessed: Counter[bytes] = Counter()     # apns-id → times refused or left unanswered
+        self.answered: set[bytes] = set()
+        self.paths: list[bytes] = []
         self.active = 0
         self.max_active = 0
         self.requests = 0
@@ -60,6 +69,7 @@ class TinyH2Server:
         headers: dict[int, dict[bytes, bytes]] = {}
         answered = 0
         goaway_last: int | None = None
+        conn_requests = 0
 
         def respond(sid: int) -> None:
             nonlocal answered
@@ -67,9 +77,12 @@ class TinyH2Server:
             gevent.sleep(float(h.get(b"x-delay", b"0")))
             with lock:
                 self.active -= 1
-                if h.get(b"x-rst"):
+                if h.get(b"x-rst") or h.get(b"x-refuse"):
+                    self.rsts += 1
+                    self.unprocessed[h.get(b"apns-id", b"")] += 1
                     conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 else:
+                    self.answered.add(h.get(b"apns-id", b""))
                     body = str(len(bodies.pop(sid))).encode()
                     conn.send_headers(sid, [(b":status", h.get(b"x-status", b"200"))])
                     conn.send_data(sid, body, end_stream=True)
@@ -86,13 +99,20 @@ class TinyH2Server:
                 for ev in conn.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
                         self.requests += 1
+                        conn_requests += 1
                         self.active += 1
                         self.max_active = max(self.max_active, self.active)
                         headers[ev.stream_id] = dict(ev.headers)
+                        self.authorizations.add(headers[ev.stream_id].get(b"authorization", b""))
+                        self.paths.append(headers[ev.stream_id][b":path"])
+                        if self.rst_every and self.requests % self.rst_every == 0:
+                            headers[ev.stream_id][b"x-refuse"] = b"1"
                         bodies[ev.stream_id] = bytearray()
                         if goaway_last is not None:
                             headers[ev.stream_id][b"x-ignore"] = b"1"   # above last-stream-id
-                        elif self.goaway_after and self.requests == self.goaway_after:
+                            self.unprocessed[headers[ev.stream_id].get(b"apns-id", b"")] += 1
+                        elif self.goaway_after and conn_requests == self.goaway_after:
+                            self.goaways += 1
                             # Written by hand: h2 refuses to answer open streams once it sent GOAWAY.
                             goaway_last = ev.stream_id
                             sock.sendall(conn.data_to_send() + GoAwayFrame(
