@@ -7,8 +7,11 @@ tokens. Needs nothing from the other pushsim packages, so it runs in any tree.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,32 +79,46 @@ class StandInAdmin:
         self.server.server_close()
 
 
-def test_apns_user_rides_out_goaway_and_refused_streams(tmp_path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "key.p8").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    apns = H2InThread(initial_streams=1, raise_to=50, goaway_after=150, rst_every=37)
-    admin = StandInAdmin()
-    try:
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSIM_")}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@pytest.fixture
+def standin(tmp_path: Path):
+    """(endpoints.json path, the stand-in APNs server, the provider key) for one test."""
+    def start(**kw: Any) -> tuple[Path, TinyH2Server, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        (tmp_path / "key.p8").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        apns = H2InThread(**kw)
+        admin = StandInAdmin()
+        stops.extend([admin.stop, apns.stop])
         port = apns.server.port
-        (tmp_path / "endpoints.json").write_text(json.dumps({
+        endpoints = tmp_path / "endpoints.json"
+        endpoints.write_text(json.dumps({
             "apns": {"url": f"https://127.0.0.1:{port}", "h2c_url": f"http://127.0.0.1:{port}",
                      "topic": "com.example.app", "key_file": str(tmp_path / "key.p8"),
                      "key_id": "KEYID12345", "team_id": "TEAM123456"},
             "admin": {"url": admin.url}}))
-        proc = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", "loadtests/locustfile_apns.py", "--headless", "-u", "10",
-             "-r", "10", "-t", "3s", "--only-summary", "--stop-timeout", "2", "--apns-transport", "h2c",
-             "--pushsim-endpoints", str(tmp_path / "endpoints.json"), "--json-file", str(tmp_path / "stats"), "--csv", str(tmp_path / "run")],
-            cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-            timeout=40)
-    finally:
-        admin.stop()
-        apns.stop()
+        return endpoints, apns.server, key
+    stops: list = []
+    yield start
+    for stop in stops:
+        stop()
+
+
+def test_apns_user_rides_out_goaway_and_refused_streams(standin, tmp_path: Path) -> None:
+    endpoints, srv, key = standin(initial_streams=1, raise_to=50, goaway_after=150, rst_every=37)
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "loadtests/locustfile_apns.py", "--headless", "-u", "10",
+         "-r", "10", "-t", "3s", "--only-summary", "--stop-timeout", "2", "--apns-transport", "h2c",
+         "--pushsim-endpoints", str(endpoints), "--json-file", str(tmp_path / "stats"), "--csv", str(tmp_path / "run")],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=40)
     stats = json.loads((tmp_path / "stats.json").read_text())
     requests = sum(e["num_requests"] for e in stats)
     failures = sum(e["num_failures"] for e in stats)
-    srv = apns.server
     assert requests > 0, proc.stderr[-3000:]
     assert srv.goaways >= 2 and srv.rsts >= 2, (srv.goaways, srv.rsts, srv.requests)
     # The user retried, once, exactly the requests the server never processed: those refused or
@@ -117,3 +134,46 @@ def test_apns_user_rides_out_goaway_and_refused_streams(tmp_path: Path) -> None:
     assert claims["iss"] == "TEAM123456"
     assert jwt.get_unverified_header(auth.decode().removeprefix("bearer "))["kid"] == "KEYID12345"
     assert {p.decode().rsplit("/", 1)[1] for p in srv.paths} <= set(TOKENS)
+
+
+RANGE_RE = re.compile(r"pushsim token range: worker (\d)/2 android=\[(\d+),(\d+)\) ios=\[(\d+),(\d+)\)")
+USED_RE = re.compile(r"pushsim tokens used: worker \((\d), 2\) ios offset=(\d+) count=(\d+) requests=(\d+)")
+
+
+def test_distributed_workers_get_disjoint_token_ranges(standin, tmp_path: Path) -> None:
+    endpoints, srv, _key = standin()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["-f", "loadtests/locustfile_apns.py", "--pushsim-endpoints", str(endpoints), "--apns-transport", "h2c"]
+    workers = [subprocess.Popen([sys.executable, "-m", "locust", *common, "--worker", "--master-host", "127.0.0.1",
+                                 "--master-port", str(port)], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        master = subprocess.run([sys.executable, "-m", "locust", *common, "--master", "--master-bind-host", "127.0.0.1",
+                                 "--master-bind-port", str(port), "--expect-workers", "2", "--expect-workers-max-wait",
+                                 "30", "--headless", "-u", "6", "-r", "6", "-t", "3s", "--only-summary",
+                                 "--json-file", str(tmp_path / "stats")],
+                                cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
+        logs = [w.communicate(timeout=20)[0] for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait(5)
+    assert master.returncode == 0, master.stderr[-3000:]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert sum(e["num_requests"] for e in stats) > 0 and sum(e["num_failures"] for e in stats) == 0
+    ranges: dict[int, range] = {}
+    for log in logs:
+        m = RANGE_RE.search(log)
+        assert m, log[-3000:]
+        index, _a0, _a1, i0, i1 = map(int, m.groups())
+        ranges[index] = range(i0, i1)
+        used = USED_RE.search(log)
+        assert used and int(used.group(4)) > 0, log[-3000:]
+        assert (int(used.group(2)), int(used.group(3))) == (i0, i1 - i0)
+    assert sorted(ranges) == [0, 1] and sorted([*ranges[0], *ranges[1]]) == list(range(len(TOKENS)))
+    # The server saw pushes to both halves, and to nothing outside the token list.
+    hit = {TOKENS.index(p.decode().rsplit("/", 1)[1]) for p in srv.paths}
+    assert hit & set(ranges[0]) and hit & set(ranges[1])
