@@ -22,6 +22,7 @@ class _Shared:
     """Per-process state: connections and the provider token every connection presents."""
     clients: list[H2Client] | None = None
     tokens: ProviderTokens | None = None
+    cert = False
     next_client = itertools.count()
 
 
@@ -32,7 +33,11 @@ def _shared(environment: Any) -> type[_Shared]:
         apns = ep["apns"]
         url = apns["h2c_url"] if o.apns_transport == "h2c" else apns["url"]
         _Shared.tokens = ProviderTokens.from_file(apns["key_file"], apns["key_id"], apns["team_id"])
-        _Shared.clients = [H2Client(url, ca_file=ep.get("ca_file"), timeout=o.request_timeout)
+        cert = (apns["client_cert"], apns["client_key"]) if o.apns_auth == "cert" else None
+        if cert and o.apns_transport != "tls":
+            raise RuntimeError("--apns-auth cert needs --apns-transport tls (the certificate is a TLS one)")
+        _Shared.cert = cert is not None
+        _Shared.clients = [H2Client(url, ca_file=ep.get("ca_file"), cert=cert, timeout=o.request_timeout)
                            for _ in range(max(1, o.apns_connections))]
     return _Shared
 
@@ -67,8 +72,8 @@ class ApnsUser(User):
         o = common.options(self.environment)
         silent = self._rng.random() < o.silent_ratio
         token = random_bad_token(self._rng) if self._rng.random() < o.bad_token_ratio else self._pool.next()
-        headers = [
-            ("authorization", self._shared.tokens.header()),
+        headers = [] if self._shared.cert else [("authorization", self._shared.tokens.header())]
+        headers += [
             ("apns-topic", self._topic),
             ("apns-push-type", "background" if silent else "alert"),
             ("apns-priority", "5" if silent else "10"),

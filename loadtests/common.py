@@ -48,6 +48,8 @@ def _add_options(parser: Any) -> None:
                    help="use at most this many installs per platform (0 = all)")
     g.add_argument("--request-timeout", env_var="PUSHSIM_REQUEST_TIMEOUT", type=float, default=10.0)
     g.add_argument("--apns-transport", env_var="PUSHSIM_APNS_TRANSPORT", choices=["tls", "h2c"], default="tls")
+    g.add_argument("--apns-auth", env_var="PUSHSIM_APNS_AUTH", choices=["token", "cert"], default="token",
+                   help="token: ES256 provider token; cert: TLS client certificate (needs --apns-transport tls)")
     g.add_argument("--apns-topic", env_var="PUSHSIM_APNS_TOPIC", default="",
                    help="apns-topic header (default: the topic in endpoints.json)")
     g.add_argument("--apns-connections", env_var="PUSHSIM_APNS_CONNECTIONS", type=int, default=1,

@@ -150,6 +150,14 @@ def test_a_lenient_gate_passes_a_run_with_some_bad_tokens(pushsim, tmp_path) -> 
 
 
 @needs_apns
+def test_apns_user_with_certificate_auth(pushsim, tmp_path) -> None:
+    rc, stats, log = run_locust("loadtests/locustfile_apns.py", pushsim, tmp_path, "--apns-auth", "cert",
+                                run_time="2s", users=4)
+    requests, failures = totals(stats, "APNS")
+    assert requests > 0 and failures == 0 and rc == 0, log[-3000:]
+
+
+@needs_apns
 def test_shape_runs_and_stops_by_itself(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_apns.py,loadtests/locustfile_shape.py", pushsim, tmp_path,
                                 "--shape", "spike", "--spike-at", "1", "--spike-length", "2",
