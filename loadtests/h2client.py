@@ -211,6 +211,9 @@ class _Connection:
                         self._handle(event)
                     self._flush()
                 self._wake()
+                if self.goaway and not self.streams:
+                    error = ConnectionClosed("closed after GOAWAY once its last streams finished")
+                    break
         except (OSError, h2.exceptions.H2Error) as exc:
             error = ConnectionClosed(f"connection error: {exc!r}")
         self._fail_all(error)

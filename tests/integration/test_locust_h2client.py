@@ -43,6 +43,7 @@ class TinyH2Server:
         self.max_active = 0
         self.requests = 0
         self.connections = 0
+        self.connections_closed = 0
         ssl_args = {}
         if tls is not None:
             cert = tls.issue_cert("127.0.0.1")
@@ -94,6 +95,7 @@ class TinyH2Server:
         while True:
             data = sock.recv(65536)
             if not data:
+                self.connections_closed += 1
                 return
             with lock:
                 for ev in conn.receive_data(data):
@@ -214,6 +216,8 @@ def test_goaway_fails_newer_streams_and_the_next_request_reconnects(server) -> N
     assert len(ok) + len(refused) == 12
     assert client.request("POST", "/p", [], b"x").status == 200
     assert client.connections_opened == 2
+    gevent.sleep(0.1)
+    assert srv.connections_closed >= 1      # the old connection is closed once drained, not left open
     client.close()
 
 
