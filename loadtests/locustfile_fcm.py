@@ -1,0 +1,3 @@
+"""FCM load: `locust -f loadtests/locustfile_fcm.py --headless -u 50 -r 50 -t 1m` (see docs/loadtests.md)."""
+from loadtests import common  # noqa: F401  - options, token ranges, CI gates
+from loadtests.fcm_user import FcmUser  # noqa: F401
