@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import struct
 from typing import Any
 
 from . import frames as F
 from .fast_frames import (_ACK, _ACTIVE, _END, _IDLE, _OPEN, _PEER_RESET, DEFAULT_MAX_STREAMS,
                           FrameLoop, ConnError, CONN_WINDOW, APNS_SETTINGS, _ENDED, _Stream)
 from .hpack_fast import encode_block
+from .conninfo import conn_info, internal_error_reply, reset_connection
 from .types import ConnInfo, Reply, Service
 
 log = logging.getLogger(__name__)
@@ -301,27 +300,3 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         if self._closing and not self._active:
             self._out_and_close()
 
-
-def conn_info(transport: Any, *, http2: bool) -> ConnInfo:
-    # TODO(merge): use pushsim.edge.conninfo (edge's branch) once it is in main; same behaviour.
-    peername = transport.get_extra_info("peername")
-    peer = (peername[0], peername[1]) if peername else None
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return ConnInfo(tls=False, alpn=None, http2=http2, peer=peer)
-    return ConnInfo(tls=True, alpn=ssl_object.selected_alpn_protocol(), http2=http2,
-                    peer_cert_der=ssl_object.getpeercert(binary_form=True), peer=peer)
-
-
-def internal_error_reply() -> Reply:
-    return Reply(500, [(b"content-type", b"application/json")], b'{"reason":"InternalServerError"}')
-
-
-def reset_connection(transport: Any) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:                                         # linger 0: close() sends RST, not FIN
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-    transport.abort()
