@@ -67,10 +67,11 @@ async def main(argv: list[str]) -> None:
     ap.add_argument("--pubkey", required=True)
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--topic", default="com.example.app")
     a = ap.parse_args(argv)
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
     with open(a.pubkey, "rb") as f:
-        svc = BenchApnsService(load_pem_public_key(f.read()), b"com.example.app")
+        svc = BenchApnsService(load_pem_public_key(f.read()), a.topic.encode())
     if a.engine == "fast":
         from pushsim.edge.fast_engine import FastH2Protocol as Engine
     else:

@@ -6,7 +6,6 @@ except `/events`, which subscribes to the ledger only while a client is listenin
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -17,6 +16,7 @@ from aiohttp import web
 from device_sim.fleet import PLATFORMS, App
 from device_sim.ledger import Record
 
+from . import control_faults
 from .metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -163,40 +163,12 @@ async def get_device(request: web.Request) -> web.Response:
     if i is None:
         return _json({"error": "unknown device token", "token": token}, 404)
     out = {**bench.fleet.describe(i), "deliveries": bench.ledger.deliveries(i)}
-    sim = getattr(bench, "sim", None)
-    if sim is not None and hasattr(sim, "describe"):   # OS-side state, once the device simulation is in
-        out["os"] = sim.describe(i)
+    out["os"] = bench.sim.describe(i)
     return _json(out)
 
 
-async def set_device_state(request: web.Request) -> web.Response:
-    """Change an install's situation now (app state, online, Low Power Mode, Doze, bucket, open…)."""
-    bench = _sim(request).bench
-    sim = getattr(bench, "sim", None)
-    if sim is None or not hasattr(sim, "set_state"):
-        return _json({"error": "device state changes need the device simulation"}, 501)
-    token = request.match_info["token"]
-    i = _resolve(bench.fleet, token)
-    if i is None:
-        return _json({"error": "unknown device token", "token": token}, 404)
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise BadRequest("body must be a JSON object") from None
-    if not isinstance(body, dict) or not body:
-        raise BadRequest("body must be a non-empty JSON object of settings")
-    try:
-        sim.set_state(i, **body)
-    except (ValueError, TypeError) as e:
-        raise BadRequest(str(e)) from None
-    return _json({**bench.fleet.describe(i), "os": sim.describe(i)})
-
-
 async def fleet_stats(request: web.Request) -> web.Response:
-    stats_fn = getattr(_sim(request).bench, "stats", None)
-    if stats_fn is None:
-        return _json({"error": "fleet statistics need the device simulation"}, 501)
-    return _json(stats_fn())
+    return _json(_sim(request).bench.stats())
 
 
 async def journal(request: web.Request) -> web.StreamResponse:
@@ -309,26 +281,6 @@ async def _end_streams(app: web.Application) -> None:
         close()
 
 
-# Modules that add their own admin routes with `add_routes(app, sim)`; skipped while absent.
-ROUTE_MODULES = ("pushsim.control_faults",)
-
-
-def _add_optional_routes(app: web.Application, sim: PushSim) -> None:
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
-        module.add_routes(app, sim)
-
-
-def _has_route(app: web.Application, method: str, path: str) -> bool:
-    return any(r.method == method and r.resource is not None and r.resource.canonical == path
-               for r in app.router.routes())
-
-
 def make_app(sim: PushSim) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[SIM] = sim
@@ -345,7 +297,5 @@ def make_app(sim: PushSim) -> web.Application:
     app.router.add_post("/reset", reset)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/events", events)
-    _add_optional_routes(app, sim)
-    if not _has_route(app, "POST", "/devices/{token}/state"):   # the fault module's richer one wins
-        app.router.add_post("/devices/{token}/state", set_device_state)
+    control_faults.add_routes(app, sim)   # /faults, /devices/{token}/state and /open
     return app

@@ -8,11 +8,9 @@ import threading
 import httpx
 import pytest
 
-import _standins
 from _serve_helpers import apns_client, ephemeral_config, provider_token, push
 from pushsim.server import run_in_thread
 
-_standins.install()
 
 IOS, ANDROID = 6, 4
 

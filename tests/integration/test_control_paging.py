@@ -5,12 +5,10 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
-import _standins
 from _serve_helpers import ephemeral_config
 from pushsim.control import _platform_indices
 from pushsim.server import run_in_thread
 
-_standins.install()
 
 
 @given(st.binary(max_size=200).map(lambda b: bytearray(x & 1 for x in b)), st.sampled_from([0, 1]),

@@ -15,13 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-import _standins
 from _serve_helpers import apns_client, ephemeral_config, provider_token, push
 from pushsim.server import run_in_thread
 
-STANDINS = _standins.install()
-REAL = not STANDINS   # the real fake_apns + edge are merged: assert APNs' own auth rules too
-needs_real = pytest.mark.skipif(not REAL, reason=f"stand-ins in use for {STANDINS}")
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 BODY = b'{"aps":{"alert":"hello"}}'
 
@@ -116,7 +112,6 @@ def test_httpx_over_h2_and_h2c(ep):
     assert _admin(ep, "/stats")["accepted"] == 2
 
 
-@needs_real
 def test_jwt_from_an_unknown_key_is_403_invalid_provider_token(ep):
     foreign = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

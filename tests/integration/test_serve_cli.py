@@ -17,9 +17,7 @@ import pytest
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
-# Real modules where they exist, test stand-ins for the ones not merged yet.
-LAUNCH = ("import sys; sys.path.insert(0, {here!r}); import _standins; _standins.install(); "
-          "from pushsim.cli import main; sys.exit(main(sys.argv[1:]))").format(here=str(HERE))
+LAUNCH = "import sys; from pushsim.cli import main; sys.exit(main(sys.argv[1:]))"
 EPHEMERAL = ["--apns-port", "0", "--apns-h2c-port", "0", "--fcm-port", "0", "--fcm-h2c-port", "0",
              "--admin-port", "0", "--devices", "ios=2,android=2"]
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import _standins
 from _serve_helpers import ephemeral_config
 from pushsim.server import ListenError, PushSim, StartError, run_in_thread
 
-_standins.install()
 
 APNS_KEYS = {"url", "h2c_url", "topic", "key_file", "key_id", "team_id", "client_cert", "client_key"}
 
