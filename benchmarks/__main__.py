@@ -3,7 +3,8 @@
 The pushsim side is the full path: `pushsim serve` as a subprocess (PushSim + ApnsService + the
 device_sim fleet and ledger), its state dir's .p8 key for the JWT, 1000 fleet iOS tokens from the
 admin API. The old stand-in (`benchmarks/server.py`: engine + lean service) stays as a separate
-"engine-only" row (`--no-engine-only` skips it). Every server is started here and stopped by PID; every client run is bounded by -n.
+"engine-only" row (`--no-engine-only` skips it). Every server is started here and stopped by PID;
+every client run is bounded by -n.
 """
 from __future__ import annotations
 
@@ -103,11 +104,12 @@ def _apns_jwt(apns: dict) -> str:
                       headers={"kid": apns["key_id"]})
 
 
-def _h2load(uris: Path, args: argparse.Namespace, w: dict, n: int) -> tuple[dict, float]:
+def _h2load(uris: Path, args: argparse.Namespace, w: dict, n: int,
+            extra: list[str]) -> tuple[dict, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = ["h2load", "-n", str(n), "-c", str(args.clients), "-m", str(args.streams),
            "-d", str(w["payload"]), "-H", "apns-push-type: background", "-H", "apns-priority: 5",
-           "-H", f"apns-topic: {w['topic']}", "-H", f"authorization: bearer {w['jwt']}", "-i", str(uris)]
+           "-H", f"apns-topic: {w['topic']}", "-H", f"authorization: bearer {w['jwt']}", "-i", str(uris), *extra]
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     wall = time.monotonic() - t0
@@ -125,10 +127,12 @@ def _h2load(uris: Path, args: argparse.Namespace, w: dict, n: int) -> tuple[dict
     return res, wall
 
 
-def _measure(name: str, pid: int, base_url: str, args: argparse.Namespace, w: dict) -> dict:
+def _measure(name: str, pid: int, base_url: str, args: argparse.Namespace, w: dict,
+             extra: list[str] | None = None) -> dict:
+    extra = extra or []
     uris = args.tmp / f"uris-{name}.txt"
     uris.write_text("".join(f"{base_url}/3/device/{t}\n" for t in w["tokens"]))
-    warm, _ = _h2load(uris, args, w, args.warmup)
+    warm, _ = _h2load(uris, args, w, args.warmup, extra)
     if not warm["ok"]:
         print(f"  {name}: warm-up not 100% 2xx: 2xx={warm['2xx']} non2xx={warm['non2xx']}"
               f" failed={warm['failed']}", flush=True)
@@ -136,7 +140,7 @@ def _measure(name: str, pid: int, base_url: str, args: argparse.Namespace, w: di
     runs = []
     for _ in range(args.runs):
         c0 = ps.cpu_times()
-        r, wall = _h2load(uris, args, w, args.n)
+        r, wall = _h2load(uris, args, w, args.n, extra)
         c1 = ps.cpu_times()
         r["server_cpu"] = (c1.user - c0.user + c1.system - c0.system) / wall
         runs.append(r)
@@ -158,7 +162,12 @@ def _bench_pushsim(args: argparse.Namespace) -> list[dict]:
         print(f"pushsim serve pid {proc.pid}: apns h2c {apns['h2c_url']}, tls {apns['url']}", flush=True)
         out = [_measure(f"pushsim-{args.engine}-h2c", proc.pid, apns["h2c_url"], args, w)]
         if not args.no_tls:
-            out.append(_measure(f"pushsim-{args.engine}-tls", proc.pid, apns["url"], args, w))
+            # APNs starts a token-auth connection at SETTINGS_MAX_CONCURRENT_STREAMS 1 and raises it
+            # after the first valid JWT. Over TLS, h2load's first flight (-m streams, sent before the
+            # server's SETTINGS arrive) gets 99 RST_STREAM(REFUSED_STREAM) per connection; pacing the
+            # start with --rps (per connection; 8 x 4000 = 32k/s offered, ~3x what TLS serves) avoids it.
+            rps = ["--rps", str(args.tls_rps)] if args.tls_rps else []
+            out.append(_measure(f"pushsim-{args.engine}-tls", proc.pid, apns["url"], args, w, rps))
         return out
     finally:
         _stop(proc, signal.SIGINT)
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=2000, help="fleet size per platform for pushsim serve")
     p.add_argument("--engine", choices=["fast", "h2"], default="fast")
     p.add_argument("--no-tls", action="store_true")
+    p.add_argument("--tls-rps", type=int, default=4000,
+                   help="h2load --rps (per connection) for the pushsim TLS row; 0 = unpaced")
     p.add_argument("--no-engine-only", action="store_true",
                    help="skip the engine-only row (benchmarks/server.py: engine + lean stand-in service, h2c)")
     args = ap.parse_args(argv)

@@ -1,8 +1,8 @@
 """A one-process APNs-like server for the benchmark: the given HTTP/2 engine + a lean service.
 
-Stand-in until `pushsim.server.PushSim` is in main: the same per-request work a fake APNs does on
-the accepted path (method/path/topic checks, JWT verified once per token string and cached, JSON
-parse, a fresh apns-id). Prints `port N` when listening; stops on SIGTERM.
+The benchmark's "engine-only" row (the stand-in used before `pushsim.server.PushSim`): the
+per-request work a fake APNs does on the accepted path (method/path/topic checks, JWT verified once
+per token string and cached, JSON parse, a fresh apns-id), without fleet, device_sim or ledger. Prints `port N` when listening; stops on SIGTERM.
 """
 from __future__ import annotations
 
