@@ -60,6 +60,8 @@ class SlidingWindow:
 class DeviceLimits:
     """At most `per_minute` messages to one device in any 60 s, and `per_hour` in any hour.
 
+    A limit of 0 means none: that window is neither checked nor tracked.
+
     Exact for the minute (a deque of the last minute's timestamps, ≤ 240 per device) and at
     one-minute resolution for the hour (a deque of [minute, count], ≤ 60 per device): only devices
     that received something recently hold any state.
@@ -72,28 +74,34 @@ class DeviceLimits:
 
     def admit(self, key: int, now: float, take: bool = True) -> tuple[int, str] | None:
         """None (and counted, if `take`) when a message may go now; else (Retry-After s, "minute" | "hour")."""
-        recent = self.minute.get(key)
+        per_minute, per_hour = self.per_minute, self.per_hour
+        recent = self.minute.get(key) if per_minute else None
         if recent is not None:
             while recent and recent[0] <= now - 60.0:
                 recent.popleft()
-            if len(recent) >= self.per_minute:
+            if len(recent) >= per_minute:
                 return max(1, math.ceil(recent[0] + 60.0 - now)), "minute"
         cur = int(now // 60)
-        hourly = self.hour.get(key)
+        hourly = self.hour.get(key) if per_hour else None
         if hourly is not None:
             buckets, total = hourly
             while buckets and buckets[0][0] <= cur - 60:
                 total[0] -= buckets.popleft()[1]
-            if total[0] >= self.per_hour:
+            if total[0] >= per_hour:
                 return max(1, math.ceil((buckets[0][0] + 60) * 60.0 - now)), "hour"
         if not take:
             return None
-        if recent is None:
-            if len(self.minute) >= 100_000:
-                self._sweep(now)
-            recent = self.minute[key] = deque()
-        recent.append(now)
+        if per_minute:
+            if recent is None:
+                if len(self.minute) >= 100_000:
+                    self._sweep(now)
+                recent = self.minute[key] = deque()
+            recent.append(now)
+        if not per_hour:
+            return None
         if hourly is None:
+            if len(self.hour) >= 100_000:
+                self._sweep(now)
             hourly = self.hour[key] = (deque(), [0])
         buckets, total = hourly
         if buckets and buckets[-1][0] == cur:
@@ -112,13 +120,25 @@ class DeviceLimits:
             del self.hour[k]
 
 
+def _no_device_limit(install: int, now: float) -> None:
+    return None
+
+
 class Quotas:
-    def __init__(self, project_per_minute: int) -> None:
+    """The project's sliding minute and the per-device caps; a device cap of 0 means no such cap,
+    and with both 0 the per-device checks are a no-op function (no state, no lookups)."""
+
+    def __init__(self, project_per_minute: int, device_per_minute: int = DEVICE_PER_MINUTE,
+                 device_per_hour: int = DEVICE_PER_HOUR) -> None:
+        if device_per_minute < 0 or device_per_hour < 0:
+            raise ValueError("per-device quotas must be >= 0 (0 = no limit)")
         self.project = SlidingWindow(project_per_minute)
-        self.devices = DeviceLimits()
+        self.devices = DeviceLimits(device_per_minute, device_per_hour)
+        if not device_per_minute and not device_per_hour:
+            self.device_wait = self.device_admit = _no_device_limit   # type: ignore[method-assign]
 
     def reset(self) -> None:
-        self.__init__(self.project.limit)   # type: ignore[misc]
+        self.__init__(self.project.limit, self.devices.per_minute, self.devices.per_hour)   # type: ignore[misc]
 
     def project_wait(self, now: float) -> int | None:
         """Retry-After seconds if the project is over quota, else None."""

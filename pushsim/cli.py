@@ -44,6 +44,8 @@ HELP = {
     "mismatch_mode": "APNs push-type/priority mismatches: reject | drop",
     "access_token_ttl": "FCM OAuth access-token lifetime, seconds",
     "fcm_project_quota": "FCM messages per project per sliding minute",
+    "fcm_device_quota_minute": "FCM messages per device per sliding minute; 0 = no limit",
+    "fcm_device_quota_hour": "FCM messages per device per sliding hour; 0 = no limit",
     "workers": "worker processes",
 }
 # Settings that live in Config.extra (read by the modules that own them), also flag + env var.
@@ -149,6 +151,9 @@ def validate(config: Config) -> None:
     for name in ("max_streams", "workers", "access_token_ttl", "fcm_project_quota"):
         if getattr(config, name) < 1:
             raise UsageError(f"{where(name)} must be at least 1")
+    for name in ("fcm_device_quota_minute", "fcm_device_quota_hour"):
+        if getattr(config, name) < 0:
+            raise UsageError(f"{where(name)} must be at least 0 (0 = no per-device limit)")
     scenario = config.extra.get("scenario")
     if scenario is not None and not Path(scenario).is_file():
         raise UsageError(f"{where('scenario')}: no such file {scenario!r}")

@@ -27,6 +27,8 @@ class Config:
     mismatch_mode: str = "reject"  # APNs background+priority-10 / push-type mismatches: reject | drop
     access_token_ttl: int = 3599   # FCM OAuth access-token lifetime, seconds
     fcm_project_quota: int = 600_000  # messages per sliding minute
+    fcm_device_quota_minute: int = 240  # FCM messages per device per sliding minute; 0 = no per-device limit
+    fcm_device_quota_hour: int = 5000   # FCM messages per device per sliding hour; 0 = no per-device limit
     workers: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 

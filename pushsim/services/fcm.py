@@ -45,7 +45,7 @@ class FcmService:
         cfg = bench.config
         self.project_id, self.project_number = cfg.project_id, cfg.project_number
         self.topics = TopicRegistry()
-        self.quotas = Quotas(cfg.fcm_project_quota)
+        self.quotas = Quotas(cfg.fcm_project_quota, cfg.fcm_device_quota_minute, cfg.fcm_device_quota_hour)
         self.foreign = TokenCodec(f"{cfg.seed}/foreign-project")
         self.resolver = TokenResolver(bench.fleet, self.foreign)
         self.topic_api = TopicEndpoints(bench, authority, self.topics, self.resolver,
