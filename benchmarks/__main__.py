@@ -15,11 +15,13 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -68,11 +70,12 @@ def _payload(tmp: Path) -> Path:
     return path
 
 
-def _start_pushsim(tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, dict]:
+def _start_pushsim(tmp: Path, args: argparse.Namespace,
+                   extra: list[str] | None = None) -> tuple[subprocess.Popen, dict]:
     state = tmp / "state"
     cmd = [PUSHSIM, "serve", "--state-dir", str(state), "--apns-port", "0", "--apns-h2c-port", "0",
            "--fcm-port", "0", "--fcm-h2c-port", "0", "--admin-port", "0",
-           "--devices", f"ios={args.devices},android={args.devices}", "--engine", args.engine]
+           "--devices", f"ios={args.devices},android={args.devices}", "--engine", args.engine, *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
                             start_new_session=True)
     try:
@@ -90,11 +93,11 @@ def _start_pushsim(tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Pope
         raise
 
 
-def _fleet_tokens(admin_url: str, n: int) -> list[str]:
-    with urllib.request.urlopen(f"{admin_url}/devices?platform=ios&limit={n}", timeout=10) as r:
+def _fleet_tokens(admin_url: str, n: int, platform: str = "ios") -> list[str]:
+    with urllib.request.urlopen(f"{admin_url}/devices?platform={platform}&limit={n}", timeout=10) as r:
         toks = [d["token"] for d in json.load(r)["devices"]]
     if len(toks) < n:
-        raise RuntimeError(f"fleet has {len(toks)} iOS tokens, wanted {n}")
+        raise RuntimeError(f"fleet has {len(toks)} {platform} tokens, wanted {n}")
     return toks
 
 
@@ -107,9 +110,14 @@ def _apns_jwt(apns: dict) -> str:
 def _h2load(uris: Path, args: argparse.Namespace, w: dict, n: int,
             extra: list[str]) -> tuple[dict, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmd = ["h2load", "-n", str(n), "-c", str(args.clients), "-m", str(args.streams),
-           "-d", str(w["payload"]), "-H", "apns-push-type: background", "-H", "apns-priority: 5",
-           "-H", f"apns-topic: {w['topic']}", "-H", f"authorization: bearer {w['jwt']}", "-i", str(uris), *extra]
+    if "headers" in w:
+        hdrs = w["headers"]
+    else:
+        hdrs = ["apns-push-type: background", "apns-priority: 5", f"apns-topic: {w['topic']}",
+                f"authorization: bearer {w['jwt']}"]
+    cmd = ["h2load", "-n", str(n), "-c", str(w.get("clients", args.clients)),
+           "-m", str(w.get("streams", args.streams)), "-d", str(w["payload"]),
+           *[a for h in hdrs for a in ("-H", h)], "-i", str(uris), *extra]
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     wall = time.monotonic() - t0
@@ -131,7 +139,8 @@ def _measure(name: str, pid: int, base_url: str, args: argparse.Namespace, w: di
              extra: list[str] | None = None) -> dict:
     extra = extra or []
     uris = args.tmp / f"uris-{name}.txt"
-    uris.write_text("".join(f"{base_url}/3/device/{t}\n" for t in w["tokens"]))
+    paths = w.get("paths") or [f"/3/device/{t}" for t in w["tokens"]]
+    uris.write_text("".join(f"{base_url}{p}\n" for p in paths))
     warm, _ = _h2load(uris, args, w, args.warmup, extra)
     if not warm["ok"]:
         print(f"  {name}: warm-up not 100% 2xx: 2xx={warm['2xx']} non2xx={warm['non2xx']}"
@@ -174,14 +183,14 @@ def _bench_pushsim(args: argparse.Namespace) -> list[dict]:
 
 
 def _bench_port_server(name: str, cmd: list[str], port: int | None, args: argparse.Namespace,
-                       w: dict) -> dict:
+                       w: dict, extra: list[str] | None = None) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     try:
         if port is None:
             port = int(proc.stdout.readline().split()[1])        # "port N"
         _wait_port(port)
-        return _measure(name, proc.pid, f"http://127.0.0.1:{port}", args, w)
+        return _measure(name, proc.pid, f"http://127.0.0.1:{port}", args, w, extra)
     finally:
         _stop(proc, signal.SIGTERM)
 
@@ -220,6 +229,86 @@ def apns(args: argparse.Namespace) -> int:
     return 0 if all(r["failed_runs"] == 0 for r in results) else 1
 
 
+# FCM ---------------------------------------------------------------------------------------
+def _fcm_access_token(ep: dict) -> str:
+    """A Bearer token from the fake's OAuth endpoint: the JWT-bearer grant, as google-auth does it."""
+    from fake_fcm.testing import sign_assertion
+    fcm = ep["fcm"]
+    info = json.loads(Path(fcm["service_account_file"]).read_text())
+    assertion = sign_assertion(info, time.time(), aud=fcm["token_uri"])
+    form = urllib.parse.urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                   "assertion": assertion}).encode()
+    ctx = ssl.create_default_context(cafile=ep.get("ca_file") or fcm.get("ca_file"))
+    req = urllib.request.Request(fcm["token_uri"], data=form,
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+        return json.load(r)["access_token"]
+
+
+def _fcm_payload(tmp: Path, token: str, size: int = 200) -> Path:
+    msg = {"message": {"token": token, "data": {"k": ""}, "android": {"priority": "high"}}}
+    pad = size - len(json.dumps(msg, separators=(",", ":")))
+    msg["message"]["data"]["k"] = "v" * max(pad, 1)
+    path = tmp / "fcm-payload.json"
+    path.write_text(json.dumps(msg, separators=(",", ":")))
+    return path
+
+
+def _summary(results: list[dict], refs: dict[str, str]) -> int:
+    print()
+    for r in results:
+        med = f"{r['median']:.0f}" if r["median"] else "FAILED"
+        print(f"{r['name']:>28}: median {med} req/s over {len(r['runs'])} runs ({r['failed_runs']} failed;"
+              f" median 2xx/s over all runs {r['accepted_median']:.0f})")
+    by = {r["name"]: r for r in results}
+    for name, ref in refs.items():
+        a, b = by.get(name), by.get(ref)
+        if a and b and a["median"] and b["median"]:
+            print(f"{'ratio ' + name + '/' + ref:>52}: {a['median'] / b['median']:.3f}")
+    return 0 if all(r["failed_runs"] == 0 for r in results) else 1
+
+
+def fcm(args: argparse.Namespace) -> int:
+    """FCM HTTP v1 send over h2c and cleartext HTTP/1.1: one Bearer token, one Android fleet token.
+
+    The per-device quota (240/min by default) is switched off with --fcm-device-quota-minute 0
+    --fcm-device-quota-hour 0, since h2load sends one body (one device token) for every request."""
+    h2 = {"clients": args.clients, "streams": args.streams}
+    h1 = {"clients": args.h1_clients, "streams": 1}
+    with tempfile.TemporaryDirectory() as d:
+        args.tmp = Path(d)
+        proc, ep = _start_pushsim(args.tmp, args, ["--fcm-device-quota-minute", "0",
+                                                    "--fcm-device-quota-hour", "0"])
+        results = []
+        try:
+            f = ep["fcm"]
+            bearer = _fcm_access_token(ep)
+            token = _fleet_tokens(ep["admin"]["url"], 1, "android")[0]
+            path = f"/v1/projects/{f['project_id']}/messages:send"
+            w = {"payload": _fcm_payload(args.tmp, token), "paths": [path],
+                 "headers": [f"authorization: Bearer {bearer}", "content-type: application/json"]}
+            print(f"pushsim serve pid {proc.pid}: fcm h2c {f['h2c_url']}{path}, body "
+                  f"{len(w['payload'].read_bytes())} bytes", flush=True)
+            results.append(_measure(f"pushsim-{args.engine}-fcm-h2c", proc.pid, f["h2c_url"], args, {**w, **h2}))
+            results.append(_measure(f"pushsim-{args.engine}-fcm-h1", proc.pid, f["h2c_url"], args,
+                                    {**w, **h1}, ["--h1"]))
+        finally:
+            _stop(proc, signal.SIGINT)
+        docroot = args.tmp / "docroot" / path.lstrip("/")
+        docroot.parent.mkdir(parents=True)
+        docroot.touch()                               # "messages:send": ':' is fine in a file name
+        ng = ["nghttpd", "--no-tls", "-d", str(args.tmp / "docroot")]
+        port = _free_port()
+        results.append(_bench_port_server("nghttpd-h2c", [*ng, str(port), "-a", "127.0.0.1"], port, args, {**w, **h2}))
+        # nghttpd speaks no plain HTTP/1.1 (only h2c, or an HTTP/1.1 Upgrade), so the HTTP/1.1 row's
+        # reference is nghttpd over h2c at the HTTP/1.1 row's concurrency: 64 connections x 1 stream.
+        port = _free_port()
+        results.append(_bench_port_server(f"nghttpd-h2c-c{h1['clients']}m1", [*ng, str(port), "-a", "127.0.0.1"],
+                                          port, args, {**w, **h1}))
+    return _summary(results, {f"pushsim-{args.engine}-fcm-h2c": "nghttpd-h2c",
+                              f"pushsim-{args.engine}-fcm-h1": f"nghttpd-h2c-c{h1['clients']}m1"})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -237,8 +326,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="h2load --rps (per connection) for the pushsim TLS row; 0 = unpaced")
     p.add_argument("--no-engine-only", action="store_true",
                    help="skip the engine-only row (benchmarks/server.py: engine + lean stand-in service, h2c)")
+    q = sub.add_parser("fcm", help="h2load: pushsim serve (full FCM send path, h2c and HTTP/1.1) vs nghttpd")
+    q.add_argument("-n", type=int, default=60_000, help="requests per run")
+    q.add_argument("--runs", type=int, default=3)
+    q.add_argument("--warmup", type=int, default=5_000)
+    q.add_argument("--clients", "-c", type=int, default=8, help="HTTP/2 connections")
+    q.add_argument("--streams", "-m", type=int, default=100, help="HTTP/2 streams per connection")
+    q.add_argument("--h1-clients", type=int, default=64, help="HTTP/1.1 connections (1 request in flight each)")
+    q.add_argument("--devices", type=int, default=2000, help="fleet size per platform for pushsim serve")
+    q.add_argument("--engine", choices=["fast", "h2"], default="fast")
     args = ap.parse_args(argv)
-    return apns(args)
+    return apns(args) if args.cmd == "apns" else fcm(args)
 
 
 if __name__ == "__main__":
