@@ -21,6 +21,9 @@ def sender(pushsim) -> Iterator[Sender]:
 
 def test_apns_push_is_delivered(pushsim, sender: Sender) -> None:
     token = pushsim.tokens("ios")[0]
+    # The default fleet is realistic (offline windows, Low Power Mode, force-quit apps): pin the
+    # install's situation so "delivered" is what this test may expect.
+    pushsim.set_state(token, online=True, app_state="foreground", low_power=False)
     r = sender.send_apns(token, {"aps": {"alert": "hello"}})
     assert (r.ok, r.attempts) == (True, 1)
     pushsim.wait_for_delivery(token, timeout=5)
@@ -29,6 +32,7 @@ def test_apns_push_is_delivered(pushsim, sender: Sender) -> None:
 
 def test_fcm_push_is_delivered(pushsim, sender: Sender) -> None:
     token = pushsim.tokens("android")[0]
+    pushsim.set_state(token, online=True, app_state="foreground", doze=False)
     r = sender.send_fcm(token, {"notification": {"title": "hello"}})
     assert r.ok, r
     pushsim.wait_for_delivery(token, timeout=5)
