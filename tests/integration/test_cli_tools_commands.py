@@ -48,6 +48,7 @@ def apns_file(tmp_path: Path, doc: dict) -> str:
 
 def test_push_apns_file_in_simctl_format(ps: PushSimClient, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tok = ps.tokens("ios")[0]
+    ps.set_state(tok, online=True, app_state="foreground", low_power=False)   # the default fleet has offline windows
     f = apns_file(tmp_path, {"Simulator Target Bundle": ps.endpoints["apns"]["topic"],
                              "aps": {"alert": {"title": "hi"}}, "custom": 1})
     assert main(["push", tok, f, "--endpoints", ps.endpoints_file]) == 0
@@ -116,6 +117,7 @@ def test_bad_flag_exits_2() -> None:
 
 def test_stats_table_and_json(ps: PushSimClient, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tok = ps.tokens("ios")[2]
+    ps.set_state(tok, online=True, app_state="foreground", low_power=False)
     main(["push", tok, apns_file(tmp_path, {"aps": {"alert": "x"}}), "--endpoints", ps.endpoints_file])
     ps.wait_for_delivery(tok, timeout=5)
     capsys.readouterr()
