@@ -140,13 +140,17 @@ class TopicEndpoints:
         return Reply(200, [JSON], b"{}")
 
     # IID --------------------------------------------------------------------------------------
+    def _iid_authorized(self, headers: Headers, now: float) -> bool:
+        """IID wants a valid OAuth access token *and* the `access_token_auth: true` header."""
+        hmap = dict(headers)
+        if hmap.get(b"access_token_auth", b"").lower() != b"true":
+            return False
+        return isinstance(self.authority.check(hmap.get(b"authorization"), now), AccessToken)
+
     def iid(self, op: str, path: bytes, headers: Headers, body: bytes) -> Reply:
         now = self.bench.now()
         text = path.decode("latin-1")
-        hmap = dict(headers)
-        grant = self.authority.check(hmap.get(b"authorization"), now) \
-            if hmap.get(b"access_token_auth", b"").lower() == b"true" else None
-        if not isinstance(grant, AccessToken):
+        if not self._iid_authorized(headers, now):
             return self._iid_error(now, text, 401, "Unauthorized")
         if self.rate.full(now):
             return self._iid_error(now, text, 429, "TooManyRequests", [(b"retry-after", b"1")])
@@ -172,10 +176,7 @@ class TopicEndpoints:
         """`GET /iid/info/{token}[?details=true]`: what IID knows of an instance, its topics included."""
         now = self.bench.now()
         text = path.decode("latin-1")
-        hmap = dict(headers)
-        grant = self.authority.check(hmap.get(b"authorization"), now) \
-            if hmap.get(b"access_token_auth", b"").lower() == b"true" else None
-        if not isinstance(grant, AccessToken):
+        if not self._iid_authorized(headers, now):
             return self._iid_error(now, text, 401, "Unauthorized", method=b"GET")
         bare, _, query = text.partition("?")
         token = unquote(bare[len("/iid/info/"):])
