@@ -40,6 +40,7 @@ def send(pushsim, token):
 def test_a_fault_and_delivery(pushsim):
     SEEN["admin"] = pushsim.admin_url
     tok = pushsim.tokens("ios")[0]
+    pushsim.set_state(tok, online=True, app_state="foreground", low_power=False)   # the default fleet has offline windows
     pushsim.add_fault(scope={"service": "apns", "tokens": [tok]}, trigger={"first": 1},
                       action={"type": "respond", "reason": "ServiceUnavailable"})
     assert send(pushsim, tok).status_code == 503
@@ -66,6 +67,7 @@ def test_c_wait_times_out_with_a_clear_message(pushsim):
 @pytest.mark.asyncio
 async def test_d_async_helpers(pushsim):
     tok = pushsim.tokens("ios")[2]
+    pushsim.set_state(tok, online=True, app_state="foreground", low_power=False)   # the default fleet has offline windows
     assert send(pushsim, tok).status_code == 200
     got = await pushsim.await_delivery(tok, timeout=5)
     assert got[0]["outcome"] == "delivered"
