@@ -1,0 +1,162 @@
+"""Pure functions that make N workers' control-API answers look like one server's."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+# /journal ----------------------------------------------------------------------------------------
+def global_id(local: int, worker: int, workers: int) -> int:
+    return local * workers + worker
+
+
+def local_since(since: int, worker: int, workers: int) -> int:
+    """The first local id whose global id is >= since."""
+    return max(0, -(-(since - worker) // workers))
+
+
+def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: int) -> dict[str, Any]:
+    """One page from each worker's `/journal` (asked with its `local_since`) → one page.
+
+    The page is the first `limit` entries by global id (so `next_since` is an exact cursor for every
+    worker when the page is full), shown in time order. When the page is short, `next_since` is the
+    smallest of the workers' cursors: a later poll never misses an entry, but may repeat entries of a
+    busier worker (dedupe by `id`).
+    """
+    entries: list[dict[str, Any]] = []
+    ends: list[int] = []
+    for w, page in enumerate(pages):
+        for e in page["entries"]:
+            entries.append({**e, "id": global_id(e["id"], w, workers), "worker": w})
+        ends.append(global_id(page["next_since"], w, workers))
+    entries.sort(key=lambda e: e["id"])
+    page = entries[:limit]
+    nxt = page[-1]["id"] + 1 if len(page) >= limit else max(since, min(ends) if ends else since)
+    page.sort(key=lambda e: (e["t"], e["id"]))
+    return {"entries": page, "next_since": nxt}
+
+
+def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
+    """Replay exports (header, state lines, accepted lines) → one, state and notifications by time."""
+    header: dict[str, Any] | None = None
+    states: list[tuple[float, dict[str, Any]]] = []
+    accepted: list[tuple[float, dict[str, Any]]] = []
+    total, complete = 0, True
+    for lines in exports:
+        for raw in lines:
+            if not raw.strip():
+                continue
+            rec = orjson.loads(raw)
+            kind = rec.get("type")
+            if kind == "header":
+                header = header or rec
+                total += int(rec.get("accepted", 0))
+                complete = complete and bool(rec.get("complete", True))
+            elif kind == "state":
+                states.append((rec["t"], rec))
+            else:
+                accepted.append((rec.get("t", 0.0), rec))
+    out: list[bytes] = []
+    if header is not None:
+        # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
+        out.append(orjson.dumps({**header, "accepted": total, "complete": complete, "digest": None,
+                                 "workers": len(exports)}) + b"\n")
+    seen_states: set[bytes] = set()
+    for _, rec in sorted(states, key=lambda x: x[0]):
+        key = orjson.dumps({k: v for k, v in rec.items() if k not in ("t", "pos")})
+        if rec.get("set", {}).get("uninstall") and key in seen_states:
+            continue   # an uninstall reaches every worker; keep it once
+        seen_states.add(key)
+        out.append(orjson.dumps(rec) + b"\n")
+    for seq, (_, rec) in enumerate(sorted(accepted, key=lambda x: x[0])):
+        out.append(orjson.dumps({**rec, "seq": seq}) + b"\n")
+    return out
+
+
+# /metrics ----------------------------------------------------------------------------------------
+NOT_SUMMED = {"pushsim_devices"}   # every worker holds the whole fleet
+
+
+def merge_metrics(texts: list[str]) -> str:
+    """Prometheus text from each worker → one, each series summed (gauges of the fleet size: max)."""
+    families: dict[str, list[str]] = {}          # name → HELP/TYPE lines, in first-seen order
+    values: dict[str, dict[str, float]] = {}     # name → series (name+labels) → value
+    for text in texts:
+        for line in text.splitlines():
+            if not line:
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    meta = families.setdefault(parts[2], [])
+                    if line not in meta:
+                        meta.append(line)
+                    values.setdefault(parts[2], {})
+                continue
+            series, _, raw = line.rpartition(" ")
+            name = series.split("{", 1)[0]
+            try:
+                v = float(raw)
+            except ValueError:
+                continue
+            fam = values.setdefault(name, {})
+            families.setdefault(name, [])
+            if name in NOT_SUMMED:
+                fam[series] = max(fam.get(series, v), v)
+            else:
+                fam[series] = fam.get(series, 0.0) + v
+    out: list[str] = []
+    for name, meta in families.items():
+        out.extend(meta)
+        for series, v in values.get(name, {}).items():
+            out.append(f"{series} {int(v) if v == int(v) else v}")
+    return "\n".join(out) + "\n"
+
+
+# /stats/fleet ------------------------------------------------------------------------------------
+def _sum(a: Any, b: Any) -> Any:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _sum(a.get(k), b.get(k)) for k in {**a, **b}}
+    if a is None:
+        return b
+    if b is None or isinstance(a, (str, bool)):
+        return a
+    return a + b
+
+
+def _ratio(num: float, den: float, digits: int = 6) -> float | None:
+    return round(num / den, digits) if den else None
+
+
+def merge_fleet_stats(parts: list[dict[str, Any]], funnel: dict[str, Any]) -> dict[str, Any]:
+    """Counters are summed; rates and means are recomputed from the sums; each duration percentile is
+    the count-weighted mean of the workers' percentiles (an approximation: the workers keep their
+    samples). `funnel` is the consistent cluster-wide /stats."""
+    out: dict[str, Any] = {}
+    for p in parts:
+        out = _sum(out, {k: v for k, v in p.items() if k not in ("task_duration", "clock")})
+    out["funnel"] = funnel
+    out["receipt_rate"] = _ratio(funnel["delivered"], funnel["accepted"])
+    bg = out.get("background")
+    if isinstance(bg, dict):
+        done = bg.get("succeeded", 0) + bg.get("failed", 0) + bg.get("killed", 0)
+        bg["success_rate"] = _ratio(bg.get("succeeded", 0), done)
+    fr = out.get("freshness")
+    if isinstance(fr, dict):
+        fr["fresh_rate"] = _ratio(fr.get("fresh", 0), fr.get("opens", 0))
+        stale_s = sum((p["freshness"].get("mean_staleness") or 0.0) * (p["freshness"]["opens"] - p["freshness"]["fresh"])
+                      for p in parts if isinstance(p.get("freshness"), dict))
+        fr["mean_staleness"] = round(stale_s / (fr["opens"] - fr["fresh"]), 3) if fr.get("opens", 0) - fr.get("fresh", 0) else 0.0
+    durs = [p["task_duration"] for p in parts if isinstance(p.get("task_duration"), dict)]
+    count = sum(d.get("count", 0) for d in durs)
+    td: dict[str, Any] = {"count": count}
+    for key, digits in (("mean", 4), ("p50", 4), ("p90", 4), ("p99", 4)):
+        weighted = [(d[key], d["count"]) for d in durs if d.get(key) is not None and d.get("count")]
+        td[key] = round(sum(v * c for v, c in weighted) / count, digits) if weighted and count else None
+    out["task_duration"] = td
+    if parts and "clock" in parts[0]:
+        out["clock"] = parts[0]["clock"]
+    if parts and "active_installs" in parts[0]:
+        out["active_installs"] = sum(p.get("active_installs", 0) for p in parts)
+    return out
