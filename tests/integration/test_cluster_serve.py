@@ -216,3 +216,64 @@ def test_sigint_stops_every_process(cluster):
             assert time.time() < deadline, f"worker {pid} outlived the hub"
             time.sleep(0.05)
     assert not Path(ep["state_dir"], "endpoints.json").exists()
+
+
+def _start(state: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pushsim", "serve", "--workers", "2", "--state-dir", str(state),
+         "--apns-port", "0", "--apns-h2c-port", "0", "--fcm-port", "0", "--fcm-h2c-port", "0",
+         "--admin-port", "0", "--devices", "ios=20,android=20", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_events_merge_and_a_dead_worker_stops_the_cluster(tmp_path):
+    proc = _start(tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("pushsim ready:"), proc.stderr.read()
+        ep = json.loads(Path(line.split(":", 1)[1].strip()).read_text())
+        admin = _admin(ep)
+        devs = _devices(admin, "ios", 2)                 # owned by worker 0 and worker 1
+        for d in devs:
+            admin.post(f"/devices/{d['token']}/state", json=FOREGROUND).raise_for_status()
+        assert admin.get("/devices/" + "ab" * 32).status_code == 404
+        seen: list[dict[str, Any]] = []
+        with httpx.stream("GET", ep["admin"]["url"] + "/events", timeout=10) as stream:
+            jwt_token = provider_token(ep)
+            with _h2c(ep["apns"]["h2c_url"]) as c:
+                assert all(_apns(c, ep, d["token"], jwt_token) == 200 for d in devs)
+            for raw in stream.iter_lines():
+                if raw.startswith("data: "):
+                    seen.append(json.loads(raw[6:]))
+                if len(seen) == 2:
+                    break
+        assert sorted(e["install"] for e in seen) == [0, 1] and {e["outcome"] for e in seen} == {"delivered"}
+        pids = [p["pid"] for p in admin.get("/stats").json()["per_worker"]]
+        os.kill(pids[1], signal.SIGKILL)
+        assert proc.wait(20) == 1
+        err = proc.stderr.read()
+        assert f"worker 1 (pid {pids[1]}) exited unexpectedly: killed by SIGKILL" in err, err
+        deadline = time.time() + 5
+        while True:
+            try:
+                os.kill(pids[0], 0)
+            except ProcessLookupError:
+                break
+            assert time.time() < deadline, "worker 0 outlived the hub"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_a_port_in_use_is_a_clear_start_error(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _start(tmp_path, "--apns-h2c-port", str(port))
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "pushsim ready" not in out
+    assert f"APNS cleartext port 127.0.0.1:{port} is already in use; choose another with --apns-h2c-port" in err
