@@ -113,7 +113,7 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(2, 4), st.lists(step, min_size=30, max_size=150))
 def test_snapshots_balance_and_nothing_is_lost_or_counted_twice(n, steps):
     w = World(n)
