@@ -11,6 +11,7 @@ APIs (the same handlers as a single process) and merging.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from . import merge
 if TYPE_CHECKING:
     from .hub import Hub
 
+log = logging.getLogger("pushsim.cluster.control")
 HUB: web.AppKey[Any] = web.AppKey("hub", object)
 _PASS_HEADERS = ("Content-Type",)
 
@@ -68,9 +70,25 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:   # a worker stopped or stalled
+        log.warning("control API %s %s: a worker did not answer: %r", request.method, request.path, e)
+        return _json({"error": f"a worker did not answer ({type(e).__name__})"}, 503)
+    except Exception as e:
+        log.exception("control API %s %s failed", request.method, request.path)
+        return _json({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
+
+
 def make_hub_app(hub: Hub) -> web.Application:
     proxy = Proxy(hub)
-    app = web.Application()
+    app = web.Application(middlewares=[_errors])
     app[HUB] = proxy
 
     async def startup(app: web.Application) -> None:

@@ -28,7 +28,10 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
     ends: list[int] = []
     for w, page in enumerate(pages):
         for e in page["entries"]:
-            entries.append({**e, "id": global_id(e["id"], w, workers), "worker": w})
+            e = {**e, "id": global_id(e["id"], w, workers), "worker": w}
+            if e.get("seq") == -1:      # accepted here, owned (and numbered) by another worker
+                del e["seq"]
+            entries.append(e)
         ends.append(global_id(page["next_since"], w, workers))
     entries.sort(key=lambda e: e["id"])
     page = entries[:limit]
