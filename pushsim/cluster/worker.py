@@ -41,6 +41,7 @@ class WorkerRole:
     router: Router | None = None
     backlog: list[tuple[int, list[Any]]] = field(default_factory=list)
     sim: Any = None
+    live: bool = False
     _fcm: Any = None
 
     # PushSim hooks ----------------------------------------------------------------------------
@@ -52,9 +53,6 @@ class WorkerRole:
                              on_snapshot=self._send_snapshot, on_control=self._on_control,
                              snapshot_extra=lambda: self._extra(bench))
         bench.dispatcher = self.router          # type: ignore[assignment]  # same submit() signature
-        for peer, msgs in self.backlog:
-            self.router.receive(peer, msgs)
-        self.backlog.clear()
 
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:
@@ -63,6 +61,10 @@ class WorkerRole:
                 share_tokens(service.authority, self.secret)
                 self._fcm = service
                 self._replicate_topics(service.topics)
+        self.live = True
+        for peer, msgs in self.backlog:
+            self.on_peer(peer, msgs)
+        self.backlog.clear()
 
     # routing ----------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -73,10 +75,10 @@ class WorkerRole:
                 ch.send(msgs)
 
     def on_peer(self, peer: int, msgs: list[Any]) -> None:
-        if self.router is None:                 # a peer serves before our bench exists: keep it
+        if not self.live:                       # a peer serves before our services exist: keep it
             self.backlog.append((peer, msgs))
         else:
-            self.router.receive(peer, msgs)
+            self.router.receive(peer, msgs)     # type: ignore[union-attr]
 
     def _replicate_topics(self, registry: Any) -> None:
         """Subscriptions change shared state: apply locally, then tell every peer (eventually consistent)."""
@@ -97,7 +99,7 @@ class WorkerRole:
         registry.subscribe, registry.unsubscribe = cluster_subscribe, cluster_unsubscribe
 
     def _on_control(self, peer: int, msg: tuple[Any, ...]) -> None:
-        if msg[0] == TOPIC:
+        if msg[0] == TOPIC and self._fcm is not None:
             fcm = self._fcm
             if fcm.bench.ledger.records is not fcm._records:
                 # A POST /reset this FCM has not noticed yet (it resets lazily on its next request)
