@@ -61,6 +61,7 @@ class WorkerRole:
                 share_tokens(service.authority, self.secret)
                 self._fcm = service
                 self._replicate_topics(service.topics)
+                self._unique_message_names(service)
         self.live = True
         for peer, msgs in self.backlog:
             self.on_peer(peer, msgs)
@@ -97,6 +98,19 @@ class WorkerRole:
                 self.router.broadcast((TOPIC, "remove", topic, install))
 
         registry.subscribe, registry.unsubscribe = cluster_subscribe, cluster_unsubscribe
+
+    def _unique_message_names(self, fcm: Any) -> None:
+        """FCM message names come from a microsecond counter per service; two workers would often pick
+        the same microsecond. Here each worker only takes values ≡ me (mod N)."""
+        name_of = fcm._message_name
+        me, n = self.me, self.workers
+
+        def cluster_message_name(project: str, now: float) -> str:
+            us = max(fcm._last_us + 1, int(now * 1_000_000))
+            fcm._last_us = us + (me - us) % n - 1       # the service takes max(_last_us + 1, now)
+            return name_of(project, now)
+
+        fcm._message_name = cluster_message_name
 
     def _on_control(self, peer: int, msg: tuple[Any, ...]) -> None:
         if msg[0] == TOPIC and self._fcm is not None:

@@ -110,6 +110,7 @@ def test_load_is_accounted_exactly_across_workers(cluster):
     poller.start()
     ok = 0
     sends_to_pinned = {d["token"]: 0 for d in pinned}
+    names: list[str] = []
     try:
         for rnd in range(ROUNDS):
             for k in range(CONNS):
@@ -118,7 +119,9 @@ def test_load_is_accounted_exactly_across_workers(cluster):
                 if d["token"] in sends_to_pinned:
                     sends_to_pinned[d["token"]] += 1
                 a = android[(rnd * CONNS + k) % len(android)]
-                ok += _fcm(fcm[k], ep, bearer, {"token": a["token"], "data": {"k": str(k)}}).status_code == 200
+                r = _fcm(fcm[k], ep, bearer, {"token": a["token"], "data": {"k": str(k)}})
+                ok += r.status_code == 200
+                names.append(r.json().get("name"))
                 if a["token"] in sends_to_pinned:
                     sends_to_pinned[a["token"]] += 1
     finally:
@@ -127,6 +130,7 @@ def test_load_is_accounted_exactly_across_workers(cluster):
         for c in apns + fcm:
             c.close()
     assert ok == 2 * ROUNDS * CONNS
+    assert len(set(names)) == len(names)                 # FCM message names are unique across workers
     assert len(snaps) >= 2
     for s in snaps:
         assert _balanced(s), s

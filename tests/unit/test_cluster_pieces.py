@@ -141,3 +141,21 @@ def test_workers_flag_accepts_auto_and_rejects_zero():
         config_from_args(parser.parse_args(["serve", "--workers", "0"]), environ={})
     with pytest.raises(UsageError, match="workers"):
         config_from_args(parser.parse_args(["serve", "--workers", "many"]), environ={})
+
+
+def test_fcm_message_names_never_collide_across_workers():
+    from fake_fcm.oauth import TokenAuthority
+    from pushsim.bench import Bench
+    from pushsim.cluster.worker import WorkerRole
+    from pushsim.config import Config
+    from pushsim.services.fcm import FcmService
+
+    names: list[set[str]] = []
+    for me in range(3):
+        svc = FcmService(Bench(Config(devices="ios=1,android=1")), TokenAuthority())
+        WorkerRole(me, 3, b"")._unique_message_names(svc)
+        got = {svc._message_name("p", 1_700_000_000.0 + i * 1e-6) for i in range(50)}   # same clock everywhere
+        got |= {svc._message_name("p", 1_700_000_000.0) for _ in range(50)}              # a burst in one microsecond
+        assert len(got) == 100
+        names.append(got)
+    assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
