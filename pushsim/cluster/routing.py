@@ -19,24 +19,26 @@ from typing import Any, Callable
 
 from device_sim.notification import Notification
 
-# Everything but `seq`, which the owner's ledger assigns.
-NOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Notification) if f.name != "seq")
-
-NOTE, MARKER = "n", "m"   # message tags on peer channels; anything else goes to `on_control`
+# On a peer channel a notification is the tuple of its fields in declaration order (`seq` is -1: the
+# owner's ledger numbers it), so `Notification(*t)` rebuilds it; every other message is a shorter
+# tuple whose first item is its tag.
+NOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Notification))
+NOTE_LEN = len(NOTE_FIELDS)
+MARKER = "m"              # (MARKER, k); any other short message goes to `on_control`
 
 
 def note_to_tuple(n: Notification) -> tuple[Any, ...]:
     return (n.service, n.token, n.install, n.message_id, n.received_at, n.push_type, n.priority, n.payload,
-            n.expiration, n.collapse_id, n.content_available, n.drop_reason, n.extra)
+            n.expiration, n.collapse_id, n.content_available, n.drop_reason, -1, n.extra)
 
 
 def note_from_tuple(t: tuple[Any, ...]) -> Notification:
-    return Notification(*t[:12], extra=t[12])
+    return Notification(*t)
 
 
 assert NOTE_FIELDS == ("service", "token", "install", "message_id", "received_at", "push_type", "priority",
-                       "payload", "expiration", "collapse_id", "content_available", "drop_reason", "extra"), \
-    "Notification changed: update note_to_tuple / note_from_tuple"
+                       "payload", "expiration", "collapse_id", "content_available", "drop_reason", "seq",
+                       "extra"), "Notification changed: update note_to_tuple"
 
 
 def owner_of(install: int, workers: int) -> int:
@@ -82,7 +84,9 @@ class Router:
         owner = note.install % self.n
         if owner == self.me:
             return self.submit_local(note)
-        self.out[owner].append((NOTE, note_to_tuple(note)))
+        self.out[owner].append((note.service, note.token, note.install, note.message_id, note.received_at,
+                                note.push_type, note.priority, note.payload, note.expiration, note.collapse_id,
+                                note.content_available, note.drop_reason, -1, note.extra))   # note_to_tuple
         self.sent[owner] += 1
         if not self._flush_asked:
             self._flush_asked = True
@@ -91,16 +95,20 @@ class Router:
 
     def receive(self, peer: int, messages: list[tuple[Any, ...]]) -> None:
         """A batch from `peer`, in the order it was sent."""
-        recv, submit = self.recv, self.submit_local
+        submit, n_len = self.submit_local, NOTE_LEN
+        received = 0
         for msg in messages:
-            tag = msg[0]
-            if tag == NOTE:
-                recv[peer] += 1
-                submit(note_from_tuple(msg[1]))
-            elif tag == MARKER:
-                self._snapshot(msg[1])
+            if len(msg) == n_len:
+                received += 1
+                submit(Notification(*msg))
             else:
-                self.on_control(peer, msg)
+                self.recv[peer] += received     # counted before a marker can snapshot them
+                received = 0
+                if msg[0] == MARKER:
+                    self._snapshot(msg[1])
+                else:
+                    self.on_control(peer, msg)
+        self.recv[peer] += received
 
     def take_outbox(self) -> list[tuple[int, list[tuple[Any, ...]]]]:
         """(peer, messages) for every peer with something queued; the outboxes start empty again."""

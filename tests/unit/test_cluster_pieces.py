@@ -6,7 +6,7 @@ import pytest
 from fake_fcm.oauth import AccessToken
 from pushsim.cluster.channel import FrameDecoder, FrameError, encode
 from pushsim.cluster.merge import global_id, local_since, merge_fleet_stats, merge_journal, merge_jsonl, merge_metrics
-from pushsim.cluster.routing import Router, Snapshot, combine
+from pushsim.cluster.routing import Router, Snapshot, combine, note_from_tuple, note_to_tuple
 from pushsim.cluster.shared_auth import SharedTokens
 
 
@@ -57,7 +57,10 @@ def test_router_sends_marker_behind_queued_notifications():
     r.submit(Notification("apns", "t", 1, "m", 0.0, "alert", 10, b""))
     r.request_snapshot(1)
     (peer, msgs), = r.take_outbox()
-    assert peer == 1 and [m[0] for m in msgs] == ["n", "m"] and r.request_snapshot(1) is None
+    assert peer == 1 and len(msgs) == 2 and msgs[1] == ("m", 1) and r.request_snapshot(1) is None
+    back = note_from_tuple(msgs[0])
+    assert (back.install, back.message_id, back.seq) == (1, "m", -1)
+    assert msgs[0] == note_to_tuple(back)
 
 
 # journal -----------------------------------------------------------------------------------------------
