@@ -98,7 +98,8 @@ def _convert(name: str, raw: Any, kind: Any, source: str) -> Any:
         try:
             return int(str(raw).strip())
         except ValueError:
-            raise UsageError(f"{source} must be an integer, got {raw!r}") from None
+            also = " or auto" if name == "workers" else ""
+            raise UsageError(f"{source} must be an integer{also}, got {raw!r}") from None
     if kind is Path:
         return Path(str(raw)).expanduser()
     return str(raw).strip()
