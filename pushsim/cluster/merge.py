@@ -1,6 +1,7 @@
 """Pure functions that make N workers' control-API answers look like one server's."""
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import orjson
@@ -65,14 +66,17 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
         # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
         out.append(orjson.dumps({**header, "accepted": total, "complete": complete, "digest": None,
                                  "workers": len(exports)}) + b"\n")
+    accepted.sort(key=lambda x: x[0])
+    times = [rec.get("at", t) for t, rec in accepted]   # device time, like a state change's t
     seen_states: set[bytes] = set()
-    for _, rec in sorted(states, key=lambda x: x[0]):
+    for t, rec in sorted(states, key=lambda x: x[0]):
         key = orjson.dumps({k: v for k, v in rec.items() if k not in ("t", "pos")})
         if rec.get("set", {}).get("uninstall") and key in seen_states:
             continue   # an uninstall reaches every worker; keep it once
         seen_states.add(key)
-        out.append(orjson.dumps(rec) + b"\n")
-    for seq, (_, rec) in enumerate(sorted(accepted, key=lambda x: x[0])):
+        # `pos`: how many notifications were accepted before the change, now counted cluster-wide.
+        out.append(orjson.dumps({**rec, "pos": bisect.bisect_left(times, t)}) + b"\n")
+    for seq, (_, rec) in enumerate(accepted):
         out.append(orjson.dumps({**rec, "seq": seq}) + b"\n")
     return out
 

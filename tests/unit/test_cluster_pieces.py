@@ -94,6 +94,7 @@ def test_merge_jsonl_renumbers_and_keeps_one_uninstall():
     assert lines[0]["accepted"] == 2 and lines[0]["digest"] is None
     assert [x["type"] for x in lines[1:]] == ["state", "accepted", "accepted"]
     assert [(x["seq"], x["install"]) for x in lines[2:]] == [(0, 1), (1, 0)]
+    assert lines[1]["pos"] == 1           # one notification (t=1.0) was accepted before the change (t=2.0)
 
 
 # metrics and fleet stats ---------------------------------------------------------------------------------
