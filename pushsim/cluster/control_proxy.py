@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -176,13 +177,13 @@ def make_hub_app(hub: Hub) -> web.Application:
         if since < 0 or not 1 <= limit <= 10_000:
             return await to_worker0(request)
         pages = []
+        asked_at = time.time()
         for w in range(proxy.n):
-            wq = {**q, "since": str(merge.local_since(since, w, proxy.n)), "limit": str(limit)}
-            status, ctype, body = await proxy.call(w, "GET", str(request.rel_url.with_query(wq)))
+            status, ctype, body = await proxy.call(w, "GET", request.path_qs)
             if status != 200:
                 return _reply(status, ctype, body)
             pages.append(orjson.loads(body))
-        return _json(merge.merge_journal(pages, since, limit, proxy.n))
+        return _json(merge.merge_journal(pages, since, limit, proxy.n, asked_at))
 
     async def metrics(request: web.Request) -> web.Response:
         texts = []

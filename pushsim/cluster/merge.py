@@ -8,36 +8,28 @@ import orjson
 
 
 # /journal ----------------------------------------------------------------------------------------
-def global_id(local: int, worker: int, workers: int) -> int:
-    return local * workers + worker
+def id_floor(t: float, workers: int) -> int:
+    """The smallest journal id any worker can give an entry that arrives at wall time `t` or later."""
+    return int(t * 1_000_000) * workers
 
 
-def local_since(since: int, worker: int, workers: int) -> int:
-    """The first local id whose global id is >= since."""
-    return max(0, -(-(since - worker) // workers))
+def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: int,
+                  asked_at: float) -> dict[str, Any]:
+    """Each worker's `/journal` page for the same `since` → one page.
 
-
-def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: int) -> dict[str, Any]:
-    """One page from each worker's `/journal` (asked with its `local_since`) → one page.
-
-    The page is the first `limit` entries by global id (so `next_since` is an exact cursor for every
-    worker when the page is full), shown in time order. When the page is short, `next_since` is the
-    smallest of the workers' cursors: a later poll never misses an entry, but may repeat entries of a
-    busier worker (dedupe by `id`).
+    Worker journal ids are time-ordered and unique across workers (microseconds × N + worker, see
+    worker._time_ordered_journal_ids). The page is the first `limit` entries by id. A full page's
+    `next_since` is its last id + 1. A short page returned everything up to the moment each worker
+    answered, and anything later gets an id of at least `id_floor(asked_at)`: that is the cursor (an
+    entry that arrived while the hub was asking may show again on the next page; none is skipped).
     """
-    entries: list[dict[str, Any]] = []
-    ends: list[int] = []
-    for w, page in enumerate(pages):
-        for e in page["entries"]:
-            e = {**e, "id": global_id(e["id"], w, workers), "worker": w}
-            if e.get("seq") == -1:      # accepted here, owned (and numbered) by another worker
-                del e["seq"]
-            entries.append(e)
-        ends.append(global_id(page["next_since"], w, workers))
+    entries = [{**e, "worker": e["id"] % workers} for page in pages for e in page["entries"]]
+    for e in entries:
+        if e.get("seq") == -1:      # accepted here, owned (and numbered) by another worker
+            del e["seq"]
     entries.sort(key=lambda e: e["id"])
     page = entries[:limit]
-    nxt = page[-1]["id"] + 1 if len(page) >= limit else max(since, min(ends) if ends else since)
-    page.sort(key=lambda e: (e["t"], e["id"]))
+    nxt = page[-1]["id"] + 1 if len(page) >= limit else max(since, id_floor(asked_at, workers))
     return {"entries": page, "next_since": nxt}
 
 

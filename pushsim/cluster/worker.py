@@ -53,6 +53,7 @@ class WorkerRole:
                              on_snapshot=self._send_snapshot, on_control=self._on_control,
                              snapshot_extra=lambda: self._extra(bench))
         bench.dispatcher = self.router          # type: ignore[assignment]  # same submit() signature
+        self._time_ordered_journal_ids(bench.journal)
 
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:
@@ -98,6 +99,20 @@ class WorkerRole:
                 self.router.broadcast((TOPIC, "remove", topic, install))
 
         registry.subscribe, registry.unsubscribe = cluster_subscribe, cluster_unsubscribe
+
+    def _time_ordered_journal_ids(self, journal: Any) -> None:
+        """Journal ids that one cursor can page through across workers: the entry's arrival time in
+        microseconds × N + this worker (kept increasing). Ids stay unique and follow time across the
+        cluster, so `since` means the same moment on every worker (see merge.merge_journal)."""
+        add = journal.add
+        me, n = self.me, self.workers
+
+        def cluster_add(t: float, *args: Any, **kw: Any) -> Any:
+            nid = max(journal.next_id, int(t * 1_000_000) * n)
+            journal.next_id = nid + (me - nid) % n
+            return add(t, *args, **kw)
+
+        journal.add = cluster_add
 
     def _unique_message_names(self, fcm: Any) -> None:
         """FCM message names come from a microsecond counter per service; two workers would often pick

@@ -5,7 +5,7 @@ import pytest
 
 from fake_fcm.oauth import AccessToken
 from pushsim.cluster.channel import FrameDecoder, FrameError, encode
-from pushsim.cluster.merge import global_id, local_since, merge_fleet_stats, merge_journal, merge_jsonl, merge_metrics
+from pushsim.cluster.merge import id_floor, merge_fleet_stats, merge_journal, merge_jsonl, merge_metrics
 from pushsim.cluster.routing import Router, Snapshot, combine, note_from_tuple, note_to_tuple
 from pushsim.cluster.shared_auth import SharedTokens
 
@@ -64,22 +64,32 @@ def test_router_sends_marker_behind_queued_notifications():
 
 
 # journal -----------------------------------------------------------------------------------------------
-def test_journal_ids_map_back_to_each_worker():
-    for n in (2, 3):
-        for w in range(n):
-            for since in range(20):
-                first = local_since(since, w, n)
-                assert global_id(first, w, n) >= since and (first == 0 or global_id(first - 1, w, n) < since)
+def test_merge_journal_pages_by_id_and_cursors_never_skip():
+    pages = [{"entries": [{"id": 10, "t": 5.0, "seq": 3}, {"id": 12, "t": 6.0, "seq": -1}], "next_since": 13},
+             {"entries": [{"id": 7, "t": 3.5}], "next_since": 8}]
+    out = merge_journal(pages, 0, 2, 2, asked_at=0.00001)
+    assert [(e["id"], e["worker"]) for e in out["entries"]] == [(7, 1), (10, 0)] and out["next_since"] == 11
+    full = merge_journal(pages, 0, 10, 2, asked_at=0.00001)
+    assert [e["id"] for e in full["entries"]] == [7, 10, 12] and "seq" not in full["entries"][2]
+    assert full["next_since"] == id_floor(0.00001, 2) == 20      # short page: from the moment we asked
 
 
-def test_merge_journal_pages_by_global_id_and_shows_time_order():
-    pages = [{"entries": [{"id": 0, "t": 5.0}, {"id": 1, "t": 6.0}], "next_since": 2},
-             {"entries": [{"id": 0, "t": 1.0}], "next_since": 1}]
-    out = merge_journal(pages, 0, 2, 2)
-    assert [e["id"] for e in out["entries"]] == [1, 0] and out["next_since"] == 2      # gids 0 and 1
-    full = merge_journal(pages, 0, 10, 2)
-    assert [(e["id"], e["worker"]) for e in full["entries"]] == [(1, 1), (0, 0), (2, 0)]
-    assert full["next_since"] == 3
+def test_worker_journal_ids_are_unique_and_follow_time():
+    from device_sim.journal import Journal
+    from pushsim.cluster.worker import WorkerRole
+
+    journals = [Journal() for _ in range(3)]
+    for me, j in enumerate(journals):
+        WorkerRole(me, 3, b"")._time_ordered_journal_ids(j)
+    for k in range(20):                      # same instants on every worker, and bursts within one µs
+        for j in journals:
+            j.add(1000.0 + (k // 4) * 1e-6, "apns", "POST", "/3/device/x", None, 200, None, None)
+    ids = [e.id for j in journals for e in j.entries]
+    assert len(set(ids)) == len(ids)
+    for me, j in enumerate(journals):
+        mine = [e.id for e in j.entries]
+        assert mine == sorted(mine) and all(i % 3 == me for i in mine) and mine[0] >= id_floor(1000.0, 3)
+        assert j.next_id == mine[-1] + 1
 
 
 def test_merge_jsonl_renumbers_and_keeps_one_uninstall():
