@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h2.connection
+import h2.events
 import httpx
 import jwt
 import pytest
@@ -36,7 +39,7 @@ def cluster(tmp_path_factory):
         [sys.executable, "-m", "pushsim", "serve", "--workers", "2", "--state-dir", str(state),
          "--apns-port", "0", "--apns-h2c-port", "0", "--fcm-port", "0", "--fcm-h2c-port", "0",
          "--admin-port", "0", "--devices", "ios=200,android=200"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)   # its own group: see Ctrl-C
     line = proc.stdout.readline()
     if not line.startswith("pushsim ready:"):
         proc.kill()
@@ -218,12 +221,35 @@ def test_topic_subscriptions_replicate_to_every_worker(cluster):
     assert s["accepted"] == 4 * len(subs) and _balanced(s)
 
 
-def test_sigint_stops_every_process(cluster):
+def _raw_h2(url: str) -> tuple[socket.socket, h2.connection.H2Connection]:
+    host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    conn = h2.connection.H2Connection()
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    conn.receive_data(sock.recv(65536))     # the server's SETTINGS: the connection is being served
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def test_ctrl_c_stops_every_process_cleanly(cluster):
     proc, ep = cluster
     pids = [p["pid"] for p in _admin(ep).get("/stats").json()["per_worker"]]
     assert len(set(pids)) == 2 and proc.pid not in pids
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(20) == 0
+    conns = [_raw_h2(ep["apns"]["h2c_url"]) for _ in range(6)]
+    while min(w["connections"] for w in _admin(ep).get("/stats").json()["per_worker"]) == 0:
+        assert len(conns) < 30, "the kernel never picked one of the workers"
+        conns.append(_raw_h2(ep["apns"]["h2c_url"]))      # idle connections on both workers
+    os.killpg(proc.pid, signal.SIGINT)      # as Ctrl-C in a terminal: the hub and every worker get it
+    assert proc.wait(20) == 0, proc.stderr.read()
+    for sock, conn in conns:                # each got GOAWAY {"reason":"Shutdown"} before the close
+        goaway = []
+        while not goaway:
+            data = sock.recv(65536)
+            assert data, "closed without GOAWAY"
+            goaway = [e for e in conn.receive_data(data) if isinstance(e, h2.events.ConnectionTerminated)]
+        assert goaway[0].additional_data == b'{"reason":"Shutdown"}'
+        sock.close()
     deadline = time.time() + 5
     for pid in pids:
         while True:
