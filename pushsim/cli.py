@@ -46,7 +46,7 @@ HELP = {
     "fcm_project_quota": "FCM messages per project per sliding minute",
     "fcm_device_quota_minute": "FCM messages per device per sliding minute; 0 = no limit",
     "fcm_device_quota_hour": "FCM messages per device per sliding hour; 0 = no limit",
-    "workers": "worker processes",
+    "workers": "worker processes sharing the ports (N or auto = one per CPU); 1 = a single process",
 }
 # Settings that live in Config.extra (read by the modules that own them), also flag + env var.
 EXTRA = {"scenario": "scenario TOML: the fleet's device profile and OS rule settings (device_sim)"}
@@ -76,7 +76,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, names: list[str] | Non
         if kind is bool:
             extra["action"] = argparse.BooleanOptionalAction
         else:
-            extra["metavar"] = "|".join(CHOICES[name]) if name in CHOICES else name.split("_")[-1].upper()
+            extra["metavar"] = "|".join(CHOICES[name]) if name in CHOICES else \
+                "N|auto" if name == "workers" else name.split("_")[-1].upper()
         default = getattr(Config(), name)
         parser.add_argument(_flag(name), dest=name, default=None,
                             help=f"{HELP.get(name, name)} [env {Config.env_name(name)}, default {default}]",
@@ -92,10 +93,13 @@ def _convert(name: str, raw: Any, kind: Any, source: str) -> Any:
             return text in _TRUE
         raise UsageError(f"{source} must be true or false, got {raw!r}")
     if kind is int:
+        if name == "workers" and str(raw).strip().lower() == "auto":
+            return os.cpu_count() or 1
         try:
             return int(str(raw).strip())
         except ValueError:
-            raise UsageError(f"{source} must be an integer, got {raw!r}") from None
+            also = " or auto" if name == "workers" else ""
+            raise UsageError(f"{source} must be an integer{also}, got {raw!r}") from None
     if kind is Path:
         return Path(str(raw)).expanduser()
     return str(raw).strip()
@@ -206,9 +210,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import new_event_loop
 
     config = config_from_args(args)
-    if config.workers != 1:   # said out loud rather than silently ignored
-        print(f"pushsim: warning: --workers {config.workers} is not implemented yet; serving in one process",
-              file=sys.stderr, flush=True)
+    if config.workers > 1:
+        from .cluster.hub import run_cluster   # forks before any event loop or thread exists
+        return run_cluster(config)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(serve(config))
 

@@ -114,8 +114,11 @@ class _Bound:
 
 
 class PushSim:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, worker: Any = None) -> None:
         self.config = config
+        # Cluster mode (pushsim.cluster.worker.WorkerRole): this process is one of N workers sharing
+        # the service ports; the hub owns endpoints.json, the state dir claim and the public admin port.
+        self.worker = worker
         self.bench: Bench | None = None           # made in start(): it schedules on the running loop
         self.creds: Credentials | None = None
         self.endpoints: dict[str, Any] = {}
@@ -142,10 +145,16 @@ class PushSim:
         except OSError as e:
             raise StartError(f"state dir {Path(cfg.state_dir).absolute()} is not usable ({e.strerror or e}); "
                              f"choose another with --state-dir or {Config.env_name('state_dir')}") from None
-        self._claim_state_dir()
+        worker = self.worker
+        if worker is None:
+            self._claim_state_dir()
         self.bench = bench = Bench(cfg, schedule=loop.call_soon)
+        if worker is not None:
+            worker.bench_ready(bench)             # e.g. the routing dispatcher, before services read it
         self.metrics = Metrics(bench)
         self.plans = build_plans(bench, creds)
+        if worker is not None:
+            worker.plans_ready(self.plans)
         try:
             for plan in self.plans:
                 ctx = server_context(str(creds.server_cert), str(creds.server_key), plan.alpn,
@@ -155,7 +164,8 @@ class PushSim:
                     conns: set[Any] = set()   # the live engine protocols, for GOAWAY on stop
                     try:
                         server = await start_listener(cfg.host, port, service=plan.service, ssl_context=ssl_ctx,
-                                                      engine=cfg.engine, http1=plan.http1, conns=conns)
+                                                      engine=cfg.engine, http1=plan.http1, conns=conns,
+                                                      reuse_port=worker is not None)
                     except OSError as e:
                         raise ListenError(plan.name.upper() + (" TLS" if ssl_ctx else " cleartext"),
                                           cfg.host, port, port_field, e) from None
@@ -165,6 +175,8 @@ class PushSim:
             await self._close(grace=0.0)
             raise
         self.endpoints = self._describe(admin_port)
+        if worker is not None:
+            return self.endpoints                 # the hub writes endpoints.json for the cluster
         if "fcm" in self.endpoints:
             set_token_uri(creds, self.endpoints["fcm"]["token_uri"])
         write_atomic(self.endpoints_file, json.dumps(self.endpoints, indent=2).encode() + b"\n")
@@ -192,11 +204,13 @@ class PushSim:
         self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.admin_port)
+        # A worker's own control API is private to the hub: loopback, any free port.
+        host, port = ("127.0.0.1", 0) if self.worker is not None else (cfg.host, cfg.admin_port)
+        site = web.TCPSite(self._runner, host, port)
         try:
             await site.start()
         except OSError as e:
-            raise ListenError("admin", cfg.host, cfg.admin_port, "admin_port", e) from None
+            raise ListenError("admin", host, port, "admin_port", e) from None
         return int(self._runner.addresses[0][1])
 
     def _describe(self, admin_port: int) -> dict[str, Any]:

@@ -1,0 +1,161 @@
+"""Pure functions that make N workers' control-API answers look like one server's."""
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import orjson
+
+
+# /journal ----------------------------------------------------------------------------------------
+def id_floor(t: float, workers: int) -> int:
+    """The smallest journal id any worker can give an entry that arrives at wall time `t` or later."""
+    return int(t * 1_000_000) * workers
+
+
+def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: int,
+                  asked_at: float) -> dict[str, Any]:
+    """Each worker's `/journal` page for the same `since` → one page.
+
+    Worker journal ids are time-ordered and unique across workers (microseconds × N + worker, see
+    worker._time_ordered_journal_ids). The page is the first `limit` entries by id. A full page's
+    `next_since` is its last id + 1. A short page returned everything up to the moment each worker
+    answered, and anything later gets an id of at least `id_floor(asked_at)`: that is the cursor (an
+    entry that arrived while the hub was asking may show again on the next page; none is skipped).
+    """
+    entries = [{**e, "worker": e["id"] % workers} for page in pages for e in page["entries"]]
+    for e in entries:
+        if e.get("seq") == -1:      # accepted here, owned (and numbered) by another worker
+            del e["seq"]
+    entries.sort(key=lambda e: e["id"])
+    page = entries[:limit]
+    nxt = page[-1]["id"] + 1 if len(page) >= limit else max(since, id_floor(asked_at, workers))
+    return {"entries": page, "next_since": nxt}
+
+
+def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
+    """Replay exports (header, state lines, accepted lines) → one, state and notifications by time."""
+    header: dict[str, Any] | None = None
+    states: list[tuple[float, dict[str, Any]]] = []
+    accepted: list[tuple[float, dict[str, Any]]] = []
+    total, complete = 0, True
+    for lines in exports:
+        for raw in lines:
+            if not raw.strip():
+                continue
+            rec = orjson.loads(raw)
+            kind = rec.get("type")
+            if kind == "header":
+                header = header or rec
+                total += int(rec.get("accepted", 0))
+                complete = complete and bool(rec.get("complete", True))
+            elif kind == "state":
+                states.append((rec["t"], rec))
+            else:
+                accepted.append((rec.get("t", 0.0), rec))
+    out: list[bytes] = []
+    if header is not None:
+        # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
+        out.append(orjson.dumps({**header, "accepted": total, "complete": complete, "digest": None,
+                                 "workers": len(exports)}) + b"\n")
+    accepted.sort(key=lambda x: x[0])
+    times = [rec.get("at", t) for t, rec in accepted]   # device time, like a state change's t
+    seen_states: set[bytes] = set()
+    for t, rec in sorted(states, key=lambda x: x[0]):
+        key = orjson.dumps({k: v for k, v in rec.items() if k not in ("t", "pos")})
+        if rec.get("set", {}).get("uninstall") and key in seen_states:
+            continue   # an uninstall reaches every worker; keep it once
+        seen_states.add(key)
+        # `pos`: how many notifications were accepted before the change, now counted cluster-wide.
+        out.append(orjson.dumps({**rec, "pos": bisect.bisect_left(times, t)}) + b"\n")
+    for seq, (_, rec) in enumerate(accepted):
+        out.append(orjson.dumps({**rec, "seq": seq}) + b"\n")
+    return out
+
+
+# /metrics ----------------------------------------------------------------------------------------
+NOT_SUMMED = {"pushsim_devices"}   # every worker holds the whole fleet
+
+
+def merge_metrics(texts: list[str]) -> str:
+    """Prometheus text from each worker → one, each series summed (gauges of the fleet size: max)."""
+    families: dict[str, list[str]] = {}          # name → HELP/TYPE lines, in first-seen order
+    values: dict[str, dict[str, float]] = {}     # name → series (name+labels) → value
+    for text in texts:
+        for line in text.splitlines():
+            if not line:
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    meta = families.setdefault(parts[2], [])
+                    if line not in meta:
+                        meta.append(line)
+                    values.setdefault(parts[2], {})
+                continue
+            series, _, raw = line.rpartition(" ")
+            name = series.split("{", 1)[0]
+            try:
+                v = float(raw)
+            except ValueError:
+                continue
+            fam = values.setdefault(name, {})
+            families.setdefault(name, [])
+            if name in NOT_SUMMED:
+                fam[series] = max(fam.get(series, v), v)
+            else:
+                fam[series] = fam.get(series, 0.0) + v
+    out: list[str] = []
+    for name, meta in families.items():
+        out.extend(meta)
+        for series, v in values.get(name, {}).items():
+            out.append(f"{series} {int(v) if v == int(v) else v}")
+    return "\n".join(out) + "\n"
+
+
+# /stats/fleet ------------------------------------------------------------------------------------
+def _sum(a: Any, b: Any) -> Any:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _sum(a.get(k), b.get(k)) for k in {**a, **b}}
+    if a is None:
+        return b
+    if b is None or isinstance(a, (str, bool)):
+        return a
+    return a + b
+
+
+def _ratio(num: float, den: float, digits: int = 6) -> float | None:
+    return round(num / den, digits) if den else None
+
+
+def merge_fleet_stats(parts: list[dict[str, Any]], funnel: dict[str, Any]) -> dict[str, Any]:
+    """Counters are summed; rates and means are recomputed from the sums; each duration percentile is
+    the count-weighted mean of the workers' percentiles (an approximation: the workers keep their
+    samples). `funnel` is the consistent cluster-wide /stats."""
+    out: dict[str, Any] = {}
+    for p in parts:
+        out = _sum(out, {k: v for k, v in p.items() if k not in ("task_duration", "clock")})
+    out["funnel"] = funnel
+    out["receipt_rate"] = _ratio(funnel["delivered"], funnel["accepted"])
+    bg = out.get("background")
+    if isinstance(bg, dict):
+        done = bg.get("succeeded", 0) + bg.get("failed", 0) + bg.get("killed", 0)
+        bg["success_rate"] = _ratio(bg.get("succeeded", 0), done)
+    fr = out.get("freshness")
+    if isinstance(fr, dict):
+        fr["fresh_rate"] = _ratio(fr.get("fresh", 0), fr.get("opens", 0))
+        stale_s = sum((p["freshness"].get("mean_staleness") or 0.0) * (p["freshness"]["opens"] - p["freshness"]["fresh"])
+                      for p in parts if isinstance(p.get("freshness"), dict))
+        fr["mean_staleness"] = round(stale_s / (fr["opens"] - fr["fresh"]), 3) if fr.get("opens", 0) - fr.get("fresh", 0) else 0.0
+    durs = [p["task_duration"] for p in parts if isinstance(p.get("task_duration"), dict)]
+    count = sum(d.get("count", 0) for d in durs)
+    td: dict[str, Any] = {"count": count}
+    for key, digits in (("mean", 4), ("p50", 4), ("p90", 4), ("p99", 4)):
+        weighted = [(d[key], d["count"]) for d in durs if d.get(key) is not None and d.get("count")]
+        td[key] = round(sum(v * c for v, c in weighted) / count, digits) if weighted and count else None
+    out["task_duration"] = td
+    if parts and "clock" in parts[0]:
+        out["clock"] = parts[0]["clock"]
+    if parts and "active_installs" in parts[0]:
+        out["active_installs"] = sum(p.get("active_installs", 0) for p in parts)
+    return out

@@ -1,0 +1,207 @@
+"""One worker process: a full PushSim on the shared ports, plus routing to its peers and the hub.
+
+It owns installs i with i % N == me. Its services accept any request; the routing dispatcher hands
+foreign notifications to their owner. Topic subscriptions are replicated to every peer; OAuth
+tokens verify anywhere (shared_auth). It talks to the hub over one channel:
+    hub → worker: ("snap", k) | ("stop",)
+    worker → hub: ("ready", info) | ("error", message) | ("snap", Snapshot)
+and exits when told to stop, on SIGTERM, or when the hub goes away.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushsim.bench import Bench
+from pushsim.config import Config
+
+from .channel import Channel, open_channel
+from .routing import Router, Snapshot
+from .shared_auth import share_tokens
+
+log = logging.getLogger("pushsim.cluster.worker")
+TOPIC = "topic"
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class WorkerRole:
+    """The hooks PushSim calls in cluster mode, and this worker's links."""
+    me: int
+    workers: int
+    secret: bytes
+    hub: Channel | None = None
+    peers: dict[int, Channel] = field(default_factory=dict)
+    router: Router | None = None
+    backlog: list[tuple[int, list[Any]]] = field(default_factory=list)
+    sim: Any = None
+    live: bool = False
+    _fcm: Any = None
+
+    # PushSim hooks ----------------------------------------------------------------------------
+    def bench_ready(self, bench: Bench) -> None:
+        loop = asyncio.get_running_loop()
+        local = bench.dispatcher
+        self.router = Router(self.me, self.workers, local.submit, bench.ledger.stats,
+                             request_flush=lambda: loop.call_soon(self.flush),
+                             on_snapshot=self._send_snapshot, on_control=self._on_control,
+                             snapshot_extra=lambda: self._extra(bench))
+        bench.dispatcher = self.router          # type: ignore[assignment]  # same submit() signature
+        self._time_ordered_journal_ids(bench.journal)
+
+    def plans_ready(self, plans: list[Any]) -> None:
+        for plan in plans:
+            service = plan.service
+            if plan.name == "fcm":
+                share_tokens(service.authority, self.secret)
+                self._fcm = service
+                self._replicate_topics(service.topics)
+                self._unique_message_names(service)
+        self.live = True
+        for peer, msgs in self.backlog:
+            self.on_peer(peer, msgs)
+        self.backlog.clear()
+
+    # routing ----------------------------------------------------------------------------------
+    def flush(self) -> None:
+        assert self.router is not None
+        for peer, msgs in self.router.take_outbox():
+            ch = self.peers.get(peer)
+            if ch is not None:
+                ch.send(msgs)
+
+    def on_peer(self, peer: int, msgs: list[Any]) -> None:
+        if not self.live:                       # a peer serves before our services exist: keep it
+            self.backlog.append((peer, msgs))
+        else:
+            self.router.receive(peer, msgs)     # type: ignore[union-attr]
+
+    def _replicate_topics(self, registry: Any) -> None:
+        """Subscriptions change shared state: apply locally, then tell every peer (eventually consistent)."""
+        subscribe, unsubscribe = registry.subscribe, registry.unsubscribe
+        self._topic_ops = {"add": subscribe, "remove": unsubscribe}
+
+        def cluster_subscribe(topic: str, install: int) -> bool:
+            ok = subscribe(topic, install)
+            if ok and self.router is not None:
+                self.router.broadcast((TOPIC, "add", topic, install))
+            return ok
+
+        def cluster_unsubscribe(topic: str, install: int) -> None:
+            unsubscribe(topic, install)
+            if self.router is not None:
+                self.router.broadcast((TOPIC, "remove", topic, install))
+
+        registry.subscribe, registry.unsubscribe = cluster_subscribe, cluster_unsubscribe
+
+    def _time_ordered_journal_ids(self, journal: Any) -> None:
+        """Journal ids that one cursor can page through across workers: the entry's arrival time in
+        microseconds × N + this worker (kept increasing). Ids stay unique and follow time across the
+        cluster, so `since` means the same moment on every worker (see merge.merge_journal)."""
+        add = journal.add
+        me, n = self.me, self.workers
+
+        def cluster_add(t: float, *args: Any, **kw: Any) -> Any:
+            nid = max(journal.next_id, int(t * 1_000_000) * n)
+            journal.next_id = nid + (me - nid) % n
+            return add(t, *args, **kw)
+
+        journal.add = cluster_add
+
+    def _unique_message_names(self, fcm: Any) -> None:
+        """FCM message names come from a microsecond counter per service; two workers would often pick
+        the same microsecond. Here each worker only takes values ≡ me (mod N)."""
+        name_of = fcm._message_name
+        me, n = self.me, self.workers
+
+        def cluster_message_name(project: str, now: float) -> str:
+            us = max(fcm._last_us + 1, int(now * 1_000_000))
+            fcm._last_us = us + (me - us) % n - 1       # the service takes max(_last_us + 1, now)
+            return name_of(project, now)
+
+        fcm._message_name = cluster_message_name
+
+    def _on_control(self, peer: int, msg: tuple[Any, ...]) -> None:
+        if msg[0] == TOPIC and self._fcm is not None:
+            fcm = self._fcm
+            if fcm.bench.ledger.records is not fcm._records:
+                # A POST /reset this FCM has not noticed yet (it resets lazily on its next request)
+                # must not wipe a subscription made after the reset on another worker.
+                fcm._records = fcm.bench.ledger.records
+                fcm.reset()
+            self._topic_ops[msg[1]](msg[2], msg[3])
+        else:
+            log.warning("worker %d: unknown message %r from worker %d", self.me, msg[0], peer)
+
+    # snapshots --------------------------------------------------------------------------------
+    def _extra(self, bench: Bench) -> dict[str, Any]:
+        conns = sum(len(b.conns) for b in getattr(self.sim, "_bound", ()))
+        return {"pid": os.getpid(), "requests": bench.journal.next_id, "connections": conns}
+
+    def _send_snapshot(self, snap: Snapshot) -> None:
+        if self.hub is not None:
+            self.hub.send(("snap", snap))
+
+
+def _die_with_parent(hub_pid: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):   # not Linux: EOF on the hub channel still stops us
+        pass
+    if os.getppid() != hub_pid:
+        os._exit(1)
+
+
+def run_worker(me: int, workers: int, config: Config, secret: bytes, hub_sock: socket.socket,
+               peer_socks: dict[int, socket.socket], hub_pid: int) -> int:
+    """The forked child's main: no event loop exists yet in this process."""
+    from pushsim.server import new_event_loop
+
+    _die_with_parent(hub_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the hub decides
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(_amain(me, workers, config, secret, hub_sock, peer_socks))
+
+
+async def _amain(me: int, workers: int, config: Config, secret: bytes, hub_sock: socket.socket,
+                 peer_socks: dict[int, socket.socket]) -> int:
+    from pushsim.server import PushSim, StartError
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    role = WorkerRole(me, workers, secret)
+
+    def on_hub(msg: Any) -> None:
+        if msg[0] == "snap":
+            if role.router is not None:
+                role.router.request_snapshot(msg[1])
+        elif msg[0] == "stop":
+            stop.set()
+
+    role.hub = await open_channel(hub_sock, on_hub, lambda exc: stop.set())
+    for peer, sock in peer_socks.items():
+        role.peers[peer] = await open_channel(sock, lambda msgs, p=peer: role.on_peer(p, msgs),
+                                              lambda exc: None)   # the hub notices a dead peer
+    sim = role.sim = PushSim(config, worker=role)
+    try:
+        endpoints = await sim.start()
+    except StartError as e:
+        role.hub.send(("error", str(e)))
+        await asyncio.sleep(0.05)
+        return 2
+    from pushsim.cli import _tune_gc
+    _tune_gc()
+    admin_port = int(endpoints["admin"]["url"].rsplit(":", 1)[1])
+    role.hub.send(("ready", {"worker": me, "pid": os.getpid(), "admin_port": admin_port, "endpoints": endpoints}))
+    await stop.wait()
+    await sim.stop()
+    return 0
