@@ -11,7 +11,7 @@ from typing import Any
 
 from . import errors
 from .errors import FcmFailure
-from .schema import ParseError, parse_duration, parse_request
+from .schema import ParseError, load, parse_duration, parse_obj
 from .topics import Condition, ConditionError, parse_condition, valid_topic
 
 MAX_PAYLOAD = 4096
@@ -142,10 +142,95 @@ def _apns_alert(msg: dict[str, Any]) -> bool:
 
 def validate(body: bytes) -> SendRequest | FcmFailure:
     try:
-        req = parse_request(body)
+        obj = load(body)
+        fast = fast_path(obj)
+        if fast is not None:
+            return fast
+        req = parse_obj(obj)
     except ParseError as e:
         return e.failure
     except (RecursionError, ValueError, TypeError):
         # e.g. JSON nested deeper than the decoder allows: the front end calls that a parse error too
         return errors.parse_error("Invalid JSON payload received. Unexpected token.")
     return _check(req)
+
+
+# The fast path: the shape almost every sender uses, accepted in one pass. It answers only when
+# the general validator would accept the body, and then with an equal SendRequest; anything else
+# (errors, camelCase names, nulls, other blocks) returns None and goes the general way.
+_FAST_MESSAGE = frozenset({"token", "data", "notification", "android"})
+_FAST_NOTIFICATION = frozenset({"title", "body", "image"})
+_FAST_ANDROID = frozenset({"priority", "ttl", "collapse_key"})
+_PRIORITIES = {"HIGH": "HIGH", "high": "HIGH", "NORMAL": "NORMAL", "normal": "NORMAL"}
+_FAST_CHARS = MAX_PAYLOAD // 4           # this many characters can never exceed the byte limit in UTF-8
+
+
+def fast_path(obj: Any) -> SendRequest | None:
+    """A token send of {token, data?, notification?, android?{priority?, ttl?, collapse_key?}}, or None.
+
+    `obj` is the freshly decoded body, owned by the caller: an accepted one is used (and its enum
+    normalised) in place rather than copied."""
+    if obj.__class__ is not dict or len(obj) != 1:
+        return None
+    msg = obj.get("message")
+    if msg.__class__ is not dict or not _FAST_MESSAGE.issuperset(msg):
+        return None
+    token = msg.get("token")
+    if token.__class__ is not str or not token or len(token) > 4096:
+        return None
+    chars = 0
+    data = msg.get("data")
+    if data is not None:
+        if data.__class__ is not dict:
+            return None
+        for k, v in data.items():
+            if v.__class__ is not str or k in RESERVED_KEYS or k.startswith("google"):
+                return None
+            chars += len(k) + len(v)
+    elif "data" in msg:
+        return None
+    note = msg.get("notification")
+    if note is not None:
+        if note.__class__ is not dict or not _FAST_NOTIFICATION.issuperset(note):
+            return None
+        for k, v in note.items():
+            if v.__class__ is not str:
+                return None
+            chars += len(k) + len(v)
+    elif "notification" in msg:
+        return None
+    if chars > _FAST_CHARS:
+        return None
+    ttl = collapse = priority = None
+    android = msg.get("android")
+    if android is not None:
+        if android.__class__ is not dict or not _FAST_ANDROID.issuperset(android):
+            return None
+        if android:
+            p = android.get("priority")
+            if p is not None:
+                priority = _PRIORITIES.get(p) if p.__class__ is str else None
+                if priority is None:
+                    return None
+            elif "priority" in android:
+                return None
+            t = android.get("ttl")
+            if t is not None:
+                secs = parse_duration(t) if t.__class__ is str else None
+                if secs is None or secs < 0 or secs > MAX_TTL:
+                    return None
+                ttl = int(secs)
+            elif "ttl" in android:
+                return None
+            c = android.get("collapse_key")
+            if c is not None:
+                if c.__class__ is not str:
+                    return None
+                collapse = c or None
+            elif "collapse_key" in android:
+                return None
+            if priority is not None and priority != p:     # enums are kept upper-case, as the general path does
+                android["priority"] = priority
+    elif "android" in msg:
+        return None
+    return SendRequest(False, msg, "token", token, None, ttl, collapse, priority, None, note is not None)

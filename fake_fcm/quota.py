@@ -41,10 +41,12 @@ class SlidingWindow:
         return self._total
 
     def full(self, now: float) -> bool:
-        return self.total(now) >= self.limit
+        if now >= self._last + 1:             # a new second began: roll first (the hot path skips the call)
+            self._roll(now)
+        return self._total >= self.limit
 
     def add(self, now: float, n: int = 1) -> None:
-        sec = self._roll(now)
+        sec = self._last if now < self._last + 1 else self._roll(now)
         self._counts[sec % self.window] += n
         self._total += n
 

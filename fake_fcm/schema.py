@@ -216,12 +216,21 @@ def parse_message(type_name: str, obj: dict[str, Any], path: str) -> dict[str, A
     return out
 
 
-def parse_request(body: bytes) -> dict[str, Any]:
-    """The whole request body → {"validate_only"?, "message"?} or ParseError."""
+def load(body: bytes) -> Any:
+    """The request body as JSON (an empty body is an empty object), or ParseError."""
     try:
-        obj = orjson.loads(body) if body.strip() else {}
+        return orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError:
         raise ParseError(parse_error("Invalid JSON payload received. Unexpected token.")) from None
+
+
+def parse_request(body: bytes) -> dict[str, Any]:
+    """The whole request body → {"validate_only"?, "message"?} or ParseError."""
+    return parse_obj(load(body))
+
+
+def parse_obj(obj: Any) -> dict[str, Any]:
+    """An already decoded request body → {"validate_only"?, "message"?} or ParseError."""
     if obj.__class__ is dict and len(obj) == 1:
         msg = obj.get("message")
         if msg.__class__ is dict:                      # the usual body: {"message": {...}}

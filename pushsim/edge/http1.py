@@ -29,7 +29,21 @@ def _status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
 
+_HEADS: dict[tuple, bytes] = {}      # (status, header tuple) → encoded head up to the content-length value
+_HEADS_MAX = 256
+
+
 def render(status: int, headers: Headers, body: bytes, close: bool, head: bool = False) -> bytes:
+    if not close and len(headers) == 1:
+        # The usual reply (one constant content-type): its head is encoded once.
+        key = (status, headers[0])
+        start = _HEADS.get(key)
+        if start is None:
+            k, v = headers[0]
+            start = _status_line(status) + k + b": " + v + b"\r\ncontent-length: "
+            if len(_HEADS) < _HEADS_MAX:
+                _HEADS[key] = start
+        return start + b"%d\r\n\r\n" % len(body) + (b"" if head else body)
     parts = [_status_line(status)]
     for k, v in headers:
         parts += (k, b": ", v, b"\r\n")
@@ -170,7 +184,7 @@ class Http1Protocol(asyncio.Protocol):
         if self._done or self._reject:
             return
         method = self.parser.get_method()
-        path = b"".join(self._url)
+        path = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         if path[:1] != b"/" and path[:4].lower() == b"http":
             # absolute-form target (as sent to proxies): keep the path, the authority wins over Host
             _, sep, rest = path.partition(b"://")

@@ -34,6 +34,8 @@ from .oauth import TOKEN_PATHS, OAuthService
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json; charset=UTF-8")
 _SEND_RE = re.compile(rb"/v1/projects/([^/?#]+)/messages:send")
+_SEND_PATHS = 64         # distinct send paths remembered (a path names its project; few per server)
+_US_LOW, _US_HIGH = 10**15, 10**16
 FANOUT_CHUNK = 2000      # installs per event-loop turn: a million-subscriber topic must not stall the port
 
 
@@ -50,8 +52,11 @@ class FcmService:
         self.resolver = TokenResolver(bench.fleet, self.foreign)
         self.topic_api = TopicEndpoints(bench, authority, self.topics, self.resolver,
                                         (self.project_id, self.project_number))
-        self._hex = hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
+        self._suffix = "%" + hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
+        self._prefixes: dict[str, str] = {}   # project → "projects/<project>/messages/0:"
         self._last_us = 0
+        # Send paths already matched (raw :path → project, path text): the hot route is one dict lookup.
+        self._send_paths: dict[bytes, tuple[str, str]] = {}
         self._fids: dict[str, int] = {}
         self._faults = getattr(bench, "faults", None)   # the fault-injection hook, when the bench has one
         self._records = bench.ledger.records            # a new dict here means the bench was reset
@@ -86,6 +91,10 @@ class FcmService:
             if r is not None:
                 return r
         try:
+            if method == b"POST":
+                send = self._send_paths.get(path)
+                if send is not None:
+                    return self._send(send[0], send[1], headers, body)
             return self._route(conn, method, path, headers, body)
         except Exception:                     # a bug must cost one 500, never the connection
             log.exception("FCM service failed on %s %r", method, path[:200])
@@ -99,7 +108,10 @@ class FcmService:
         if m is not None:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
-            return self._send(m.group(1).decode("latin-1"), text, headers, body)
+            project = m.group(1).decode("latin-1")
+            if len(self._send_paths) < _SEND_PATHS:
+                self._send_paths[path] = (project, text)
+            return self._send(project, text, headers, body)
         if bare in TOKEN_PATHS:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
@@ -137,9 +149,16 @@ class FcmService:
         return self.authority.check(auth, now)
 
     def _message_name(self, project: str, now: float) -> str:
-        us = max(self._last_us + 1, int(now * 1_000_000))
+        us = int(now * 1_000_000)
+        if us <= self._last_us:
+            us = self._last_us + 1
         self._last_us = us
-        return f"projects/{project}/messages/0:{us % 10**16:016d}%{self._hex}"
+        prefix = self._prefixes.get(project)
+        if prefix is None:
+            prefix = self._prefixes[project] = f"projects/{project}/messages/0:"
+        if _US_LOW <= us < _US_HIGH:          # 16 digits already: every date from 2001 to 2286
+            return prefix + str(us) + self._suffix
+        return f"{prefix}{us % 10**16:016d}{self._suffix}"
 
     def _send(self, project: str, path: str, headers: Headers, body: bytes) -> Reply:
         now = self.bench.now()

@@ -218,3 +218,30 @@ async def test_half_close_still_gets_delayed_replies() -> None:
         data = await asyncio.wait_for(reader.read(), 2.0)
         assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"late")
         writer.close()
+
+
+def test_cached_reply_heads_render_like_the_general_path() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pushsim.edge import http1
+
+    def general(status: int, headers: Headers, body: bytes, close: bool, head: bool) -> bytes:
+        parts = [http1._status_line(status)]
+        for k, v in headers:
+            parts += (k, b": ", v, b"\r\n")
+        parts.append(b"content-length: %d\r\n" % len(body))
+        if close:
+            parts.append(b"connection: close\r\n")
+        return b"".join([*parts, b"\r\n", b"" if head else body])
+
+    names = st.sampled_from([b"content-type", b"retry-after", b"www-authenticate"])
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from([200, 400, 401, 404, 429, 500, 599]),
+           st.lists(st.tuples(names, st.binary(max_size=8)), max_size=2), st.binary(max_size=20),
+           st.booleans(), st.booleans())
+    def check(status: int, headers: Headers, body: bytes, close: bool, head: bool) -> None:
+        for _ in range(2):            # the second time from the cache
+            assert http1.render(status, headers, body, close, head) == general(status, headers, body, close, head)
+
+    check()

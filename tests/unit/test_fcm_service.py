@@ -362,3 +362,27 @@ def test_iid_info_lists_topics(w: World) -> None:
     r = w.svc.handle(CONN, b"GET", f"/iid/info/{w.fleet.codec.fcm_token(9999)}".encode(), hdrs, b"")
     assert r.status == 404
     assert w.svc.handle(CONN, b"GET", f"/iid/info/{tok}".encode(), hdrs[:1], b"").status == 401
+
+
+def test_remembered_send_paths_answer_like_the_first_time(w: World) -> None:
+    """The send-path memo (raw :path → project) must not change any answer on the second request."""
+    tok = w.fleet.fcm_token(w.android())
+    body = orjson.dumps({"message": {"token": tok}})
+    for path in (SEND, SEND + b"?alt=json", b"/v1/projects/123456789012/messages:send",
+                 b"/v1/projects/other/messages:send"):
+        first, again = w.post(path, body), w.post(path, body)
+        assert first.status == again.status and first.headers == again.headers
+        if first.status != 200:
+            assert first.body == again.body
+        get = w.svc.handle(CONN, b"GET", path, [(b"authorization", f"Bearer {w.token}".encode())], b"")
+        assert get.status == 405                            # the memo serves POST only
+    assert w.post(SEND, body, token=None).status == 401     # auth is still checked on a remembered path
+    assert [e.path for e in w.bench.journal.entries if e.method == "POST"][:2] == [SEND.decode()] * 2
+
+
+def test_message_names_keep_sixteen_digits_before_2001(info: dict[str, str]) -> None:
+    w = World(info)
+    w.clock.t = 999_999_999.5                               # 15-digit microsecond count: zero-padded
+    w.token = w.authority.issue(info["client_email"], True, w.clock())
+    name = orjson.loads(w.send({"token": w.fleet.fcm_token(w.android())}).body)["name"]
+    assert name.split(":")[1].split("%")[0] == "0999999999500000"
