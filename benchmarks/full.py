@@ -36,7 +36,7 @@ def fcm_quota_off() -> list[str]:
     return ["--fcm-device-quota-minute", "0", "--fcm-device-quota-hour", "0"]
 
 
-def _ref_name(row: str, clients: int, streams: int, h1_clients: int) -> str:
+def _ref_name(row: str, h1_clients: int) -> str:
     proto = "tls" if row.endswith("-tls") else "h2c"
     wl = row.split("-")[0]
     suffix = f"-c{h1_clients}m1" if row.endswith("-h1") else ""
@@ -94,7 +94,7 @@ class Session:
                 # above what the server does, so it does not bind.
                 load = replace(load, rps=float(args.apns_rps))
                 note = f"--rps {args.apns_rps}/conn"
-            ref = _ref_name(name, args.clients, args.streams, args.h1_clients)
+            ref = _ref_name(name, args.h1_clients)
             if ref not in refs:
                 proto = "tls" if name.endswith("-tls") else "h2c"
                 rload = h2load.Load(w.uri_file(tmp, ng[proto].url, ref), w.body, w.headers, clients, streams)
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace, mode: str = "full") -> int:
     results["loadavg_end"] = os.getloadavg()
     results["wall_s"] = time.monotonic() - t0
     print_summary(results["rows"])
-    judged = targets.evaluate(results, targets.targets_for(list(rows), args.memory))
+    judged = targets.evaluate(results, targets.targets_for(list(rows), args.memory, args.half_load))
     results["targets"] = judged
     if judged:
         print("\n" + targets.format_table(judged))

@@ -6,7 +6,6 @@ Every server is started in its own session by this harness and stopped by PID; w
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -156,8 +155,7 @@ def start_nghttpd(docroot: Path, tls: tuple[Path, Path] | None = None) -> Nghttp
     port = free_port()
     cmd = ["nghttpd", "-d", str(docroot), "-a", "127.0.0.1", str(port)]
     cmd += [str(tls[0]), str(tls[1])] if tls else ["--no-tls"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ})
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_port(port)
     except BaseException:
