@@ -32,7 +32,8 @@ def serve(installs: int, workers: int, engine: str, pushes: int) -> dict:
                    "serve_rss_idle_mib": tree_rss(ps.pid) / MIB}
             if pushes:
                 w = workloads.apns(ps.endpoints, tmp, 1000)
-                load = h2load.Load(w.uri_file(tmp, ps.endpoints["apns"]["h2c_url"], "mem"), w.body, w.headers, 8, 100)
+                load = h2load.Load(w.uri_file(tmp, ps.endpoints["apns"]["h2c_url"], "mem"), w.body, w.headers, 8, 100,
+                                   rps=10_000.0)   # paced like the APNs rows: see full.Session
                 r = h2load.run(load, pushes, timeout=120)
                 out["serve_pushes"] = r.summary.ok2xx
             out["serve_rss_mib"] = tree_rss(ps.pid) / MIB
