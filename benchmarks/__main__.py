@@ -33,8 +33,12 @@ def _common(p: argparse.ArgumentParser, n: int, ref_n: int, runs: int, warmup: i
     p.add_argument("--engine", choices=["fast", "h2"], default="fast")
     p.add_argument("--workers", type=int, default=1, help="passed to `pushsim serve --workers` (default 1)")
     p.add_argument("--apns-rps", "--tls-rps", dest="apns_rps", type=int, default=10_000,
-                   help="h2load --rps per connection for the APNs rows: a cap far above their rate that delays"
-                        " the first flight past the server's SETTINGS (0 = unpaced; see README)")
+                   help="with --apns-timed 0: h2load --rps per connection for the APNs rows, a cap far above their"
+                        " rate that delays the first flight past the server's SETTINGS (0 = unpaced; see README)")
+    p.add_argument("--apns-timed", type=float, default=1.0, metavar="WARMUP_S",
+                   help="APNs rows: timing-based h2load runs (-D, lasting about -n requests) whose first WARMUP_S"
+                        " seconds (where first-flight refusals land) are not counted (default 1; 0 = -n runs paced"
+                        " by --apns-rps)")
     p.add_argument("--apns-gap-ms", type=float, default=50.0,
                    help="APNs paced (half-load) runs: one request per connection, the script after this gap")
     p.add_argument("--first-flight-retries", type=int, default=3,

@@ -163,6 +163,8 @@ class Load:
     h1: bool = False
     rps: float | None = None         # per client (h2load --rps); None = as fast as possible
     script: Path | None = None       # --timing-script-file instead of -i: every client replays it
+    duration_s: float | None = None  # timing-based run (-D) instead of -n, after warmup_s of
+    warmup_s: float = 1.0            # h2load warm-up that its counts and --log-file leave out
 
 
 def timing_script(path: Path, urls: list[str], offsets_ms: list[float]) -> Path:
@@ -190,7 +192,9 @@ def evenly(count: int, per_client_rate: float, start_ms: float = 0.0, first_alon
 
 def command(load: Load, n: int, log_file: Path | None = None, rps: float | None = None) -> list[str]:
     rps = rps if rps is not None else load.rps
-    cmd = ["h2load", "-n", str(n), "-c", str(load.clients), "-m", str(load.streams), "-d", str(load.body),
+    count = (["-D", f"{round(load.duration_s * 1000)}ms", "--warm-up-time", f"{round(load.warmup_s * 1000)}ms"]
+             if load.duration_s and not load.script else ["-n", str(n)])
+    cmd = ["h2load", *count, "-c", str(load.clients), "-m", str(load.streams), "-d", str(load.body),
            *[a for h in load.headers for a in ("-H", h)]]
     # with a timing script, -n counts each client's requests
     cmd += ["--timing-script-file", str(load.script)] if load.script else ["-i", str(load.uris)]

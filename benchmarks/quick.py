@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         before = json.loads(Path(args.compare).read_text())
         print(f"\ncompared with {args.compare} ({before.get('utc', '?')} UTC, workers {before.get('workers', '?')}):")
         print(targets.format_compare(targets.compare(before, results)))
-        print("noise: ± is the larger half-range of the per-round ratios of the two runs; a change inside it\n"
-              "cannot be told from the machine's noise. Repeat both sides (or use `full`) before trusting a\n"
-              "change under ~10%; server µs/req is CPU per request, less sensitive to contention than req/s.")
+        print("noise: ± is the larger relative half-range of the per-round ratios of the two runs. A change\n"
+              "counts only when every round of one run beats every round of the other (5 vs 5 rounds: 1 in\n"
+              "126 by chance); otherwise \"(within noise)\". Repeat both sides or use `full` before trusting\n"
+              "it; server µs/req is CPU per request, less sensitive to contention than req/s.")
     return 0 if not bad else 1

@@ -27,6 +27,8 @@ class Row:
     retries: int = 0               # repeats of a run whose only failures are first-flight refusals
     tolerate_refused: bool = False # after the repeats, count such a run as clean (refusals reported)
     gap_ms: float | None = None    # APNs, paced runs: one request per connection, then the script after this gap
+    timed: bool = False            # max-throughput runs as h2load -D (about n requests), see h2load.Load
+    rate_hint: float = 5000.0      # req/s expected: a timed run lasts n / rate_hint seconds
     runs: list[dict] = field(default_factory=list)
     half: dict | None = None
 
@@ -50,6 +52,8 @@ def measure(row: Row, n: int, tmp: Path, tag: str, rps: float | None = None,
         n = len(offsets_ms)
         if row.gap_ms is not None:
             skip_us = int(row.gap_ms * 500)         # half the gap: after the lone first requests
+    elif row.timed:
+        load = replace(load, duration_s=max(1.0, n / row.rate_hint), rps=None)
     total = n * load.clients if load.script else n
     log = tmp / f"log-{row.name}-{tag}.tsv"
     refused: list[int] = []
@@ -61,6 +65,8 @@ def measure(row: Row, n: int, tmp: Path, tag: str, rps: float | None = None,
         stats = h2load.read_log(log)
         log.unlink()
         s = r.summary
+        if load.duration_s:
+            total = s.total or -1                   # a timed run: whatever was sent in the duration
         first_flight = (not s.clean(total) and row.retries > 0
                         and h2load.first_flight_refusals(s, stats, total, load.clients, load.streams))
         if first_flight and len(refused) < row.retries:
@@ -69,6 +75,8 @@ def measure(row: Row, n: int, tmp: Path, tag: str, rps: float | None = None,
         break
     done = max(1, s.done)
     server_cpu = cpu_between(c0, c1)
+    if row.timed and offsets_ms is None and s.req_s:
+        row.rate_hint = s.req_s
     return {
         "n": total, "req_s": stats.rate(skip_us) or s.req_s, "h2load_req_s": s.req_s, "seconds": s.seconds,
         "ok": s.clean(total) or (first_flight and row.tolerate_refused),

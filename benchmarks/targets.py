@@ -93,9 +93,17 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
 
 
+def separated(a: list[float], b: list[float]) -> bool:
+    """Every round of one run above every round of the other. With 5 rounds each that happens by
+    chance with probability 2/252 when nothing changed; a shift of the medians alone does not count,
+    because on a busy machine medians of 5 rounds move by tens of percent between identical runs."""
+    return bool(a and b) and (min(a) > max(b) or max(a) < min(b))
+
+
 def compare(before: dict, after: dict) -> list[dict]:
-    """Per row in both results: ratio before, after, relative change, and whether the change is larger
-    than the rounds' own scatter (the larger of the two runs' spreads)."""
+    """Per row in both results: ratio before, after, relative change, the noise (the larger relative
+    half-range of the two runs' per-round ratios) and whether the change is beyond it: the per-round
+    ratios of the two runs do not overlap (see `separated`; without them, |change| > noise)."""
     out = []
     for name, a in after.get("rows", {}).items():
         b = before.get("rows", {}).get(name)
@@ -104,8 +112,10 @@ def compare(before: dict, after: dict) -> list[dict]:
         change = a["ratio"] / b["ratio"] - 1
         noise = max(b.get("ratio_spread", 0.0) / b["ratio"], a.get("ratio_spread", 0.0) / a["ratio"])
         cpu_b, cpu_a = b.get("server_cpu_us_per_req"), a.get("server_cpu_us_per_req")
+        ra, rb = a.get("ratio_runs") or [], b.get("ratio_runs") or []
+        beyond = separated(ra, rb) if ra and rb else abs(change) > noise
         out.append({"row": name, "before": b["ratio"], "after": a["ratio"], "change": change,
-                    "noise": noise, "beyond_noise": abs(change) > noise,
+                    "noise": noise, "beyond_noise": beyond,
                     "cpu_us_before": cpu_b, "cpu_us_after": cpu_a,
                     "cpu_change": (cpu_a / cpu_b - 1) if cpu_a and cpu_b else None})
     return out

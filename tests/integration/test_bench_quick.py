@@ -24,7 +24,7 @@ def test_quick_json_shape_and_compare(tmp_path: Path):
     out = tmp_path / "after.json"
     p = subprocess.run([sys.executable, "-m", "benchmarks", "quick", "-n", "400", "--ref-n", "1000", "--runs", "2",
                         "--warmup", "100", "-c", "2", "-m", "10", "--devices", "200", "--tokens", "50",
-                        "--tolerate-first-flight", "--budget", "20", "--save", str(out), "--compare", str(before)],
+                        "--budget", "20", "--save", str(out), "--compare", str(before)],
                        capture_output=True, text=True, timeout=50, cwd=Path(__file__).resolve().parents[2])
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     res = json.loads(out.read_text())

@@ -134,3 +134,12 @@ def test_timing_script(tmp_path: Path):
     rows = [line.split("\t") for line in path.read_text().splitlines()]
     assert [r[1] for r in rows] == ["http://a/1", "http://a/2", "http://a/1", "http://a/2", "http://a/1"]
     assert [float(r[0]) for r in rows] == offsets
+
+
+def test_timed_command_replaces_n(tmp_path: Path):
+    from dataclasses import replace
+    load = h2load.Load(tmp_path / "u", tmp_path / "b", (), 8, 100, duration_s=2.5, warmup_s=0.5)
+    cmd = h2load.command(load, 500)
+    assert "-n" not in cmd and cmd[1:5] == ["-D", "2500ms", "--warm-up-time", "500ms"]
+    # a paced (script) run of the same row counts requests again
+    assert "-D" not in h2load.command(replace(load, script=tmp_path / "s"), 10)

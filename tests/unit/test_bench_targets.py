@@ -82,6 +82,17 @@ def test_compare_flags_changes_beyond_the_noise():
     assert "(within noise)" in text and "+25.0%" in text
 
 
+def test_compare_needs_separated_rounds_when_it_has_them():
+    before = {"rows": {"r": {"ratio": 0.11, "ratio_spread": 0.03, "ratio_runs": [0.11, 0.10, 0.12, 0.05]}}}
+    moved = {"rows": {"r": {"ratio": 0.17, "ratio_spread": 0.05, "ratio_runs": [0.20, 0.15, 0.10, 0.18, 0.17]}}}
+    (r,) = targets.compare(before, moved)          # +55% on the medians, but the rounds overlap
+    assert r["change"] == pytest.approx(0.17 / 0.11 - 1) and not r["beyond_noise"]
+    clear = {"rows": {"r": {"ratio": 0.2, "ratio_spread": 0.01, "ratio_runs": [0.19, 0.2, 0.21]}}}
+    assert targets.compare(before, clear)[0]["beyond_noise"]
+    assert targets.separated([1, 2], [3]) and targets.separated([3], [1, 2]) and not targets.separated([1, 3], [2])
+    assert not targets.separated([], [1])
+
+
 def test_paired_ratios_and_spread():
     assert targets.paired_ratios([10, 0, 30], [100, 100, 100]) == [0.1, 0.3]
     assert targets.spread([0.1, 0.3, 0.2]) == pytest.approx(0.1) and targets.spread([0.5]) == 0.0
