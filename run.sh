@@ -3,7 +3,8 @@
 # pyproject.toml changes), then runs the requested job.
 #   ./run.sh serve [pushsim serve flags]   fake APNs + fake FCM + default fleet + control API
 #   ./run.sh test  [pytest args]           the whole test suite
-#   ./run.sh bench [benchmark args]        throughput benchmarks (installs h2load/nghttpd)
+#   ./run.sh bench full|quick|apns|fcm [args]  benchmarks vs nghttpd (installs h2load/nghttpd);
+#                                          `bench quick` is the < 1 min before/after check (benchmarks/README.md)
 #   ./run.sh pushsim ...                   any other pushsim command
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,7 +39,8 @@ cmd="${1:-}"; shift || true
 case "$cmd" in
     serve)  ensure_venv; exec "$venv/bin/pushsim" serve "$@" ;;
     test)   need_debs curl:curl h2load:nghttp2-client; ensure_venv; exec "$venv/bin/python" -m pytest "$@" ;;
-    bench)  need_debs h2load:nghttp2-client nghttpd:nghttp2-server; ensure_venv; exec "$venv/bin/python" -m benchmarks "$@" ;;
+    bench)  need_debs h2load:nghttp2-client nghttpd:nghttp2-server; ensure_venv
+            exec "$venv/bin/python" -m benchmarks "${@:-quick}" ;;
     pushsim) ensure_venv; exec "$venv/bin/pushsim" "$@" ;;
     *) echo "usage: ./run.sh serve|test|bench|pushsim [args]" >&2; exit 2 ;;
 esac
