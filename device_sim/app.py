@@ -57,7 +57,7 @@ class AppModel:
         v = _explicit_version(n.payload, cur) if b"content_version" in n.payload else cur + 1
         if v > cur:
             d.announced, d.announced_at = v, t
-        n.extra["v"] = v
+        n.version = v
 
     # background work ---------------------------------------------------------------------------
     def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
@@ -65,7 +65,7 @@ class AppModel:
         sim.metrics.tasks_started += 1
         dur = p.task_median * math.exp(p.task_sigma * r.gauss(0.0, 1.0)) if p.task_sigma else p.task_median
         ok = r.random() >= p.failure_rate
-        version: int = n.extra.get("v", 0)   # type: ignore[assignment]
+        version = n.version
         if sim.fetcher is not None:
             url = p.fetch_url or (_payload_url(n.payload) if b"fetch_url" in n.payload else None)
             if url:
