@@ -48,6 +48,7 @@ class AppModel:
     def __init__(self, sim: DeviceSim) -> None:
         self.sim = sim
         self.p = sim.params.app
+        self._open_cb = self._open_timer    # one bound method for every install's open timer
 
     # content versions ------------------------------------------------------------------------
     def announce(self, d: Device, n: Notification, t: float) -> None:
@@ -126,7 +127,7 @@ class AppModel:
     def schedule_open(self, d: Device, t: float) -> None:
         rate = d.p.opens_per_day
         if rate > 0:
-            d.open_timer = self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_timer, d)
+            d.open_timer = self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_cb, d)
 
     def _open_timer(self, d: Device) -> None:
         t = self.sim.sched.now

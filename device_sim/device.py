@@ -1,11 +1,19 @@
 """Mutable per-install state, created only when an install first sees traffic (or a state change)."""
 from __future__ import annotations
 
-from collections import deque
+from types import MappingProxyType
+from typing import Any
 
 from .clock import Timer
 from .notification import Notification
 from .profile import Profile, Stream
+
+
+# Shared empty stand-ins for the per-install containers most installs never fill: a million active
+# installs would otherwise carry three empty containers (~170 bytes) each. Policies swap in a real
+# list or dict at the first write (`is NO_LIST` / `is NO_MAP`).
+NO_LIST: Any = ()
+NO_MAP: Any = MappingProxyType({})
 
 
 class Device:
@@ -42,13 +50,14 @@ class Device:
         self.tokens_t = now
         self.day_start = now - day_offset   # each device's 24 h budget resets at its own hour
         self.day_used = 0
-        self.stored_list: list[Notification] = []
-        self.collapse: dict[str, Notification] = {}
+        self.stored_list: list[Notification] = NO_LIST
+        self.collapse: dict[str, Notification] = NO_MAP
         self.deleted_pending = False
-        self.deferred: list[Notification] = []
+        self.deferred: list[Notification] = NO_LIST
         self.window_timer: Timer | None = None
-        self.hp_times: deque[float] | None = None
-        self.quiet_hp: deque[float] | None = None
+        # Sorted timestamps; lists, not deques: an empty deque alone costs ~600 bytes.
+        self.hp_times: list[float] | None = None
+        self.quiet_hp: list[float] | None = None
 
     def stored_count(self) -> int:
         return (1 if self.stored is not None else 0) + len(self.stored_list) + len(self.collapse)
