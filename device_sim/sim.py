@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from .android import AndroidPolicy
 from .app import AppModel, Fetcher
 from .clock import Clock, LoopDriver, Scheduler, Timer
-from .device import Device
+from .device import Device, make_device
 from .fleet import IOS, Fleet
 from .ios import IosPolicy
 from .ledger import Ledger
@@ -91,8 +91,8 @@ class DeviceSim:
             now = self.sched.now if t is None else t
             ios = self.fleet.platform[index] == IOS
             rng = install_rng(self.seed, index)
-            d = Device(index, ios, self.fleet.app[index], self.mix.profile(self.seed, index, ios, rng), rng, now,
-                       self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
+            d = make_device(index, ios, self.fleet.app[index], self.mix.profile(self.seed, index, ios, rng), rng,
+                            now, self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
             self.devices[index] = d
             self.app.schedule_open(d, now)
         return d
