@@ -7,8 +7,8 @@ until it is ready and the process RSS; then sends one push through the dispatche
 installs (default: every install), lets an hour of virtual time pass (the pushes settle, or wait
 where the OS holds them), and reports RSS again. Each push looks like one the fakes make: the
 install's own token string, a distinct 36-character message id and a fresh 200-byte payload.
-`--record-limit` overrides the ledger's retention bound (default: the Ledger's). Run it in a
-fresh process.
+`--record-limit` overrides the ledger's retention bound (default: the Ledger's); `--gc default`
+keeps CPython's default collector thresholds. Run it in a fresh process.
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--installs", type=int, default=1_000_000)
     ap.add_argument("--active", type=int, default=None, help="installs that get one push (default: all)")
     ap.add_argument("--record-limit", type=int, default=None)
+    ap.add_argument("--gc", choices=("serve", "default"), default="serve",
+                    help="serve: freeze start-up objects and raise the thresholds as `pushsim serve` does")
     args = ap.parse_args()
     active = args.installs if args.active is None else args.active
     base = rss_mib()
@@ -49,6 +51,10 @@ def main() -> None:
     bench = Bench(Config(devices=str(args.installs), seed=1, clock="virtual"))
     ready = time.perf_counter() - t0
     after_fleet = rss_mib()
+    if args.gc == "serve":   # as pushsim.cli._tune_gc: RSS is the same, the traffic phase much faster
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
     if args.record_limit is not None:
         bench.ledger.record_limit = args.record_limit
     limit = bench.ledger.record_limit if "record_limit" in Ledger.__init__.__code__.co_varnames else None

@@ -1,8 +1,9 @@
 """Accounting: every accepted notification is exactly one of pending(reason), delivered, dropped(reason).
 
 Counters are exact at all times. Per-notification detail (for the journal export, replay and
-`/devices/{token}`) is kept for the newest `record_limit` notifications plus every older one that
-is still pending; older settled ones are forgotten (`forgotten` counts them).
+`/devices/{token}`) is kept for at least the newest `record_limit` notifications (at most 10% more)
+plus every older one that is still pending; older settled ones are forgotten (`forgotten` counts
+them; one that settles after the window passed it goes at the window's next move).
 
 Compact by design, since a million-install run may retain hundreds of thousands of them: the
 notification object carries its own outcome and reason (no record object per notification), the
@@ -28,18 +29,18 @@ class RecordWindow(Mapping[int, Notification]):
     """seq → notification for the retained ones: a window [base, base + len) of consecutive seqs in
     a list (None = forgotten), plus the older ones still retained (pending when the window moved)."""
 
-    __slots__ = ("_items", "_base", "_old")
+    __slots__ = ("_items", "base", "_old")
 
     def __init__(self) -> None:
         self._items: list[Notification | None] = []
-        self._base = 0
+        self.base = 0
         self._old: dict[int, Notification] = {}
 
     def append(self, note: Notification) -> None:
         self._items.append(note)
 
     def get(self, seq: int, default: Notification | None = None) -> Notification | None:  # type: ignore[override]
-        i = seq - self._base
+        i = seq - self.base
         if i >= 0:
             try:
                 n = self._items[i]
@@ -59,7 +60,7 @@ class RecordWindow(Mapping[int, Notification]):
 
     def __iter__(self) -> Iterator[int]:
         yield from sorted(self._old)
-        base = self._base
+        base = self.base
         for i, n in enumerate(self._items):
             if n is not None:
                 yield base + i
@@ -75,7 +76,7 @@ class RecordWindow(Mapping[int, Notification]):
         Returns the notifications forgotten."""
         head = self._items[:count]
         del self._items[:count]
-        self._base += len(head)
+        self.base += len(head)
         gone = []
         old = self._old
         for n in head:
@@ -131,7 +132,7 @@ class Ledger:
         self.by_install: dict[int, int] = {}      # install → seq of its newest retained notification
         self._next_seq = 0
         self.forgotten = 0
-        self._old_purged_at = 0
+        self._old_settled = 0
 
     # transitions ---------------------------------------------------------------------------
     def accept(self, note: Notification, pending_reason: str = "queued") -> int:
@@ -146,7 +147,8 @@ class Ledger:
         by_install[note.install] = seq
         records = self.records
         records.append(note)
-        if records.window() > self.record_limit:
+        limit = self.record_limit
+        if records.window() > limit + (limit // 10 or 1):
             self._forget()
         return seq
 
@@ -184,12 +186,16 @@ class Ledger:
         self._leave_pending(note)
         note.outcome, note.reason, note.settled_at = _DELIVERED, None, at
         self.delivered += 1
+        if note.seq < self.records.base:
+            self._old_settled += 1
         if self._subscribers:
             self._emit(note, at)
 
     def drop_note(self, note: Notification, reason: str, at: float | None = None) -> None:
         self._leave_pending(note)
         note.outcome, note.reason, note.settled_at = _DROPPED, reason, at
+        if note.seq < self.records.base:
+            self._old_settled += 1
         dropped = self.dropped
         dropped[reason] = dropped.get(reason, 0) + 1
         if self._subscribers:
@@ -208,10 +214,11 @@ class Ledger:
         # Move the window past its oldest tenth; settled ones there are forgotten (counters stay
         # exact, only the detail goes), pending ones stay until they settle.
         records = self.records
-        gone = records.slide(max(1, self.record_limit // 10))
-        if records.old_count() > 2 * self._old_purged_at + self.record_limit // 10:
-            gone += records.purge_old()          # amortised: only when the old set has doubled
-            self._old_purged_at = records.old_count()
+        chunk = self.record_limit // 10 or 1
+        gone = records.slide(chunk)
+        if self._old_settled:                    # some that outlived the window as pending have settled
+            gone += records.purge_old()          # (at most one scan of the old ones per slide)
+            self._old_settled = 0
         by_install = self.by_install
         for n in gone:
             if by_install.get(n.install) == n.seq:
