@@ -93,3 +93,19 @@ def test_old_pending_notification_survives_the_window_and_settles_later():
     assert first not in led.records          # settled and outside the window: forgotten
     assert led.dropped["late"] == 1 and led.accepted == 400
     led.check()
+
+
+def test_dispatcher_shares_identical_payloads_and_keeps_their_bytes():
+    from device_sim.dispatch import DeliverAtOnce, Dispatcher
+    led = Ledger()
+    disp = Dispatcher(led, DeliverAtOnce(led, lambda: 0.0))
+    body = b'{"aps":{"alert":"hi"}}'
+    notes = [_note(k, k) for k in range(3)]
+    for n in notes:
+        n.payload = bytes(bytearray(body))         # equal, distinct objects
+        disp.submit(n)
+    assert all(n.payload == body for n in notes) and notes[1].payload is notes[0].payload is notes[2].payload
+    big = _note(9, 9)
+    big.payload = b"x" * 5000
+    disp.submit(big)
+    assert big.payload == b"x" * 5000 and led.delivered == 4
