@@ -16,13 +16,16 @@ NO_LIST: Any = ()
 NO_MAP: Any = MappingProxyType({})
 
 
-class Device:
+class Device(Stream):
     """State both platforms share. Each install is an `IosDevice` or an `AndroidDevice` (see
     `make_device`), which adds slots only for its own platform's state: the other platform's fields
-    read as their empty defaults (class attributes) and are never written."""
+    read as their empty defaults (class attributes) and are never written.
+
+    The install's random stream lives in the device itself (`d.rng is d`): one object less per
+    active install. It continues the stream the profile was drawn from."""
 
     __slots__ = (
-        "index", "app", "rng", "p", "state", "forced_online",
+        "index", "app", "p", "state", "forced_online",
         "reconnect_timer", "open_timer", "session_timer", "version", "version_at", "ready",
         "announced", "announced_at", "conn_slot", "conn_up",
     )
@@ -45,7 +48,8 @@ class Device:
     quiet_hp: list[float] | None = None
 
     def __init__(self, index: int, app: int, profile: Profile, rng: Stream) -> None:
-        self.index, self.app, self.p, self.rng = index, app, profile, rng
+        self.key, self.n = rng.key, rng.n
+        self.index, self.app, self.p = index, app, profile
         self.state = profile.app_state
         self.forced_online: bool | None = None
         self.reconnect_timer: Timer | None = None
@@ -58,6 +62,10 @@ class Device:
         self.announced_at = 0.0
         self.conn_slot = -1              # memo of the last connectivity slot looked up
         self.conn_up = True
+
+    @property
+    def rng(self) -> Stream:
+        return self
 
     def stored_count(self) -> int:
         return (1 if self.stored is not None else 0) + len(self.stored_list) + len(self.collapse)
