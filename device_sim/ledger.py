@@ -187,7 +187,7 @@ class Ledger:
         note.outcome, note.reason, note.settled_at = _DELIVERED, None, at
         self.delivered += 1
         if note.seq < self.records.base:
-            self._old_settled += 1
+            self._old_settle()
         if self._subscribers:
             self._emit(note, at)
 
@@ -195,7 +195,7 @@ class Ledger:
         self._leave_pending(note)
         note.outcome, note.reason, note.settled_at = _DROPPED, reason, at
         if note.seq < self.records.base:
-            self._old_settled += 1
+            self._old_settle()
         dropped = self.dropped
         dropped[reason] = dropped.get(reason, 0) + 1
         if self._subscribers:
@@ -214,11 +214,21 @@ class Ledger:
         # Move the window past its oldest tenth; settled ones there are forgotten (counters stay
         # exact, only the detail goes), pending ones stay until they settle.
         records = self.records
-        chunk = self.record_limit // 10 or 1
-        gone = records.slide(chunk)
+        gone = records.slide(self.record_limit // 10 or 1)
         if self._old_settled:                    # some that outlived the window as pending have settled
             gone += records.purge_old()          # (at most one scan of the old ones per slide)
             self._old_settled = 0
+        self._gone(gone)
+
+    def _old_settle(self) -> None:
+        # One that outlived the window as pending has settled: forget such ones in bulk, without
+        # waiting for new traffic to move the window (one scan of the old ones per 10% of the bound).
+        self._old_settled += 1
+        if self._old_settled >= (self.record_limit // 10 or 1):
+            self._old_settled = 0
+            self._gone(self.records.purge_old())
+
+    def _gone(self, gone: list[Notification]) -> None:
         by_install = self.by_install
         for n in gone:
             if by_install.get(n.install) == n.seq:
