@@ -127,7 +127,7 @@ class AppModel:
     def schedule_open(self, d: Device, t: float) -> None:
         rate = d.p.opens_per_day
         if rate > 0:
-            d.open_timer = self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_cb, d)
+            self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_cb, d)
 
     def _open_timer(self, d: Device) -> None:
         t = self.sim.sched.now

@@ -25,8 +25,8 @@ class Device(Stream):
     active install. It continues the stream the profile was drawn from."""
 
     __slots__ = (
-        "index", "app", "p", "state", "forced_online",
-        "reconnect_timer", "open_timer", "session_timer", "version", "version_at", "ready",
+        "index", "p", "state", "forced_online",
+        "reconnect_timer", "session_timer", "version", "version_at", "ready",
         "announced", "announced_at", "conn_slot", "conn_up",
     )
     ios: bool
@@ -47,13 +47,12 @@ class Device(Stream):
     hp_times: list[float] | None = None
     quiet_hp: list[float] | None = None
 
-    def __init__(self, index: int, app: int, profile: Profile, rng: Stream) -> None:
+    def __init__(self, index: int, profile: Profile, rng: Stream) -> None:
         self.key, self.n = rng.key, rng.n
-        self.index, self.app, self.p = index, app, profile
+        self.index, self.p = index, profile
         self.state = profile.app_state
         self.forced_online: bool | None = None
         self.reconnect_timer: Timer | None = None
-        self.open_timer: Timer | None = None
         self.session_timer: Timer | None = None
         self.version = 0                 # content version the app has made ready
         self.version_at = 0.0
@@ -75,9 +74,9 @@ class IosDevice(Device):
     __slots__ = ("held", "held_timer", "stored", "tokens", "tokens_t", "day_start", "day_used")
     ios = True
 
-    def __init__(self, index: int, app: int, profile: Profile, rng: Stream, now: float, burst: float,
+    def __init__(self, index: int, profile: Profile, rng: Stream, now: float, burst: float,
                  day_offset: float) -> None:
-        super().__init__(index, app, profile, rng)
+        super().__init__(index, profile, rng)
         self.held = None
         self.held_timer = None
         self.stored = None
@@ -91,8 +90,8 @@ class AndroidDevice(Device):
     __slots__ = ("stored_list", "collapse", "deleted_pending", "deferred", "window_timer", "hp_times", "quiet_hp")
     ios = False
 
-    def __init__(self, index: int, app: int, profile: Profile, rng: Stream) -> None:
-        super().__init__(index, app, profile, rng)
+    def __init__(self, index: int, profile: Profile, rng: Stream) -> None:
+        super().__init__(index, profile, rng)
         self.stored_list = NO_LIST
         self.collapse = NO_MAP
         self.deleted_pending = False
@@ -103,8 +102,10 @@ class AndroidDevice(Device):
         self.quiet_hp = None
 
 
-def make_device(index: int, ios: bool, app: int, profile: Profile, rng: Stream, now: float, burst: float,
+def make_device(index: int, ios: bool, profile: Profile, rng: Stream, now: float, burst: float,
                 day_offset: float) -> Device:
+    # No app index and no open-timer handle per install: nothing reads them (the fleet knows the
+    # app; the open timer is never cancelled), and at a million installs each slot is 8 MB.
     if ios:
-        return IosDevice(index, app, profile, rng, now, burst, day_offset)
-    return AndroidDevice(index, app, profile, rng)
+        return IosDevice(index, profile, rng, now, burst, day_offset)
+    return AndroidDevice(index, profile, rng)

@@ -100,9 +100,9 @@ class RecordWindow(Mapping[int, Notification]):
 
 
 class Ledger:
-    def __init__(self, record_limit: int = 200_000) -> None:
-        # 200k: the journal's own bound. Journal entries keep their notification too, so retaining
-        # as many here costs little beyond what the journal holds anyway.
+    def __init__(self, record_limit: int = 100_000) -> None:
+        # 100k: at a million active installs each retained notification (~600 bytes with its token,
+        # id and payload) counts; 100k keeps a 1M-install fleet that got a push each under 1 GiB.
         self.record_limit = max(1, record_limit)
         # Observers of settle / re-pend events (e.g. the control API's /events stream). An empty list
         # keeps the hot path to one truthiness test per transition.

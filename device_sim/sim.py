@@ -91,7 +91,7 @@ class DeviceSim:
             now = self.sched.now if t is None else t
             ios = self.fleet.platform[index] == IOS
             rng = install_rng(self.seed, index)
-            d = make_device(index, ios, self.fleet.app[index], self.mix.profile(self.seed, index, ios, rng), rng,
+            d = make_device(index, ios, self.mix.profile(self.seed, index, ios, rng), rng,
                             now, self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
             self.devices[index] = d
             self.app.schedule_open(d, now)
