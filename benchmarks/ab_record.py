@@ -25,7 +25,8 @@ async def main(src, out, n):
             ur, uw = await asyncio.open_connection("127.0.0.1", port)
             async def c2s():
                 while data := await r.read(65536):
-                    chunks.append(data); uw.write(data)
+                    chunks.append(data)
+                    uw.write(data)
                 uw.close()
             async def s2c():
                 while data := await ur.read(65536):

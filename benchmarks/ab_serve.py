@@ -84,7 +84,8 @@ def main():
                 time.sleep(0.5)
                 subprocess.run([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(proc.pid), "-d", str(int(a.profile)), "-r", "250",
                                 "-f", "raw", "-o", str(out)], capture_output=False)
-                load.kill(); load.wait()
+                load.kill()
+                load.wait()
                 print(f"profile {name}: {out}", flush=True)
             time.sleep(1)
         res = {n: [] for n in servers}
