@@ -9,10 +9,10 @@ notification (7-day window); force-stopped apps get nothing; onMessageReceived h
 """
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from .device import Device
+from .device import NO_LIST, NO_MAP, Device
 from .notification import Notification
 from .params import DAY
 from .profile import FOREGROUND, NEVER, STOPPED, unit
@@ -48,6 +48,8 @@ class AndroidPolicy:
         sim.expire_at(n, d, sim.expiry_time(n, t, p.store_max))
         key = n.collapse_id
         if key is not None:
+            if d.collapse is NO_MAP:
+                d.collapse = {}
             old = d.collapse.pop(key, None)
             if old is not None:
                 sim.drop(old, "collapsed", t)
@@ -57,11 +59,13 @@ class AndroidPolicy:
                 sim.drop(d.collapse.pop(victim), "collapse-key-limit", t)
             d.collapse[key] = n
         else:
+            if d.stored_list is NO_LIST:
+                d.stored_list = []
             d.stored_list.append(n)
             if len(d.stored_list) > p.max_pending:
                 for m in d.stored_list:
                     sim.drop(m, "too-many-pending", t)
-                d.stored_list.clear()
+                d.stored_list = NO_LIST
                 d.deleted_pending = True
                 sim.metrics.overflows += 1
         sim.ensure_reconnect(d, t)
@@ -70,8 +74,8 @@ class AndroidPolicy:
         if d.deleted_pending:
             d.deleted_pending = False
             self.sim.metrics.deleted_messages_events += 1
-        msgs = d.stored_list + list(d.collapse.values())
-        d.stored_list, d.collapse = [], {}
+        msgs = [*d.stored_list, *d.collapse.values()]
+        d.stored_list, d.collapse = NO_LIST, NO_MAP
         d.rng.shuffle(msgs)            # FCM does not guarantee order; seeded so replays agree
         for m in msgs:
             self.sim.cancel_expiry(m)
@@ -95,6 +99,8 @@ class AndroidPolicy:
             if n.expiration == 0.0:
                 self.sim.drop(n, "ttl-zero", t)
                 return
+            if d.deferred is NO_LIST:
+                d.deferred = []
             d.deferred.append(n)
             self.sim.metrics.doze_deferred += 1
             self.sim.repend(n, "deferred-doze")
@@ -108,8 +114,9 @@ class AndroidPolicy:
         p, m = self.p, self.sim.metrics
         q = d.quiet_hp
         if q:
-            while q and q[0] <= t - p.deprioritize_window:
-                q.popleft()
+            old = bisect_right(q, t - p.deprioritize_window)
+            if old:
+                del q[:old]
             if len(q) >= p.deprioritize_after:
                 m.deprioritized += 1
                 return False
@@ -117,9 +124,10 @@ class AndroidPolicy:
         if cap is not None and d.p.os_version <= p.bucket_cap_max_os and not d.p.charging:
             h = d.hp_times
             if h is None:
-                h = d.hp_times = deque()
-            while h and h[0] <= t - DAY:
-                h.popleft()
+                h = d.hp_times = []
+            old = bisect_right(h, t - DAY)
+            if old:
+                del h[:old]
             if len(h) >= cap:
                 m.bucket_capped += 1
                 return False
@@ -135,7 +143,7 @@ class AndroidPolicy:
             return
         if high and n.push_type != "notification" and d.rng.random() >= sim.params.app.data_shows_notification:
             if d.quiet_hp is None:
-                d.quiet_hp = deque()
+                d.quiet_hp = []
             d.quiet_hp.append(t)
         sim.app.run_task(d, n, t, self.p.handler_window)
 
@@ -157,7 +165,7 @@ class AndroidPolicy:
         self.flush_deferred(d, self.sim.sched.now)
 
     def flush_deferred(self, d: Device, t: float) -> None:
-        msgs, d.deferred = d.deferred, []
+        msgs, d.deferred = d.deferred, NO_LIST
         self.sim.sched.cancel(d.window_timer)
         d.window_timer = None
         d.rng.shuffle(msgs)
@@ -176,5 +184,5 @@ class AndroidPolicy:
         for m in d.deferred:
             self.sim.cancel_expiry(m)
             self.sim.drop(m, "force-stopped", t)
-        d.deferred = []
+        d.deferred = NO_LIST
         self.sim.sched.cancel(d.window_timer)

@@ -48,6 +48,7 @@ class AppModel:
     def __init__(self, sim: DeviceSim) -> None:
         self.sim = sim
         self.p = sim.params.app
+        self._open_cb = self._open_timer    # one bound method for every install's open timer
 
     # content versions ------------------------------------------------------------------------
     def announce(self, d: Device, n: Notification, t: float) -> None:
@@ -57,7 +58,7 @@ class AppModel:
         v = _explicit_version(n.payload, cur) if b"content_version" in n.payload else cur + 1
         if v > cur:
             d.announced, d.announced_at = v, t
-        n.extra["v"] = v
+        n.version = v
 
     # background work ---------------------------------------------------------------------------
     def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
@@ -65,7 +66,7 @@ class AppModel:
         sim.metrics.tasks_started += 1
         dur = p.task_median * math.exp(p.task_sigma * r.gauss(0.0, 1.0)) if p.task_sigma else p.task_median
         ok = r.random() >= p.failure_rate
-        version: int = n.extra.get("v", 0)   # type: ignore[assignment]
+        version = n.version
         if sim.fetcher is not None:
             url = p.fetch_url or (_payload_url(n.payload) if b"fetch_url" in n.payload else None)
             if url:
@@ -126,7 +127,7 @@ class AppModel:
     def schedule_open(self, d: Device, t: float) -> None:
         rate = d.p.opens_per_day
         if rate > 0:
-            d.open_timer = self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_timer, d)
+            self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_cb, d)
 
     def _open_timer(self, d: Device) -> None:
         t = self.sim.sched.now

@@ -1,32 +1,58 @@
 """Mutable per-install state, created only when an install first sees traffic (or a state change)."""
 from __future__ import annotations
 
-from collections import deque
+from types import MappingProxyType
+from typing import Any
 
 from .clock import Timer
 from .notification import Notification
 from .profile import Profile, Stream
 
 
-class Device:
-    __slots__ = (
-        "index", "ios", "app", "rng", "p", "state", "forced_online",
-        # both platforms
-        "reconnect_timer", "open_timer", "session_timer", "version", "version_at", "ready",
-        "announced", "announced_at", "conn_slot", "conn_up",
-        # iOS: one held background push (device side) and one stored push (APNs side)
-        "held", "held_timer", "stored", "tokens", "tokens_t", "day_start", "day_used",
-        # Android: store while offline, Doze deferral, priority accounting
-        "stored_list", "collapse", "deleted_pending", "deferred", "window_timer", "hp_times", "quiet_hp",
-    )
+# Shared empty stand-ins for the per-install containers most installs never fill: a million active
+# installs would otherwise carry three empty containers (~170 bytes) each. Policies swap in a real
+# list or dict at the first write (`is NO_LIST` / `is NO_MAP`).
+NO_LIST: Any = ()
+NO_MAP: Any = MappingProxyType({})
 
-    def __init__(self, index: int, ios: bool, app: int, profile: Profile, rng: Stream,
-                 now: float, burst: float, day_offset: float) -> None:
-        self.index, self.ios, self.app, self.p, self.rng = index, ios, app, profile, rng
+
+class Device(Stream):
+    """State both platforms share. Each install is an `IosDevice` or an `AndroidDevice` (see
+    `make_device`), which adds slots only for its own platform's state: the other platform's fields
+    read as their empty defaults (class attributes) and are never written.
+
+    The install's random stream lives in the device itself (`d.rng is d`): one object less per
+    active install. It continues the stream the profile was drawn from."""
+
+    __slots__ = (
+        "index", "p", "state", "forced_online",
+        "reconnect_timer", "session_timer", "version", "version_at", "ready",
+        "announced", "announced_at", "conn_slot", "conn_up",
+    )
+    ios: bool
+    # iOS: one held background push (device side) and one stored push (APNs side)
+    held: Notification | None = None
+    held_timer: Timer | None = None
+    stored: Notification | None = None
+    tokens = 0.0
+    tokens_t = 0.0
+    day_start = 0.0
+    day_used = 0
+    # Android: store while offline, Doze deferral, priority accounting
+    stored_list: list[Notification] = NO_LIST
+    collapse: dict[str, Notification] = NO_MAP
+    deleted_pending = False
+    deferred: list[Notification] = NO_LIST
+    window_timer: Timer | None = None
+    hp_times: list[float] | None = None
+    quiet_hp: list[float] | None = None
+
+    def __init__(self, index: int, profile: Profile, rng: Stream) -> None:
+        self.key, self.n = rng.key, rng.n
+        self.index, self.p = index, profile
         self.state = profile.app_state
         self.forced_online: bool | None = None
         self.reconnect_timer: Timer | None = None
-        self.open_timer: Timer | None = None
         self.session_timer: Timer | None = None
         self.version = 0                 # content version the app has made ready
         self.version_at = 0.0
@@ -35,20 +61,51 @@ class Device:
         self.announced_at = 0.0
         self.conn_slot = -1              # memo of the last connectivity slot looked up
         self.conn_up = True
-        self.held: Notification | None = None
-        self.held_timer: Timer | None = None
-        self.stored: Notification | None = None
+
+    @property
+    def rng(self) -> Stream:
+        return self
+
+    def stored_count(self) -> int:
+        return (1 if self.stored is not None else 0) + len(self.stored_list) + len(self.collapse)
+
+
+class IosDevice(Device):
+    __slots__ = ("held", "held_timer", "stored", "tokens", "tokens_t", "day_start", "day_used")
+    ios = True
+
+    def __init__(self, index: int, profile: Profile, rng: Stream, now: float, burst: float,
+                 day_offset: float) -> None:
+        super().__init__(index, profile, rng)
+        self.held = None
+        self.held_timer = None
+        self.stored = None
         self.tokens = burst
         self.tokens_t = now
         self.day_start = now - day_offset   # each device's 24 h budget resets at its own hour
         self.day_used = 0
-        self.stored_list: list[Notification] = []
-        self.collapse: dict[str, Notification] = {}
-        self.deleted_pending = False
-        self.deferred: list[Notification] = []
-        self.window_timer: Timer | None = None
-        self.hp_times: deque[float] | None = None
-        self.quiet_hp: deque[float] | None = None
 
-    def stored_count(self) -> int:
-        return (1 if self.stored is not None else 0) + len(self.stored_list) + len(self.collapse)
+
+class AndroidDevice(Device):
+    __slots__ = ("stored_list", "collapse", "deleted_pending", "deferred", "window_timer", "hp_times", "quiet_hp")
+    ios = False
+
+    def __init__(self, index: int, profile: Profile, rng: Stream) -> None:
+        super().__init__(index, profile, rng)
+        self.stored_list = NO_LIST
+        self.collapse = NO_MAP
+        self.deleted_pending = False
+        self.deferred = NO_LIST
+        self.window_timer = None
+        # Sorted timestamps; lists, not deques: an empty deque alone costs ~600 bytes.
+        self.hp_times = None
+        self.quiet_hp = None
+
+
+def make_device(index: int, ios: bool, profile: Profile, rng: Stream, now: float, burst: float,
+                day_offset: float) -> Device:
+    # No app index and no open-timer handle per install: nothing reads them (the fleet knows the
+    # app; the open timer is never cancelled), and at a million installs each slot is 8 MB.
+    if ios:
+        return IosDevice(index, profile, rng, now, burst, day_offset)
+    return AndroidDevice(index, profile, rng)

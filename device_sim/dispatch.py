@@ -12,6 +12,10 @@ from .ledger import Ledger
 from .notification import Notification
 
 
+_SHARE_MAX = 4096          # distinct payloads shared (cleared wholesale when full)
+_SHARE_MAX_BODY = 1024     # larger payloads are kept as they came
+
+
 class Policy(Protocol):
     def handle(self, batch: list[Notification]) -> None: ...
 
@@ -39,8 +43,20 @@ class Dispatcher:
         self._schedule = schedule      # e.g. loop.call_soon; None = flush synchronously
         self._batch: list[Notification] = []
         self._scheduled = False
+        self._payloads: dict[bytes, bytes] = {}
 
     def submit(self, note: Notification) -> int:
+        # Senders repeat payloads (one body to many installs, load tests): retained notifications
+        # share one bytes object per distinct small body instead of each keeping its own copy.
+        payload = note.payload
+        if len(payload) <= _SHARE_MAX_BODY:
+            shared = self._payloads.get(payload)
+            if shared is None:
+                if len(self._payloads) >= _SHARE_MAX:
+                    self._payloads.clear()
+                self._payloads[payload] = payload
+            else:
+                note.payload = shared
         seq = self.ledger.accept(note)
         self._batch.append(note)
         if self._schedule is None:

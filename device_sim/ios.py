@@ -80,8 +80,7 @@ class IosPolicy:
         if d.held is not None:
             sim.drop(d.held, "coalesced", t)
         d.held = n
-        sim.repend(n, "held")
-        self.try_release(d, t)
+        self.try_release(d, t)     # delivers it, or re-pends it with the reason it waits for
 
     def _wake(self, d: Device, n: Notification, t: float) -> None:
         self.sim.deliver(n, t)

@@ -1,28 +1,109 @@
 """Accounting: every accepted notification is exactly one of pending(reason), delivered, dropped(reason).
 
-Counters are exact at all times; per-notification records are kept for the journal, replay and
-`/devices/{token}`, up to a cap beyond which only settled records are forgotten.
+Counters are exact at all times. Per-notification detail (for the journal export, replay and
+`/devices/{token}`) is kept for at least the newest `record_limit` notifications (at most 10% more)
+plus every older one that is still pending; older settled ones are forgotten (`forgotten` counts
+them; one that settles after the window passed it goes at the window's next move).
+
+Compact by design, since a million-install run may retain hundreds of thousands of them: the
+notification object carries its own outcome and reason (no record object per notification), the
+retained ones sit in a list indexed by seq (no dict entry, no int key), and the per-install index
+is one int per install plus a `prev` link in each notification (no list per install).
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Callable
 
 from .notification import Notification, Outcome
 
+# What the ledger keeps per notification is the notification itself; `Record` stays as the name
+# observers and older callers use (`rec.note`, `rec.outcome`, `rec.reason`, `rec.settled_at`).
+Record = Notification
 
-@dataclass(slots=True)
-class Record:
-    note: Notification
-    outcome: Outcome
-    reason: str | None
-    settled_at: float | None = None
+_PENDING, _DELIVERED, _DROPPED = Outcome.PENDING, Outcome.DELIVERED, Outcome.DROPPED
+
+
+class RecordWindow(Mapping[int, Notification]):
+    """seq → notification for the retained ones: a window [base, base + len) of consecutive seqs in
+    a list (None = forgotten), plus the older ones still retained (pending when the window moved)."""
+
+    __slots__ = ("_items", "base", "_old")
+
+    def __init__(self) -> None:
+        self._items: list[Notification | None] = []
+        self.base = 0
+        self._old: dict[int, Notification] = {}
+
+    def append(self, note: Notification) -> None:
+        self._items.append(note)
+
+    def get(self, seq: int, default: Notification | None = None) -> Notification | None:  # type: ignore[override]
+        i = seq - self.base
+        if i >= 0:
+            try:
+                n = self._items[i]
+            except IndexError:
+                return default
+            return default if n is None else n
+        return self._old.get(seq, default)
+
+    def __getitem__(self, seq: int) -> Notification:
+        n = self.get(seq)
+        if n is None:
+            raise KeyError(seq)
+        return n
+
+    def __contains__(self, seq: object) -> bool:
+        return isinstance(seq, int) and self.get(seq) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        yield from sorted(self._old)
+        base = self.base
+        for i, n in enumerate(self._items):
+            if n is not None:
+                yield base + i
+
+    def __len__(self) -> int:
+        return len(self._old) + sum(1 for n in self._items if n is not None)
+
+    def window(self) -> int:
+        return len(self._items)
+
+    def slide(self, count: int) -> list[Notification]:
+        """Move the window's oldest `count` slots out: pending ones stay (as old), settled ones go.
+        Returns the notifications forgotten."""
+        head = self._items[:count]
+        del self._items[:count]
+        self.base += len(head)
+        gone = []
+        old = self._old
+        for n in head:
+            if n is None:
+                continue
+            if n.outcome is _PENDING:
+                old[n.seq] = n
+            else:
+                gone.append(n)
+        return gone
+
+    def purge_old(self) -> list[Notification]:
+        """Forget the old ones that have settled since the window moved past them."""
+        gone = [n for n in self._old.values() if n.outcome is not _PENDING]
+        for n in gone:
+            del self._old[n.seq]
+        return gone
+
+    def old_count(self) -> int:
+        return len(self._old)
 
 
 class Ledger:
-    def __init__(self, record_limit: int = 1_000_000) -> None:
-        self.record_limit = record_limit
+    def __init__(self, record_limit: int = 100_000) -> None:
+        # 100k: at a million active installs each retained notification (~600 bytes with its token,
+        # id and payload) counts; 100k keeps a 1M-install fleet that got a push each under 1 GiB.
+        self.record_limit = max(1, record_limit)
         # Observers of settle / re-pend events (e.g. the control API's /events stream). An empty list
         # keeps the hot path to one truthiness test per transition.
         self._subscribers: list[Callable[[Record, float | None], None]] = []
@@ -47,67 +128,112 @@ class Ledger:
         self.rejected: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.pending: Counter[str] = Counter()
-        self.records: dict[int, Record] = {}
-        self.by_install: dict[int, list[int]] = {}
+        self.records = RecordWindow()
+        self.by_install: dict[int, int] = {}      # install → seq of its newest retained notification
         self._next_seq = 0
         self.forgotten = 0
+        self._old_settled = 0
 
     # transitions ---------------------------------------------------------------------------
     def accept(self, note: Notification, pending_reason: str = "queued") -> int:
         seq = note.seq = self._next_seq
-        self._next_seq += 1
+        self._next_seq = seq + 1
         self.accepted += 1
-        self.pending[pending_reason] += 1
-        self.records[seq] = Record(note, Outcome.PENDING, pending_reason)
-        self.by_install.setdefault(note.install, []).append(seq)
-        if len(self.records) > self.record_limit:
+        pending = self.pending
+        pending[pending_reason] = pending.get(pending_reason, 0) + 1
+        note.outcome, note.reason = _PENDING, pending_reason
+        by_install = self.by_install
+        note.prev = by_install.get(note.install, -1)
+        by_install[note.install] = seq
+        records = self.records
+        records.append(note)
+        limit = self.record_limit
+        if records.window() > limit + (limit // 10 or 1):
             self._forget()
         return seq
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
 
-    def _leave_pending(self, seq: int) -> Record:
-        rec = self.records[seq]
-        if rec.outcome is not Outcome.PENDING:
-            raise ValueError(f"notification {seq} already {rec.outcome.value}")
+    def _leave_pending(self, note: Notification) -> None:
+        if note.outcome is not _PENDING:
+            raise ValueError(f"notification {note.seq} already {note.outcome.value}")
         # Plain dict operations: Counter's own __delitem__ is Python code, and this runs per settle.
-        key, pending = rec.reason or "", self.pending
+        key, pending = note.reason or "", self.pending
         left = pending[key] - 1
         if left:
             pending[key] = left
         else:
             dict.__delitem__(pending, key)
-        return rec
+
+    def _note(self, seq: int) -> Notification:
+        note = self.records.get(seq)
+        if note is None:
+            raise KeyError(seq)
+        return note
+
+    # By notification: what the fleet calls (no lookup). The seq forms below are the stable API.
+    def repend_note(self, note: Notification, reason: str) -> None:
+        """Still pending, now for another reason (e.g. queued → held-by-budget)."""
+        self._leave_pending(note)
+        note.reason = reason
+        pending = self.pending
+        pending[reason] = pending.get(reason, 0) + 1
+        if self._subscribers:
+            self._emit(note, None)
+
+    def deliver_note(self, note: Notification, at: float | None = None) -> None:
+        self._leave_pending(note)
+        note.outcome, note.reason, note.settled_at = _DELIVERED, None, at
+        self.delivered += 1
+        if note.seq < self.records.base:
+            self._old_settle()
+        if self._subscribers:
+            self._emit(note, at)
+
+    def drop_note(self, note: Notification, reason: str, at: float | None = None) -> None:
+        self._leave_pending(note)
+        note.outcome, note.reason, note.settled_at = _DROPPED, reason, at
+        if note.seq < self.records.base:
+            self._old_settle()
+        dropped = self.dropped
+        dropped[reason] = dropped.get(reason, 0) + 1
+        if self._subscribers:
+            self._emit(note, at)
 
     def repend(self, seq: int, reason: str) -> None:
-        """Still pending, now for another reason (e.g. queued → held-by-budget)."""
-        rec = self._leave_pending(seq)
-        rec.reason = reason
-        self.pending[reason] += 1
-        if self._subscribers:
-            self._emit(rec, None)
+        self.repend_note(self._note(seq), reason)
 
     def deliver(self, seq: int, at: float | None = None) -> None:
-        rec = self._leave_pending(seq)
-        rec.outcome, rec.reason, rec.settled_at = Outcome.DELIVERED, None, at
-        self.delivered += 1
-        if self._subscribers:
-            self._emit(rec, at)
+        self.deliver_note(self._note(seq), at)
 
     def drop(self, seq: int, reason: str, at: float | None = None) -> None:
-        rec = self._leave_pending(seq)
-        rec.outcome, rec.reason, rec.settled_at = Outcome.DROPPED, reason, at
-        self.dropped[reason] += 1
-        if self._subscribers:
-            self._emit(rec, at)
+        self.drop_note(self._note(seq), reason, at)
 
     def _forget(self) -> None:
-        # Drop the oldest settled records; counters stay exact, only the detail is lost.
-        for seq in list(self.records)[: max(1, self.record_limit // 10)]:
-            if self.records[seq].outcome is not Outcome.PENDING:
-                del self.records[seq]
-                self.forgotten += 1
+        # Move the window past its oldest tenth; settled ones there are forgotten (counters stay
+        # exact, only the detail goes), pending ones stay until they settle.
+        records = self.records
+        gone = records.slide(self.record_limit // 10 or 1)
+        if self._old_settled:                    # some that outlived the window as pending have settled
+            gone += records.purge_old()          # (at most one scan of the old ones per slide)
+            self._old_settled = 0
+        self._gone(gone)
+
+    def _old_settle(self) -> None:
+        # One that outlived the window as pending has settled: forget such ones in bulk, without
+        # waiting for new traffic to move the window (one scan of the old ones per 10% of the bound).
+        self._old_settled += 1
+        if self._old_settled >= (self.record_limit // 10 or 1):
+            self._old_settled = 0
+            self._gone(self.records.purge_old())
+
+    def _gone(self, gone: list[Notification]) -> None:
+        by_install = self.by_install
+        for n in gone:
+            if by_install.get(n.install) == n.seq:
+                del by_install[n.install]
+        self.forgotten += len(gone)
 
     # views ---------------------------------------------------------------------------------
     def pending_total(self) -> int:
@@ -129,13 +255,18 @@ class Ledger:
         }
 
     def deliveries(self, install: int) -> list[dict[str, object]]:
+        """The install's retained notifications, oldest first. The per-install chain ends at the
+        first forgotten one, so this lists the install's traffic within the retention bound."""
         out = []
-        for seq in self.by_install.get(install, ()):
-            rec = self.records.get(seq)
-            if rec is None:
-                continue
-            n = rec.note
+        get = self.records.get
+        seq = self.by_install.get(install, -1)
+        while seq >= 0:
+            n = get(seq)
+            if n is None or n.install != install:
+                break
             out.append({"seq": seq, "service": n.service, "id": n.message_id, "push_type": n.push_type,
                         "priority": n.priority, "received_at": n.received_at,
-                        "outcome": rec.outcome.value, "reason": rec.reason, "settled_at": rec.settled_at})
+                        "outcome": n.outcome.value, "reason": n.reason, "settled_at": n.settled_at})
+            seq = n.prev
+        out.reverse()
         return out

@@ -1,7 +1,12 @@
-"""The platform-neutral notification the fakes hand to the fleet once a request is accepted."""
+"""The platform-neutral notification the fakes hand to the fleet once a request is accepted.
+
+It also carries its own accounting state (outcome, reason, settle time): the ledger keeps no
+separate record object per notification, which halves the objects a retained notification costs
+and lets the fleet's policies read a notification's pending reason without a lookup.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -27,4 +32,27 @@ class Notification:
     drop_reason: str | None = None    # accepted by the service but bound to be dropped at delivery (e.g. a
                                       # background push sent with priority 10 in "accept, then drop" mode)
     seq: int = -1                     # assigned by the ledger on acceptance, unique per run
-    extra: dict[str, object] = field(default_factory=dict)
+    # Set by the fleet (not by senders): the device time it was handled at (what a replay uses) and
+    # the content version it announced to the app.
+    at: float | None = None
+    version: int = 0
+    # The ledger's accounting state (see device_sim.ledger): PENDING with the reason it waits,
+    # DELIVERED, or DROPPED with the reason; `prev` = seq of the same install's previous one.
+    outcome: Outcome = Outcome.PENDING
+    reason: str | None = None
+    settled_at: float | None = None
+    prev: int = -1
+    _extra: dict[str, object] | None = None
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """Free-form annotations, created on first use (most notifications never need one)."""
+        e = self._extra
+        if e is None:
+            e = self._extra = {}
+        return e
+
+    @property
+    def note(self) -> Notification:
+        """The ledger's record of a notification is the notification itself (the old `Record.note`)."""
+        return self

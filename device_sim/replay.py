@@ -55,13 +55,12 @@ def export_jsonl(bench: Bench) -> Iterator[str]:
     yield orjson.dumps(header).decode() + "\n"
     for t, pos, index, changes in sim.interventions:
         yield orjson.dumps({"type": "state", "t": t, "pos": pos, "install": index, "set": changes}).decode() + "\n"
-    for seq in sorted(ledger.records):
-        n = ledger.records[seq].note
+    for seq, n in ledger.records.items():      # in seq order
         exp = n.expiration
         yield orjson.dumps({
             "type": "accepted", "seq": seq, "service": n.service, "token": n.token, "install": n.install,
             "message_id": n.message_id, "t": n.received_at,
-            "at": n.extra.get("at", clock.device(n.received_at)),
+            "at": n.at if n.at is not None else clock.device(n.received_at),
             "push_type": n.push_type, "priority": n.priority,
             "expiration": exp, "exp_at": exp if exp in (None, 0.0) else clock.device(exp),
             "collapse_id": n.collapse_id, "content_available": n.content_available,

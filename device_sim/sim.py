@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from .android import AndroidPolicy
 from .app import AppModel, Fetcher
 from .clock import Clock, LoopDriver, Scheduler, Timer
-from .device import Device
+from .device import Device, make_device
 from .fleet import IOS, Fleet
 from .ios import IosPolicy
 from .ledger import Ledger
@@ -55,7 +55,7 @@ class DeviceSim:
                 sched.run_until(t)
             else:
                 t = sched.now
-            n.extra["at"] = t          # the device time it was handled at: what a replay uses
+            n.at = t                   # the device time it was handled at: what a replay uses
             self.events += 1
             self.arrive(n, t)
 
@@ -91,8 +91,8 @@ class DeviceSim:
             now = self.sched.now if t is None else t
             ios = self.fleet.platform[index] == IOS
             rng = install_rng(self.seed, index)
-            d = Device(index, ios, self.fleet.app[index], self.mix.profile(self.seed, index, ios, rng), rng, now,
-                       self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
+            d = make_device(index, ios, self.mix.profile(self.seed, index, ios, rng), rng,
+                            now, self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
             self.devices[index] = d
             self.app.schedule_open(d, now)
         return d
@@ -137,16 +137,16 @@ class DeviceSim:
 
     # accounting -----------------------------------------------------------------------------------------
     def deliver(self, n: Notification, t: float) -> None:
-        self.ledger.deliver(n.seq, t)
+        self.ledger.deliver_note(n, t)
 
     def drop(self, n: Notification, reason: str, t: float) -> None:
-        self.cancel_expiry(n)
-        self.ledger.drop(n.seq, reason, t)
+        if self._expiry:
+            self.cancel_expiry(n)
+        self.ledger.drop_note(n, reason, t)
 
     def repend(self, n: Notification, reason: str) -> None:
-        rec = self.ledger.records.get(n.seq)
-        if rec is None or rec.reason != reason:
-            self.ledger.repend(n.seq, reason)
+        if n.reason != reason:
+            self.ledger.repend_note(n, reason)
 
     def expiry_time(self, n: Notification, t: float, store_max: float) -> float:
         if n.expiration is None:
@@ -267,7 +267,7 @@ def outcome_digest(ledger: Ledger, seqs: Iterable[int] | None = None) -> str:
     """sha256 over every notification's outcome, reason and settle time, in acceptance order."""
     h = hashlib.sha256()
     recs = ledger.records
-    for seq in sorted(recs) if seqs is None else seqs:
+    for seq in recs if seqs is None else seqs:
         r = recs[seq]
         at = "" if r.settled_at is None else f"{r.settled_at:.3f}"
         h.update(f"{seq}|{r.outcome.value}|{r.reason or ''}|{at}\n".encode())
@@ -276,8 +276,7 @@ def outcome_digest(ledger: Ledger, seqs: Iterable[int] | None = None) -> str:
 
 def outcome_lines(ledger: Ledger) -> list[str]:
     out = []
-    for seq in sorted(ledger.records):
-        r = ledger.records[seq]
+    for seq, r in ledger.records.items():
         out.append(f"{seq} {r.outcome.value} {r.reason or ''} {'' if r.settled_at is None else f'{r.settled_at:.3f}'}")
     return out
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import orjson
-
 from . import pushtypes as pt
 from .auth import KeyStore, check_token
 from .connection import ApnsConnection
@@ -163,34 +161,29 @@ def decide(conn: ApnsConnection, method: bytes, path: bytes, headers: list[tuple
 
     if not body:
         return Decision("PayloadEmpty", apns_id, token, True)
-    push_type = raw_type.decode() if raw_type is not None else None
+    push_type = pt.NAMES[raw_type] if raw_type is not None else None
     limit = pt.VOIP_PAYLOAD_LIMIT if (push_type or pt.BY_SUFFIX.get(suffix)) == "voip" else pt.PAYLOAD_LIMIT
     if len(body) > limit:
         return Decision("PayloadTooLarge", apns_id, token, True)
 
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        doc = None
-    aps = doc.get("aps") if isinstance(doc, dict) else None
-    if not isinstance(aps, dict):
-        aps = {}
+    facts = pt.body_facts(body)
+    content_available, visible = facts.content_available, facts.visible
 
     drop: str | None = None
     if push_type is None:
         # No header (allowed outside watchOS): APNs infers the type from the topic and payload.
-        push_type = pt.BY_SUFFIX.get(suffix) or ("background" if pt.is_silent(aps) else "alert")
+        push_type = pt.BY_SUFFIX.get(suffix) or ("background" if content_available and not visible else "alert")
     else:
         if push_type == "background" and priority == 10:
             drop = "background-priority-10"
         elif pt.SUFFIX[raw_type] != suffix:
             drop = "push-type-topic-mismatch"
-        elif not pt.payload_fits(push_type, aps):
+        elif not pt.fits(push_type, content_available, visible):
             drop = "push-type-payload-mismatch"
         if drop is not None and rules.mismatch_mode != "drop":
             return Decision("BadPriority" if drop == "background-priority-10" else "InvalidPushType",
                             apns_id, token, True)
-    if drop is None and not isinstance(doc, dict):
+    if drop is None and not facts.is_object:
         # No documented reason rejects a non-JSON body (pushy's mock accepts it too), but no device
         # could show it: accept, and let the device side drop it.
         drop = "payload-not-json-object"
@@ -201,6 +194,6 @@ def decide(conn: ApnsConnection, method: bytes, path: bytes, headers: list[tuple
     d.priority = priority
     d.expiration = float(int(raw_exp)) if raw_exp is not None else None
     d.collapse_id = collapse.decode("utf-8", "replace") if collapse is not None else None
-    d.content_available = aps.get("content-available") == 1
+    d.content_available = content_available
     d.drop_reason = drop
     return d

@@ -22,6 +22,7 @@ _APNS_ID = b"apns-id"
 _UNIQUE_ID = b"apns-unique-id"
 _JSON_CT = reasons.JSON_CT
 _LOOKUP_CACHE_LIMIT = 200_000
+_MISS = object()
 
 
 class ApnsService:
@@ -45,7 +46,7 @@ class ApnsService:
         self.rules = Rules(keys, self._lookup, cfg.environment, cfg.mismatch_mode, wedge_on_expired)
         self._ids = IdGenerator()
         self._unique_ids = IdGenerator()
-        self._installs: dict[str, int | None] = {}
+        self._targets: dict[str, Target | None] = {}
 
     # Service protocol -----------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> ApnsConnection:
@@ -71,17 +72,23 @@ class ApnsService:
 
     # internals ------------------------------------------------------------------------------
     def _lookup(self, token: str) -> Target | None:
-        installs = self._installs
-        i = installs.get(token, -1)
-        if i == -1:
-            i = self._fleet.resolve_apns(token)
-            if len(installs) >= _LOOKUP_CACHE_LIMIT:
-                installs.clear()
-            installs[token] = i
-        if i is None:
+        # An install's app and environment never change, so its Target is cached by token; only
+        # the uninstalled mark can change (control API), and it is checked on every request.
+        targets = self._targets
+        target = targets.get(token, _MISS)
+        if target is _MISS:
+            fleet = self._fleet
+            i = fleet.resolve_apns(token)
+            target = None if i is None else Target(i, fleet.apps[fleet.app[i]].bundle_id, fleet.environment_of(i), None)
+            if len(targets) >= _LOOKUP_CACHE_LIMIT:
+                targets.clear()
+            targets[token] = target
+        if target is None:
             return None
-        fleet = self._fleet
-        return Target(i, fleet.apps[fleet.app[i]].bundle_id, fleet.environment_of(i), fleet.uninstalled.get(i))
+        uninstalled = self._fleet.uninstalled
+        if uninstalled and target.install in uninstalled:
+            return Target(target.install, target.bundle_id, target.environment, uninstalled[target.install])
+        return target
 
     def _state(self, conn: ConnInfo) -> ApnsConnection:
         state = conn.state

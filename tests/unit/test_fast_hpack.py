@@ -6,6 +6,7 @@ import pytest
 from hpack.exceptions import HPACKDecodingError, InvalidTableSizeError
 from hypothesis import given, settings, strategies as st
 
+from pushsim.edge import hpack_fast
 from pushsim.edge.hpack_fast import HpackDecoder, OversizedHeaderList, encode_block, encode_int
 
 names = st.sampled_from([b":path", b":method", b"authorization", b"apns-id", b"apns-topic", b"x-a",
@@ -59,7 +60,16 @@ def test_huffman_memo_returns_same_values_and_is_bounded():
         tok = b"bearer token-%d" % (i % 3)
         assert dec.decode(enc.encode([hpack.NeverIndexedHeaderTuple(b"authorization", tok)], huffman=True)) \
             == [(b"authorization", tok)]
-    assert len(dec._memo) <= 4096
+    assert len(dec._memo) <= hpack_fast._HUFFMAN_MEMO_MAX
+
+
+def test_huffman_memo_is_shared_by_connections():
+    # A new connection starts warm: the literals a sender repeats (JWT, device paths) are decoded once.
+    enc = hpack.Encoder()
+    block = enc.encode([hpack.NeverIndexedHeaderTuple(b"authorization", b"bearer shared-token")], huffman=True)
+    first, second = HpackDecoder(), HpackDecoder()
+    assert first.decode(block) == second.decode(block) == [(b"authorization", b"bearer shared-token")]
+    assert first._memo is second._memo
 
 
 @given(status=st.integers(100, 599), headers=header_lists)
