@@ -19,26 +19,30 @@ from typing import Any, Callable
 
 from device_sim.notification import Notification
 
-# On a peer channel a notification is the tuple of its fields in declaration order (`seq` is -1: the
-# owner's ledger numbers it), so `Notification(*t)` rebuilds it; every other message is a shorter
-# tuple whose first item is its tag.
-NOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Notification))
-NOTE_LEN = len(NOTE_FIELDS)
+# On a peer channel a notification is the tuple of the fields the sender set (the wire facts, in
+# declaration order, then the extra dict or None); the owner's ledger gives it its seq and outcome.
+# Every other message is a shorter tuple whose first item is its tag.
+WIRE_FIELDS: tuple[str, ...] = ("service", "token", "install", "message_id", "received_at", "push_type",
+                                "priority", "payload", "expiration", "collapse_id", "content_available",
+                                "drop_reason")
+NOTE_LEN = len(WIRE_FIELDS) + 1
 MARKER = "m"              # (MARKER, k); any other short message goes to `on_control`
 
 
 def note_to_tuple(n: Notification) -> tuple[Any, ...]:
     return (n.service, n.token, n.install, n.message_id, n.received_at, n.push_type, n.priority, n.payload,
-            n.expiration, n.collapse_id, n.content_available, n.drop_reason, -1, n.extra)
+            n.expiration, n.collapse_id, n.content_available, n.drop_reason, n._extra or None)
 
 
 def note_from_tuple(t: tuple[Any, ...]) -> Notification:
-    return Notification(*t)
+    n = Notification(*t[:-1])
+    if t[-1]:
+        n._extra = t[-1]
+    return n
 
 
-assert NOTE_FIELDS == ("service", "token", "install", "message_id", "received_at", "push_type", "priority",
-                       "payload", "expiration", "collapse_id", "content_available", "drop_reason", "seq",
-                       "extra"), "Notification changed: update note_to_tuple"
+assert tuple(f.name for f in fields(Notification))[:len(WIRE_FIELDS)] == WIRE_FIELDS, \
+    "Notification changed: update note_to_tuple / note_from_tuple"
 
 
 def owner_of(install: int, workers: int) -> int:
@@ -84,9 +88,7 @@ class Router:
         owner = note.install % self.n
         if owner == self.me:
             return self.submit_local(note)
-        self.out[owner].append((note.service, note.token, note.install, note.message_id, note.received_at,
-                                note.push_type, note.priority, note.payload, note.expiration, note.collapse_id,
-                                note.content_available, note.drop_reason, -1, note.extra))   # note_to_tuple
+        self.out[owner].append(note_to_tuple(note))
         self.sent[owner] += 1
         if not self._flush_asked:
             self._flush_asked = True
@@ -100,7 +102,7 @@ class Router:
         for msg in messages:
             if len(msg) == n_len:
                 received += 1
-                submit(Notification(*msg))
+                submit(note_from_tuple(msg))
             else:
                 self.recv[peer] += received     # counted before a marker can snapshot them
                 received = 0

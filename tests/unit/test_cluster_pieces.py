@@ -6,7 +6,7 @@ import pytest
 from fake_fcm.oauth import AccessToken
 from pushsim.cluster.channel import FrameDecoder, FrameError, encode
 from pushsim.cluster.merge import id_floor, merge_fleet_stats, merge_journal, merge_jsonl, merge_metrics
-from pushsim.cluster.routing import Router, Snapshot, combine, note_from_tuple, note_to_tuple
+from pushsim.cluster.routing import WIRE_FIELDS, Router, Snapshot, combine, note_from_tuple, note_to_tuple
 from pushsim.cluster.shared_auth import SharedTokens
 
 
@@ -61,6 +61,17 @@ def test_router_sends_marker_behind_queued_notifications():
     back = note_from_tuple(msgs[0])
     assert (back.install, back.message_id, back.seq) == (1, "m", -1)
     assert msgs[0] == note_to_tuple(back)
+
+
+def test_note_round_trip_keeps_every_wire_field_and_extra():
+    from device_sim.notification import Notification
+    n = Notification("fcm", "tok", 5, "projects/p/messages/1", 12.5, "data", 5, b'{"x":1}', 99.0, "ck", True,
+                     "BadPriority")
+    n.extra["topic"] = "news"
+    back = note_from_tuple(note_to_tuple(n))
+    assert [getattr(back, f) for f in WIRE_FIELDS] == [getattr(n, f) for f in WIRE_FIELDS]
+    assert back.extra == {"topic": "news"} and back.seq == -1
+    assert note_from_tuple(note_to_tuple(Notification("apns", "t", 1, "m", 0.0, "alert", 10, b"")))._extra is None
 
 
 # journal -----------------------------------------------------------------------------------------------
