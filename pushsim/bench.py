@@ -45,6 +45,8 @@ class Bench:
             from .app_fetch import AppFetcher   # real HTTP only when time is real
             self.sim.fetcher = AppFetcher()
         self.dispatcher = Dispatcher(self.ledger, self.sim, schedule)
+        # Services with traffic state of their own (FCM quotas, topic subscriptions) forget it here too.
+        self.reset_hooks: list[Callable[[], None]] = []
         self.faults = Faults(seed=config.seed, journal=self.journal, ledger=self.ledger, fleet=self.fleet,
                              now=self.now)
 
@@ -59,3 +61,5 @@ class Bench:
         self.fleet.uninstalled.clear()
         self.sim.reset()
         self.faults.clear()
+        for hook in self.reset_hooks:
+            hook()

@@ -42,6 +42,7 @@ class WorkerRole:
     backlog: list[tuple[int, list[Any]]] = field(default_factory=list)
     sim: Any = None
     live: bool = False
+    requests: int = 0           # journal entries made here: requests this worker answered
     _fcm: Any = None
 
     # PushSim hooks ----------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class WorkerRole:
                 share_tokens(service.authority, self.secret)
                 self._fcm = service
                 self._replicate_topics(service.topics)
-                self._unique_message_names(service)
+                service.set_name_lane(self.me, self.workers)
         self.live = True
         for peer, msgs in self.backlog:
             self.on_peer(peer, msgs)
@@ -108,33 +109,15 @@ class WorkerRole:
         me, n = self.me, self.workers
 
         def cluster_add(t: float, *args: Any, **kw: Any) -> Any:
+            self.requests += 1
             nid = max(journal.next_id, int(t * 1_000_000) * n)
             journal.next_id = nid + (me - nid) % n
             return add(t, *args, **kw)
 
         journal.add = cluster_add
 
-    def _unique_message_names(self, fcm: Any) -> None:
-        """FCM message names come from a microsecond counter per service; two workers would often pick
-        the same microsecond. Here each worker only takes values ≡ me (mod N)."""
-        name_of = fcm._message_name
-        me, n = self.me, self.workers
-
-        def cluster_message_name(project: str, now: float) -> str:
-            us = max(fcm._last_us + 1, int(now * 1_000_000))
-            fcm._last_us = us + (me - us) % n - 1       # the service takes max(_last_us + 1, now)
-            return name_of(project, now)
-
-        fcm._message_name = cluster_message_name
-
     def _on_control(self, peer: int, msg: tuple[Any, ...]) -> None:
         if msg[0] == TOPIC and self._fcm is not None:
-            fcm = self._fcm
-            if fcm.bench.ledger.records is not fcm._records:
-                # A POST /reset this FCM has not noticed yet (it resets lazily on its next request)
-                # must not wipe a subscription made after the reset on another worker.
-                fcm._records = fcm.bench.ledger.records
-                fcm.reset()
             self._topic_ops[msg[1]](msg[2], msg[3])
         else:
             log.warning("worker %d: unknown message %r from worker %d", self.me, msg[0], peer)
@@ -142,7 +125,7 @@ class WorkerRole:
     # snapshots --------------------------------------------------------------------------------
     def _extra(self, bench: Bench) -> dict[str, Any]:
         conns = sum(len(b.conns) for b in getattr(self.sim, "_bound", ()))
-        return {"pid": os.getpid(), "requests": bench.journal.next_id, "connections": conns}
+        return {"pid": os.getpid(), "requests": self.requests, "connections": conns}
 
     def _send_snapshot(self, snap: Snapshot) -> None:
         if self.hub is not None:

@@ -59,7 +59,10 @@ class FcmService:
         self._send_paths: dict[bytes, tuple[str, str]] = {}
         self._fids: dict[str, int] = {}
         self._faults = getattr(bench, "faults", None)   # the fault-injection hook, when the bench has one
-        self._records = bench.ledger.records            # a new dict here means the bench was reset
+        self._lane, self._lanes = 0, 1
+        hooks = getattr(bench, "reset_hooks", None)
+        if hooks is not None:
+            hooks.append(self.reset)
 
     # Service protocol -------------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> object:
@@ -72,19 +75,23 @@ class FcmService:
         return b'{"reason":"Shutdown"}'
 
     def reset(self) -> None:
+        """`Bench.reset()` (POST /reset) forgot the traffic: rate-limit history and topic
+        subscriptions go with it, so each test starts from a clean FCM."""
         self.topics.reset()
         self.quotas.reset()
+
+    def set_name_lane(self, lane: int, lanes: int) -> None:
+        """Message names from several processes must not collide: this one only takes microsecond
+        values ≡ lane (mod lanes)."""
+        if not 0 <= lane < lanes:
+            raise ValueError(f"lane {lane} of {lanes}")
+        self._lane, self._lanes = lane, lanes
 
     def foreign_token(self, index: int) -> str:
         """A registration token that belongs to another Firebase project (sends get SENDER_ID_MISMATCH)."""
         return self.foreign.fcm_token(index)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
-        if self.bench.ledger.records is not self._records:
-            # `Bench.reset()` (control API POST /reset) forgot the traffic: rate-limit history and
-            # topic subscriptions go with it, so each test starts from a clean FCM.
-            self._records = self.bench.ledger.records
-            self.reset()
         faults = self._faults
         if faults is not None and faults.active:
             r = faults.intercept("fcm", self, conn, method, path, headers, body)
@@ -152,6 +159,8 @@ class FcmService:
         us = int(now * 1_000_000)
         if us <= self._last_us:
             us = self._last_us + 1
+        if self._lanes != 1:
+            us += (self._lane - us) % self._lanes
         self._last_us = us
         prefix = self._prefixes.get(project)
         if prefix is None:
