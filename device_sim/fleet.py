@@ -79,6 +79,11 @@ class Fleet:
         self.apps.append(app)
         return len(self.apps) - 1
 
+    def app_index(self, platform: str, name: str) -> int:
+        """The app known on `platform` by `name` (bundle id on iOS, package on Android); added if new."""
+        names = [a.bundle_id if platform == "ios" else a.package for a in self.apps]
+        return names.index(name) if name in names else self.add_app(App(name, name))
+
     # tokens ---------------------------------------------------------------------------------
     def apns_token(self, index: int) -> str | None:
         return self.codec.apns_token(index) if self.platform[index] == IOS else None
@@ -98,6 +103,11 @@ class Fleet:
         if i is None or i >= len(self.platform):
             return None
         return i
+
+    def resolve(self, token: str) -> int | None:
+        """The install behind an APNs or an FCM token, or None."""
+        i = self.resolve_apns(token)
+        return i if i is not None else self.resolve_fcm(token)
 
     # facts ----------------------------------------------------------------------------------
     def platform_of(self, index: int) -> str:

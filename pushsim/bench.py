@@ -20,6 +20,14 @@ from .faults.hook import Faults
 VIRTUAL_EPOCH = 1_700_000_000.0   # where virtual time starts unless told otherwise
 
 
+def build_fleet(config: Config) -> Fleet:
+    """The configured fleet. Deterministic: the same config gives the same installs and tokens in
+    every process (cluster workers and the hub rely on it)."""
+    fleet = Fleet(seed=config.seed, apps=(App(config.bundle_id, config.bundle_id),), environment=config.environment)
+    fleet.populate(parse_device_mix(config.devices))
+    return fleet
+
+
 class Bench:
     def __init__(self, config: Config, *, schedule: Callable[[Callable[[], None]], object] | None = None,
                  now: Callable[[], float] = time.time,
@@ -33,9 +41,7 @@ class Bench:
             self.sched.now = self.clock.device_now()
         self.now = self.clock.wall          # protocol time: JWT iat, apns-expiration, journal
         self._schedule = schedule
-        self.fleet = Fleet(seed=config.seed, apps=(App(config.bundle_id, config.bundle_id),),
-                           environment=config.environment)
-        self.fleet.populate(parse_device_mix(config.devices))
+        self.fleet = build_fleet(config)
         self.ledger = Ledger()
         self.journal = Journal()
         # OS/app rules and fleet distributions: given, or from a scenario file (PUSHSIM_EXTRA-style).

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from device_sim.fleet import PLATFORMS, App
+from device_sim.fleet import PLATFORMS
 from device_sim.ledger import Record
 
 from . import control_faults
@@ -143,23 +143,16 @@ async def register_devices(request: web.Request) -> web.Response:
         raise BadRequest("environment must be sandbox or production")
     if app is not None and (not isinstance(app, str) or not app):
         raise BadRequest("app must be a bundle id / package name")
-    app_index = 0
-    if app is not None:
-        names = [a.bundle_id if platform == "ios" else a.package for a in fleet.apps]
-        app_index = names.index(app) if app in names else fleet.add_app(App(app, app))
+    app_index = 0 if app is None else fleet.app_index(platform, app)
     added = fleet.add(platform, count, app=app_index, environment=environment)
     return _json({"devices": [fleet.describe(i) for i in added], "total": len(fleet)}, 201)
 
-
-def _resolve(fleet: Any, token: str) -> int | None:
-    i = fleet.resolve_apns(token)
-    return i if i is not None else fleet.resolve_fcm(token)
 
 
 async def get_device(request: web.Request) -> web.Response:
     bench = _sim(request).bench
     token = request.match_info["token"]
-    i = _resolve(bench.fleet, token)
+    i = bench.fleet.resolve(token)
     if i is None:
         return _json({"error": "unknown device token", "token": token}, 404)
     out = {**bench.fleet.describe(i), "deliveries": bench.ledger.deliveries(i)}

@@ -83,10 +83,6 @@ def parse_state_change(raw: Any) -> tuple[dict[str, Any], bool]:
     return out, uninstall
 
 
-def _resolve(fleet: Any, token: str) -> int | None:
-    i = fleet.resolve_apns(token)
-    return i if i is not None else fleet.resolve_fcm(token)
-
 
 def _device_api(bench: Any) -> Any:
     """device_sim's per-install control, where this build has it (set_state / open_app)."""
@@ -129,7 +125,7 @@ def add_routes(app: web.Application, sim: Any) -> None:
 
     async def post_state(request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        index = _resolve(bench.fleet, token)
+        index = bench.fleet.resolve(token)
         if index is None:
             return _bad(f"unknown device token {token!r}", 404)
         try:
@@ -154,7 +150,7 @@ def add_routes(app: web.Application, sim: Any) -> None:
 
     async def post_open(request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        index = _resolve(bench.fleet, token)
+        index = bench.fleet.resolve(token)
         if index is None:
             return _bad(f"unknown device token {token!r}", 404)
         api = _device_api(bench)

@@ -19,9 +19,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from device_sim.fleet import App, Fleet, parse_device_mix
+from pushsim.bench import build_fleet
 
 from . import merge
+from .routing import owner_of
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -35,9 +36,7 @@ class Proxy:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.n = hub.n
-        cfg = hub.config
-        self.fleet = Fleet(seed=cfg.seed, apps=(App(cfg.bundle_id, cfg.bundle_id),), environment=cfg.environment)
-        self.fleet.populate(parse_device_mix(cfg.devices))
+        self.fleet = build_fleet(hub.config)
         self.session: aiohttp.ClientSession | None = None
         self.lock = asyncio.Lock()          # changes reach every worker in one order
 
@@ -56,10 +55,8 @@ class Proxy:
         return orjson.loads(body)
 
     def owner(self, token: str) -> int:
-        i = self.fleet.resolve_apns(token)
-        if i is None:
-            i = self.fleet.resolve_fcm(token)
-        return 0 if i is None else i % self.n
+        i = self.fleet.resolve(token)
+        return 0 if i is None else owner_of(i, self.n)
 
 
 def _reply(status: int, ctype: str, body: bytes) -> web.Response:
@@ -134,10 +131,7 @@ def make_hub_app(hub: Hub) -> web.Application:
             spec = orjson.loads(await request.read())
             platform = spec.get("platform", "ios")
             app_name = spec.get("app")
-            app_index = 0
-            if app_name is not None:
-                names = [a.bundle_id if platform == "ios" else a.package for a in proxy.fleet.apps]
-                app_index = names.index(app_name) if app_name in names else proxy.fleet.add_app(App(app_name, app_name))
+            app_index = 0 if app_name is None else proxy.fleet.app_index(platform, app_name)
             proxy.fleet.add(platform, spec.get("count", 1), app=app_index, environment=spec.get("environment"))
         return _reply(status, ctype, body)
 
