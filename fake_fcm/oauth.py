@@ -11,7 +11,7 @@ import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -80,10 +80,19 @@ _BAD_TIME = ("invalid_grant", "Invalid JWT: Token must be a short-lived token (6
              "timeframe. Check your iat and exp values in the JWT claim.")
 
 
+class TokenSealer(Protocol):
+    """Tokens that carry their own grant, so that other processes can verify them (see
+    pushsim.cluster.shared_auth)."""
+    def mint(self, grant: AccessToken) -> str: ...
+    def read(self, token: str) -> AccessToken | None: ...
+
+
 class TokenAuthority:
-    def __init__(self, *, ttl: int | Callable[[], int] = 3599, token_bytes: int = 48) -> None:
+    def __init__(self, *, ttl: int | Callable[[], int] = 3599, token_bytes: int = 48,
+                 sealer: TokenSealer | None = None) -> None:
         self._ttl = ttl
         self._token_bytes = token_bytes
+        self.sealer = sealer        # None: random tokens, known only to this authority
         self.accounts: dict[str, ServiceAccount] = {}      # client_email → account
         self.audiences: set[str] = {GOOGLE_TOKEN_URL}
         self.tokens: dict[str, AccessToken] = {}
@@ -157,8 +166,12 @@ class TokenAuthority:
 
     def issue(self, client_email: str, fcm_scope: bool, now: float, ttl: int | None = None) -> str:
         """Mint an access token directly (tests and tools that skip the JWT dance)."""
-        token = "ya29.c." + base64.urlsafe_b64encode(os.urandom(self._token_bytes)).rstrip(b"=").decode()
-        self.tokens[token] = AccessToken(now + (self.ttl if ttl is None else ttl), client_email, fcm_scope)
+        grant = AccessToken(now + (self.ttl if ttl is None else ttl), client_email, fcm_scope)
+        if self.sealer is not None:
+            token = self.sealer.mint(grant)
+        else:
+            token = "ya29.c." + base64.urlsafe_b64encode(os.urandom(self._token_bytes)).rstrip(b"=").decode()
+        self.tokens[token] = grant
         self._issued_since_sweep += 1
         if self._issued_since_sweep >= 1024:
             self._sweep(now)
@@ -226,6 +239,10 @@ class TokenAuthority:
             return errors.missing_credential() if scheme.lower() != b"bearer" else errors.invalid_credential()
         text = token.strip().decode("latin-1")
         grant = self.tokens.get(text)
+        if grant is None and self.sealer is not None:
+            grant = self.sealer.read(text)      # issued by another process sharing the seal
+            if grant is not None:
+                self.tokens[text] = grant
         if grant is None and text.count(".") == 2:
             grant = self._self_signed(text)
         if grant is None:

@@ -3,7 +3,8 @@
 A single-process server keeps random tokens in a dict. With N workers a client may get its token
 from one worker and send on a connection served by another, so in cluster mode a token carries its
 own grant (expiry, account, FCM scope) with an HMAC under a secret the hub makes before forking.
-A worker that does not know a token checks the MAC and adopts the grant. Only the miss path pays.
+A worker that does not know a token checks the MAC and adopts the grant (TokenAuthority.sealer).
+Only the miss path pays.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import hashlib
 import hmac
 import os
 import struct
-from typing import Any, Callable
+from typing import Any
 
 from fake_fcm.oauth import AccessToken
 
@@ -55,28 +56,4 @@ class SharedTokens:
 
 def share_tokens(authority: Any, secret: bytes) -> None:
     """Make `authority` (a fake_fcm TokenAuthority) issue and accept cluster-wide tokens."""
-    shared = SharedTokens(secret)
-    issue: Callable[..., str] = authority.issue
-    check: Callable[[bytes | None, float], Any] = authority.check
-
-    def shared_issue(client_email: str, fcm_scope: bool, now: float, ttl: int | None = None) -> str:
-        grant = authority.tokens.pop(issue(client_email, fcm_scope, now, ttl))
-        token = shared.mint(grant)
-        authority.tokens[token] = grant
-        return token
-
-    def shared_check(authorization: bytes | None, now: float) -> Any:
-        result = check(authorization, now)
-        if isinstance(result, AccessToken) or not authorization:
-            return result
-        text = authorization.partition(b" ")[2].strip().decode("latin-1")
-        if text in authority.tokens:
-            return result
-        grant = shared.read(text)
-        if grant is None:
-            return result
-        authority.tokens[text] = grant
-        return check(authorization, now)
-
-    authority.issue = shared_issue
-    authority.check = shared_check
+    authority.sealer = SharedTokens(secret)

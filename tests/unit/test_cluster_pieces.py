@@ -154,6 +154,18 @@ def test_shared_tokens_verify_anywhere_and_reject_forgeries():
     assert b.read("ya29.c.short") is None and b.read("nope") is None
 
 
+def test_authorities_sharing_a_seal_accept_each_others_tokens():
+    from fake_fcm.oauth import TokenAuthority
+    issuer = TokenAuthority(sealer=SharedTokens(b"k" * 32))
+    peer = TokenAuthority(sealer=SharedTokens(b"k" * 32))
+    stranger = TokenAuthority()
+    tok = issuer.issue("sa@example.iam.gserviceaccount.com", True, 100.0, ttl=60)
+    header = b"Bearer " + tok.encode()
+    assert isinstance(peer.check(header, 120.0), AccessToken) and tok in peer.tokens
+    assert not isinstance(stranger.check(header, 120.0), AccessToken)
+    assert not isinstance(peer.check(header, 161.0), AccessToken)      # the sealed expiry holds
+
+
 # CLI ---------------------------------------------------------------------------------------------------------
 def test_workers_flag_accepts_auto_and_rejects_zero():
     import os
