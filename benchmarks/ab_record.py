@@ -6,7 +6,10 @@ proxy to a live `pushsim serve`, for `ab_replay.py`.
 Writes a pickle {"chunks": [bytes as received], "n": N, "state": state dir}. The JWT inside is
 valid for an hour: record again after that.
 """
-import asyncio, json, pickle, subprocess, sys, os, signal
+import asyncio
+import pickle
+import signal
+import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import benchmarks.__main__ as H  # noqa: E402

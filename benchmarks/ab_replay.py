@@ -57,7 +57,7 @@ async def child(a: argparse.Namespace) -> None:
     svc = [p.service for p in build_plans(bench, creds) if p.name == "apns"][0]
     if a.gc == "off":
         gc.disable()
-    elif a.gc == "serve":                 # as pushsim.cli._tune_gc
+    elif a.gc == "serve":                 # as pushsim.server.tune_gc
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)

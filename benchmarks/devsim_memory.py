@@ -51,7 +51,7 @@ def main() -> None:
     bench = Bench(Config(devices=str(args.installs), seed=1, clock="virtual"))
     ready = time.perf_counter() - t0
     after_fleet = rss_mib()
-    if args.gc == "serve":   # as pushsim.cli._tune_gc: RSS is the same, the traffic phase much faster
+    if args.gc == "serve":   # as pushsim.server.tune_gc: RSS is the same, the traffic phase much faster
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .clock import Scheduler
 from .fleet import IOS
 from .notification import Notification
 from .params import SimParams

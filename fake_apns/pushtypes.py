@@ -17,7 +17,6 @@ TOPIC_SUFFIXES: tuple[str, ...] = tuple(sorted(BY_SUFFIX, key=len, reverse=True)
 
 PAYLOAD_LIMIT = 4096
 VOIP_PAYLOAD_LIMIT = 5120
-_VISIBLE = ("alert", "sound", "badge")
 
 
 def topic_suffix(topic: str, bundle_id: str) -> str | None:
@@ -39,11 +38,7 @@ def base_topic(topic: str) -> str:
 
 
 def _visible(aps: dict[str, object]) -> bool:
-    return "alert" in aps or "sound" in aps or "badge" in aps      # = any of _VISIBLE, without a generator
-
-
-def is_silent(aps: dict[str, object]) -> bool:
-    return aps.get("content-available") == 1 and not _visible(aps)
+    return "alert" in aps or "sound" in aps or "badge" in aps      # any visible key; no generator per request
 
 
 def payload_fits(push_type: str, aps: dict[str, object]) -> bool:

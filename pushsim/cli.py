@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib
 import json
 import os
@@ -167,7 +166,7 @@ def validate(config: Config) -> None:
 
 # serve ---------------------------------------------------------------------------------------
 async def serve(config: Config, out: Any = None) -> int:
-    from .server import PushSim, StartError
+    from .server import PushSim, StartError, tune_gc
 
     out = out or sys.stdout
     stop = asyncio.Event()
@@ -183,7 +182,7 @@ async def serve(config: Config, out: Any = None) -> int:
         except StartError as e:
             print(f"pushsim: {e}", file=sys.stderr, flush=True)
             return 2
-        _tune_gc()
+        tune_gc()
         print(f"pushsim ready: {sim.endpoints_file}", file=out, flush=True)
         await stop.wait()
         await sim.stop()
@@ -191,19 +190,6 @@ async def serve(config: Config, out: Any = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return 0
-
-
-def _tune_gc() -> None:
-    """Serve-process only (the setting is process-wide, so not for in-process users like the plugin).
-
-    Every accepted push leaves long-lived objects behind (ledger record, journal entry, device
-    state), so the default young-generation threshold of 700 triggers collections that mostly
-    re-scan survivors: measured ~20% of the per-request CPU of the full APNs path. Freezing what
-    start-up built and collecting young objects 70x less often removes most of that.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

