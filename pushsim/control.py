@@ -77,7 +77,7 @@ def _sim(request: web.Request) -> PushSim:
 
 async def health(request: web.Request) -> web.Response:
     sim = _sim(request)
-    return _json({"status": "ok", "devices": len(sim.bench.fleet), "services": [p.name for p in sim.plans]})
+    return _json({"status": "ok", "devices": len(sim.testbed.fleet), "services": [p.name for p in sim.plans]})
 
 
 async def endpoints(request: web.Request) -> web.Response:
@@ -106,7 +106,7 @@ def _platform_indices(platform: bytearray, code: int, offset: int, limit: int) -
 
 
 async def list_devices(request: web.Request) -> web.Response:
-    fleet = _sim(request).bench.fleet
+    fleet = _sim(request).testbed.fleet
     limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_param(request, "offset", 0, 0)
     platform = request.query.get("platform") or None
@@ -130,7 +130,7 @@ async def register_devices(request: web.Request) -> web.Response:
         raise BadRequest("body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    fleet = _sim(request).bench.fleet
+    fleet = _sim(request).testbed.fleet
     platform = body.get("platform", "ios")
     count = body.get("count", 1)
     app = body.get("app")
@@ -150,24 +150,24 @@ async def register_devices(request: web.Request) -> web.Response:
 
 
 async def get_device(request: web.Request) -> web.Response:
-    bench = _sim(request).bench
+    testbed = _sim(request).testbed
     token = request.match_info["token"]
-    i = bench.fleet.resolve(token)
+    i = testbed.fleet.resolve(token)
     if i is None:
         return _json({"error": "unknown device token", "token": token}, 404)
-    out = {**bench.fleet.describe(i), "deliveries": bench.ledger.deliveries(i)}
-    out["os"] = bench.sim.describe(i)
+    out = {**testbed.fleet.describe(i), "deliveries": testbed.ledger.deliveries(i)}
+    out["os"] = testbed.device_sim.describe(i)
     return _json(out)
 
 
 async def fleet_stats(request: web.Request) -> web.Response:
-    return _json(_sim(request).bench.stats())
+    return _json(_sim(request).testbed.stats())
 
 
 async def journal(request: web.Request) -> web.StreamResponse:
     if request.query.get("format") == "jsonl":
         return await _journal_jsonl(request)
-    j = _sim(request).bench.journal
+    j = _sim(request).testbed.journal
     since = _int_param(request, "since", 0, 0)
     limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     entries = j.query(token=request.query.get("token") or None, since=since, limit=limit,
@@ -183,7 +183,7 @@ async def _journal_jsonl(request: web.Request) -> web.StreamResponse:
         from device_sim.replay import export_jsonl
     except ModuleNotFoundError:
         return _json({"error": "journal export needs device_sim.replay"}, 501)
-    lines = list(export_jsonl(_sim(request).bench))   # a snapshot: traffic goes on while we write
+    lines = list(export_jsonl(_sim(request).testbed.world))   # a snapshot: traffic goes on while we write
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     chunk: list[str] = []
@@ -199,12 +199,12 @@ async def _journal_jsonl(request: web.Request) -> web.StreamResponse:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return _json(_sim(request).bench.ledger.stats())
+    return _json(_sim(request).testbed.ledger.stats())
 
 
 async def reset(request: web.Request) -> web.Response:
     sim = _sim(request)
-    sim.bench.reset()
+    sim.testbed.reset()
     sim.metrics.reset()
     return _json({"status": "reset"})
 
@@ -247,7 +247,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     # Subscribe before the first byte goes out: a client that saw the response headers sees every
     # event after them.
-    unsubscribe = sim.bench.ledger.subscribe(on_event)
+    unsubscribe = sim.testbed.ledger.subscribe(on_event)
     closers = request.app[STREAMS]
     closers.add(close)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -84,18 +84,18 @@ def parse_state_change(raw: Any) -> tuple[dict[str, Any], bool]:
 
 
 
-def _device_api(bench: Any) -> Any:
+def _device_api(testbed: Any) -> Any:
     """device_sim's per-install control, where this build has it (set_state / open_app)."""
     for name in ("devices", "sim", "device_sim"):
-        api = getattr(bench, name, None)
+        api = getattr(testbed, name, None)
         if api is not None and hasattr(api, "set_state"):
             return api
     return None
 
 
 def add_routes(app: web.Application, sim: Any) -> None:
-    bench = sim.bench
-    faults = bench.faults
+    testbed = sim.testbed
+    faults = testbed.faults
 
     async def post_faults(request: web.Request) -> web.Response:
         body = await _json(request)
@@ -125,14 +125,14 @@ def add_routes(app: web.Application, sim: Any) -> None:
 
     async def post_state(request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        index = bench.fleet.resolve(token)
+        index = testbed.fleet.resolve(token)
         if index is None:
             return _bad(f"unknown device token {token!r}", 404)
         try:
             change, uninstall = parse_state_change(await _json(request))
         except ValueError as e:
             return _bad(str(e))
-        api = _device_api(bench)
+        api = _device_api(testbed)
         if change:
             if api is None:
                 return _bad(f"this build cannot change {', '.join(sorted(change))} yet (only uninstall)", 501)
@@ -141,19 +141,19 @@ def add_routes(app: web.Application, sim: Any) -> None:
             except (ValueError, TypeError) as e:
                 return _bad(str(e))
         if uninstall:
-            bench.fleet.uninstall(index, int(bench.now() * 1000))
+            testbed.fleet.uninstall(index, int(testbed.now() * 1000))
         applied = {**change, "uninstall": True} if uninstall else change
-        out: dict[str, Any] = {**bench.fleet.describe(index), "applied": applied}
+        out: dict[str, Any] = {**testbed.fleet.describe(index), "applied": applied}
         if api is not None and hasattr(api, "describe"):
             out["os"] = api.describe(index)
         return web.json_response(out)
 
     async def post_open(request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        index = bench.fleet.resolve(token)
+        index = testbed.fleet.resolve(token)
         if index is None:
             return _bad(f"unknown device token {token!r}", 404)
-        api = _device_api(bench)
+        api = _device_api(testbed)
         if api is None or not hasattr(api, "open_app"):
             return _bad("this build has no simulated app to open", 501)
         api.open_app(index)

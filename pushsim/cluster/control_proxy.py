@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from pushsim.bench import build_fleet
+from pushsim.testbed import build_fleet, world_settings
 
 from . import merge
 from .routing import owner_of
@@ -36,7 +36,7 @@ class Proxy:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.n = hub.n
-        self.fleet = build_fleet(hub.config)
+        self.fleet = build_fleet(world_settings(hub.config))
         self.session: aiohttp.ClientSession | None = None
         self.lock = asyncio.Lock()          # changes reach every worker in one order
 
