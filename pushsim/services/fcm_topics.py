@@ -21,6 +21,7 @@ from fake_fcm import errors, iid
 from fake_fcm.errors import FcmFailure
 from fake_fcm.oauth import AccessToken, TokenAuthority
 from fake_fcm.quota import SlidingWindow
+from fake_fcm.send import failure_for
 from fake_fcm.topics import TopicRegistry, valid_topic
 from pushsim.testbed import Testbed
 from pushsim.edge.types import Headers, Reply
@@ -59,12 +60,6 @@ class TokenResolver:
         if i in self.fleet.uninstalled:
             return "UNREGISTERED"
         return i
-
-
-def failure_for(kind: str) -> FcmFailure:
-    if kind == "SENDER_ID_MISMATCH":
-        return errors.sender_id_mismatch()
-    return errors.unregistered() if kind == "UNREGISTERED" else errors.invalid_token()
 
 
 def reply(f: FcmFailure) -> Reply:

@@ -190,8 +190,8 @@ def test_fcm_message_names_never_collide_across_workers():
     for me in range(3):
         svc = FcmService(Testbed(Config(devices="ios=1,android=1")), TokenAuthority())
         svc.set_name_lane(me, 3)
-        got = {svc._message_name("p", 1_700_000_000.0 + i * 1e-6) for i in range(50)}   # same clock everywhere
-        got |= {svc._message_name("p", 1_700_000_000.0) for _ in range(50)}              # a burst in one microsecond
+        got = {svc.namer.name("p", 1_700_000_000.0 + i * 1e-6) for i in range(50)}   # same clock everywhere
+        got |= {svc.namer.name("p", 1_700_000_000.0) for _ in range(50)}              # a burst in one microsecond
         assert len(got) == 100
         names.append(got)
     assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
