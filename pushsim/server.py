@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .testbed import Testbed
 from .config import Config
 from .credentials import Credentials, ensure_credentials, set_token_uri, write_atomic
 from .edge.types import Service
+from .faults.service import FaultingService
+from .testbed import Testbed
 
 log = logging.getLogger("pushsim.server")
 SHUTDOWN_DEBUG = b'{"reason":"Shutdown"}'
@@ -158,13 +159,14 @@ class PushSim:
             worker.plans_ready(self.plans)
         try:
             for plan in self.plans:
+                served = FaultingService(plan.service, plan.name, testbed.faults)   # fault rules go first
                 ctx = server_context(str(creds.server_cert), str(creds.server_key), plan.alpn,
                                      str(creds.ca_file) if plan.client_certs else None)
                 for port_field, ssl_ctx in ((plan.tls_port_field, ctx), (plan.h2c_port_field, None)):
                     port = int(getattr(cfg, port_field))
                     conns: set[Any] = set()   # the live engine protocols, for GOAWAY on stop
                     try:
-                        server = await start_listener(cfg.host, port, service=plan.service, ssl_context=ssl_ctx,
+                        server = await start_listener(cfg.host, port, service=served, ssl_context=ssl_ctx,
                                                       engine=cfg.engine, http1=plan.http1, conns=conns,
                                                       reuse_port=worker is not None)
                     except OSError as e:

@@ -58,7 +58,6 @@ class FcmService:
         # Send paths already matched (raw :path → project, path text): the hot route is one dict lookup.
         self._send_paths: dict[bytes, tuple[str, str]] = {}
         self._fids: dict[str, int] = {}
-        self._faults = testbed.faults
         testbed.reset_hooks.append(self.reset)
 
     # Service protocol -------------------------------------------------------------------------
@@ -87,11 +86,6 @@ class FcmService:
         return self.foreign.fcm_token(index)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
-        faults = self._faults
-        if faults is not None and faults.active:
-            r = faults.intercept("fcm", self, conn, method, path, headers, body)
-            if r is not None:
-                return r
         try:
             if method == b"POST":
                 send = self._send_paths.get(path)
