@@ -101,7 +101,7 @@ def _fcm_plan(testbed: Testbed, creds: Credentials) -> ServicePlan | None:
             "service_account_file": str(creds.fcm_service_account), "client_email": creds.client_email})
 
 
-def _url(scheme: str, host: str, port: int) -> str:
+def endpoint_url(scheme: str, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
     return f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
 
@@ -150,9 +150,10 @@ class PushSim:
         worker = self.worker
         if worker is None:
             self._claim_state_dir()
-        self.testbed = testbed = Testbed(cfg, schedule=loop.call_soon)
+        self.testbed = testbed = Testbed(cfg, schedule=loop.call_soon,
+                                         route=worker.route if worker is not None else None)
         if worker is not None:
-            worker.testbed_ready(testbed)             # e.g. the routing dispatcher, before services read it
+            worker.testbed_ready(testbed)             # e.g. cluster-wide journal ids, before any request
         self.metrics = Metrics(testbed)
         self.plans = build_plans(testbed, creds)
         if worker is not None:
@@ -222,13 +223,17 @@ class PushSim:
         out: dict[str, Any] = {"ca_file": str(self.creds.ca_file)}
         for plan in self.plans:
             ports = {b.port_field: b.port for b in self._bound if b.plan is plan}
-            urls = {"url": _url("https", host, ports[plan.tls_port_field]),
-                    "h2c_url": _url("http", host, ports[plan.h2c_port_field])}
+            urls = {"url": endpoint_url("https", host, ports[plan.tls_port_field]),
+                    "h2c_url": endpoint_url("http", host, ports[plan.h2c_port_field])}
             out[plan.name] = {**urls, **plan.describe(urls)}
-        out["admin"] = {"url": _url("http", host, admin_port)}
+        out["admin"] = {"url": endpoint_url("http", host, admin_port)}
         out["state_dir"] = str(self.creds.state_dir)
         out["pid"] = os.getpid()
         return out
+
+    def connection_count(self) -> int:
+        """Client connections open on the fake services' ports now."""
+        return sum(len(b.conns) for b in self._bound)
 
     async def stop(self, grace: float = 5.0) -> None:
         """GOAWAY {"reason":"Shutdown"} on every connection, let in-flight streams finish, close."""

@@ -91,7 +91,7 @@ def test_worker_journal_ids_are_unique_and_follow_time():
 
     journals = [Journal() for _ in range(3)]
     for me, j in enumerate(journals):
-        WorkerRole(me, 3, b"")._time_ordered_journal_ids(j)
+        j.allocate_ids(WorkerRole(me, 3, b"").journal_id)
     for k in range(20):                      # same instants on every worker, and bursts within one µs
         for j in journals:
             j.add(1000.0 + (k // 4) * 1e-6, "apns", "POST", "/3/device/x", None, 200, None, None)
