@@ -13,8 +13,8 @@ from fake_apns.auth import KeyStore
 from fake_apns.connection import ApnsConnection, initial_max_streams, next_max_streams
 from fake_apns.ids import IdGenerator, is_uuid
 from fake_apns.provider import Rules, Target, decide
-from pushsim.testbed import Testbed
 from pushsim.edge.types import ConnInfo, Headers, Reply
+from pushsim.testbed import Testbed
 
 log = logging.getLogger(__name__)
 

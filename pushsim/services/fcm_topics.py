@@ -23,8 +23,8 @@ from fake_fcm.oauth import AccessToken, TokenAuthority
 from fake_fcm.quota import SlidingWindow
 from fake_fcm.send import failure_for
 from fake_fcm.topics import TopicRegistry, valid_topic
-from pushsim.testbed import Testbed
 from pushsim.edge.types import Headers, Reply
+from pushsim.testbed import Testbed
 
 JSON = (b"content-type", b"application/json; charset=UTF-8")
 # Anything shaped like a registration token (instance id, ':', long url-safe tail) that we did not
