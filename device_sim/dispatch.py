@@ -21,7 +21,7 @@ class Policy(Protocol):
 
 
 class DeliverAtOnce:
-    """First cut until OS policies exist: every accepted notification reaches its app at once."""
+    """The simplest policy: every accepted notification reaches its app at once (ledger and dispatch tests)."""
 
     def __init__(self, ledger: Ledger, now: Callable[[], float]) -> None:
         self.ledger, self.now = ledger, now

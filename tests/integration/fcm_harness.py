@@ -17,10 +17,10 @@ import trustme
 
 from fake_fcm.oauth import ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.http1 import Http1Protocol
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
 try:
     from pushsim.edge.listener import start_listener

@@ -7,9 +7,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.control_faults import add_routes
+from pushsim.testbed import Testbed
 
 
 @pytest.fixture
