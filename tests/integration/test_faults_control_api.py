@@ -4,19 +4,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pushsim.bench import Bench
 from pushsim.config import Config
-from pushsim.control_faults import add_routes
+from pushsim.control import make_app
 
 
 @pytest.fixture
 async def client():
     bench = Bench(Config(devices="ios=2,android=2", seed=5))
-    app = web.Application()
-    add_routes(app, SimpleNamespace(bench=bench))
+    app = make_app(SimpleNamespace(bench=bench))
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as c:
         c.bench = bench
         yield c
