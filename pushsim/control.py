@@ -317,11 +317,19 @@ def _bind(route: Route, sim: Any) -> Callable[[web.Request], Awaitable[web.Strea
     return handle
 
 
+def add_route(app: web.Application, route: Route, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+              ) -> None:
+    if route.method == "GET":
+        app.router.add_get(route.path, handler)   # and HEAD, as aiohttp does for GET
+    else:
+        app.router.add_route(route.method, route.path, handler)
+
+
 def make_app(sim: PushSim, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[SIM] = sim
     app[STREAMS] = set()
     app.on_shutdown.append(_end_streams)
     for route in routes:
-        app.router.add_route(route.method, route.path, _bind(route, sim))
+        add_route(app, route, _bind(route, sim))
     return app

@@ -8,7 +8,8 @@ import threading
 import httpx
 import pytest
 
-from _serve_helpers import apns_client, ephemeral_config, provider_token, push
+from _serve_helpers import apns_client, ephemeral_config, provider_token, push, walk_routes
+from pushsim.control import ROUTES
 from pushsim.server import run_in_thread
 
 
@@ -44,6 +45,12 @@ def apns(server):
 
 def _ios_token(admin: httpx.Client, i: int = 0) -> str:
     return admin.get("/devices", params={"platform": "ios", "offset": i, "limit": 1}).json()["devices"][0]["token"]
+
+
+def test_every_route_of_the_table_is_served(admin):
+    seen = walk_routes(admin, _ios_token(admin, 0))
+    unrouted = {k: v for k, v in seen.items() if v in (404, 405)}
+    assert not unrouted and len(seen) == len(ROUTES), seen
 
 
 def test_health(admin):
