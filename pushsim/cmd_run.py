@@ -170,14 +170,14 @@ def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[
                 client.request("POST", "/faults", rules)
             except AssertionError as e:
                 raise UsageError(f"fault rules rejected: {e}") from None
-        jobs = plan_jobs(doc, sim.bench.fleet, max_requests)
+        jobs = plan_jobs(doc, sim.testbed.fleet, max_requests)
         events = sorted(doc.get("events", []), key=lambda e: float(e.get("at", 0)))
         duration = float(doc.get("duration", 86_400))
         bar = Progress(len(jobs), sys.stderr, enabled=not args.no_progress)
 
         def at_share(share: float) -> None:
             while events and float(events[0].get("at", 0)) / duration <= share:
-                _apply_event(client, sim.bench.fleet, events.pop(0))
+                _apply_event(client, sim.testbed.fleet, events.pop(0))
 
         res = asyncio.run(send_all(sim.endpoints, jobs, concurrency=concurrency, timeout=10.0,
                                    progress=bar.update, at_share=at_share))

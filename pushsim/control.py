@@ -68,7 +68,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 # handlers ------------------------------------------------------------------------------------
 async def health(request: web.Request, sim: PushSim) -> web.Response:
-    return _json({"status": "ok", "devices": len(sim.bench.fleet), "services": [p.name for p in sim.plans]})
+    return _json({"status": "ok", "devices": len(sim.testbed.fleet), "services": [p.name for p in sim.plans]})
 
 
 async def endpoints(request: web.Request, sim: PushSim) -> web.Response:
@@ -97,7 +97,7 @@ def _platform_indices(platform: bytearray, code: int, offset: int, limit: int) -
 
 
 async def list_devices(request: web.Request, sim: PushSim) -> web.Response:
-    fleet = sim.bench.fleet
+    fleet = sim.testbed.fleet
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = int_param(request, "offset", 0, 0)
     platform = request.query.get("platform") or None
@@ -122,7 +122,7 @@ async def register_devices(request: web.Request, sim: PushSim) -> web.Response:
     unknown = sorted(set(body) - set(REGISTER_FIELDS))
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(map(quote, unknown))}; allowed: {', '.join(REGISTER_FIELDS)}")
-    fleet = sim.bench.fleet
+    fleet = sim.testbed.fleet
     platform = choice("platform", body.get("platform", "ios"), PLATFORMS)
     count = integer("count", body.get("count", 1), 1, MAX_REGISTER)
     app = body.get("app")
@@ -138,18 +138,18 @@ async def register_devices(request: web.Request, sim: PushSim) -> web.Response:
 
 
 async def get_device(request: web.Request, sim: PushSim) -> web.Response:
-    bench = sim.bench
+    testbed = sim.testbed
     token = request.match_info["token"]
-    i = bench.fleet.resolve(token)
+    i = testbed.fleet.resolve(token)
     if i is None:
         return _json({"error": "unknown device token", "token": token}, 404)
-    out = {**bench.fleet.describe(i), "deliveries": bench.ledger.deliveries(i)}
-    out["os"] = bench.sim.describe(i)
+    out = {**testbed.fleet.describe(i), "deliveries": testbed.ledger.deliveries(i)}
+    out["os"] = testbed.device_sim.describe(i)
     return _json(out)
 
 
 async def fleet_stats(request: web.Request, sim: PushSim) -> web.Response:
-    return _json(sim.bench.stats())
+    return _json(sim.testbed.stats())
 
 
 async def journal(request: web.Request, sim: PushSim) -> web.StreamResponse:
@@ -157,7 +157,7 @@ async def journal(request: web.Request, sim: PushSim) -> web.StreamResponse:
     if fmt is not None and fmt != "json":
         choice("format", fmt, ("json", "jsonl"))
         return await _journal_jsonl(request, sim)
-    j = sim.bench.journal
+    j = sim.testbed.journal
     since = int_param(request, "since", 0, 0)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     entries = j.query(token=request.query.get("token") or None, since=since, limit=limit,
@@ -169,7 +169,7 @@ async def journal(request: web.Request, sim: PushSim) -> web.StreamResponse:
 
 async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamResponse:
     """The replayable export (`pushsim replay FILE`): header, state changes, accepted notifications."""
-    lines = list(export_jsonl(sim.bench))   # a snapshot: traffic goes on while we write
+    lines = list(export_jsonl(sim.testbed.world))   # a snapshot: traffic goes on while we write
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     chunk: list[str] = []
@@ -185,11 +185,11 @@ async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamRespon
 
 
 async def stats(request: web.Request, sim: PushSim) -> web.Response:
-    return _json(sim.bench.ledger.stats())
+    return _json(sim.testbed.ledger.stats())
 
 
 async def reset(request: web.Request, sim: PushSim) -> web.Response:
-    sim.bench.reset()
+    sim.testbed.reset()
     sim.metrics.reset()
     return _json({"status": "reset"})
 
@@ -231,7 +231,7 @@ async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
 
     # Subscribe before the first byte goes out: a client that saw the response headers sees every
     # event after them.
-    unsubscribe = sim.bench.ledger.subscribe(on_event)
+    unsubscribe = sim.testbed.ledger.subscribe(on_event)
     closers = request.app[STREAMS]
     closers.add(close)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -76,10 +76,10 @@ def parse_state_change(raw: Any) -> tuple[dict[str, Any], bool]:
 
 
 
-def _device_api(bench: Any) -> Any:
+def _device_api(testbed: Any) -> Any:
     """device_sim's per-install control, where this build has it (set_state / open_app)."""
     for name in ("devices", "sim", "device_sim"):
-        api = getattr(bench, name, None)
+        api = getattr(testbed, name, None)
         if api is not None and hasattr(api, "set_state"):
             return api
     return None
@@ -89,7 +89,7 @@ MAX_RULES = 1000   # fault rules held at once: each is matched against every req
 
 
 async def post_faults(request: web.Request, sim: Any) -> web.Response:
-    faults = sim.bench.faults
+    faults = sim.testbed.faults
     body = await json_body(request)
     specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
     specs = specs if isinstance(specs, list) else [specs]
@@ -105,18 +105,18 @@ async def post_faults(request: web.Request, sim: Any) -> web.Response:
 
 
 async def get_faults(request: web.Request, sim: Any) -> web.Response:
-    return web.json_response({"faults": [r.to_json() for r in sim.bench.faults.list()]})
+    return web.json_response({"faults": [r.to_json() for r in sim.testbed.faults.list()]})
 
 
 async def delete_fault(request: web.Request, sim: Any) -> web.Response:
     rid = request.match_info["id"]
-    if not sim.bench.faults.remove(rid):
+    if not sim.testbed.faults.remove(rid):
         return _bad(f"no fault rule {quote(rid)}", 404)
     return web.json_response({"deleted": rid})
 
 
 async def delete_all(request: web.Request, sim: Any) -> web.Response:
-    faults = sim.bench.faults
+    faults = sim.testbed.faults
     n = len(faults.list())
     faults.clear()
     return web.json_response({"deleted": n})
@@ -128,13 +128,13 @@ def changes_every_worker(body: Any) -> bool:
 
 
 async def post_state(request: web.Request, sim: Any) -> web.Response:
-    bench = sim.bench
+    testbed = sim.testbed
     token = request.match_info["token"]
-    index = bench.fleet.resolve(token)
+    index = testbed.fleet.resolve(token)
     if index is None:
         return _bad(f"unknown device token {quote(token)}", 404)
     change, uninstall = parse_state_change(await json_body(request))
-    api = _device_api(bench)
+    api = _device_api(testbed)
     if change:
         if api is None:
             return _bad(f"this build cannot change {', '.join(sorted(change))} (only uninstall)", 501)
@@ -143,21 +143,21 @@ async def post_state(request: web.Request, sim: Any) -> web.Response:
         except (ValueError, TypeError) as e:
             raise BadRequest(str(e)) from None
     if uninstall:
-        bench.fleet.uninstall(index, int(bench.now() * 1000))
+        testbed.fleet.uninstall(index, int(testbed.now() * 1000))
     applied = {**change, "uninstall": True} if uninstall else change
-    out: dict[str, Any] = {**bench.fleet.describe(index), "applied": applied}
+    out: dict[str, Any] = {**testbed.fleet.describe(index), "applied": applied}
     if api is not None and hasattr(api, "describe"):
         out["os"] = api.describe(index)
     return web.json_response(out)
 
 
 async def post_open(request: web.Request, sim: Any) -> web.Response:
-    bench = sim.bench
+    testbed = sim.testbed
     token = request.match_info["token"]
-    index = bench.fleet.resolve(token)
+    index = testbed.fleet.resolve(token)
     if index is None:
         return _bad(f"unknown device token {quote(token)}", 404)
-    api = _device_api(bench)
+    api = _device_api(testbed)
     if api is None or not hasattr(api, "open_app"):
         return _bad("this build has no simulated app to open", 501)
     api.open_app(index)

@@ -1,4 +1,4 @@
-"""`pushsim serve` in-process: the bench, the fake services on their ports, and the control API.
+"""`pushsim serve` in-process: the testbed, the fake services on their ports, and the control API.
 
 `PushSim(config).start()` binds everything, writes `DIR/endpoints.json` and returns its content;
 `stop()` sends GOAWAY {"reason":"Shutdown"} on every connection and closes. `run_in_thread` runs
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .bench import Bench
+from .testbed import Testbed
 from .config import Config
 from .credentials import Credentials, ensure_credentials, set_token_uri, write_atomic
 from .edge.types import Service
@@ -56,28 +56,28 @@ class ServicePlan:
     describe: Callable[[dict[str, str]], dict[str, Any]] = lambda urls: {}
 
 
-def build_plans(bench: Bench, creds: Credentials) -> list[ServicePlan]:
+def build_plans(testbed: Testbed, creds: Credentials) -> list[ServicePlan]:
     """Every fake service the server runs. New services add themselves here."""
-    return [p for p in (_apns_plan(bench, creds), _fcm_plan(bench, creds)) if p is not None]
+    return [p for p in (_apns_plan(testbed, creds), _fcm_plan(testbed, creds)) if p is not None]
 
 
-def _apns_plan(bench: Bench, creds: Credentials) -> ServicePlan:
+def _apns_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
     from fake_apns.auth import KeyStore
     from pushsim.services.apns import ApnsService
 
     keys = KeyStore()
     keys.add(creds.key_id, creds.team_id, creds.apns_public_key())
     return ServicePlan(
-        "apns", ApnsService(bench, keys), "apns_port", "apns_h2c_port", http1=False, alpn=["h2"],
+        "apns", ApnsService(testbed, keys), "apns_port", "apns_h2c_port", http1=False, alpn=["h2"],
         client_certs=True,
         describe=lambda urls: {
-            "topic": creds.bundle_id, "environment": bench.config.environment,
+            "topic": creds.bundle_id, "environment": testbed.config.environment,
             "key_file": str(creds.apns_key_file), "key_id": creds.key_id, "team_id": creds.team_id,
             "client_cert": str(creds.client_cert), "client_key": str(creds.client_key),
             "client_bundle": str(creds.client_bundle)})
 
 
-def _fcm_plan(bench: Bench, creds: Credentials) -> ServicePlan | None:
+def _fcm_plan(testbed: Testbed, creds: Credentials) -> ServicePlan | None:
     """The fake FCM (+ OAuth2 token endpoint and IID on the same ports), once its package exists.
 
     Its owner builds the service here; the service account's token_uri is pointed at the bound
@@ -93,7 +93,7 @@ def _fcm_plan(bench: Bench, creds: Credentials) -> ServicePlan | None:
     if build is None:
         return None
     return ServicePlan(
-        "fcm", build(bench, creds), "fcm_port", "fcm_h2c_port", http1=True,
+        "fcm", build(testbed, creds), "fcm_port", "fcm_h2c_port", http1=True,
         alpn=["h2", "http/1.1"], client_certs=False,
         describe=lambda urls: {
             "project_id": creds.project_id, "token_uri": urls["url"] + "/token",
@@ -120,7 +120,7 @@ class PushSim:
         # Cluster mode (pushsim.cluster.worker.WorkerRole): this process is one of N workers sharing
         # the service ports; the hub owns endpoints.json, the state dir claim and the public admin port.
         self.worker = worker
-        self.bench: Bench | None = None           # made in start(): it schedules on the running loop
+        self.testbed: Testbed | None = None           # made in start(): it schedules on the running loop
         self.creds: Credentials | None = None
         self.endpoints: dict[str, Any] = {}
         self.plans: list[ServicePlan] = []
@@ -149,11 +149,11 @@ class PushSim:
         worker = self.worker
         if worker is None:
             self._claim_state_dir()
-        self.bench = bench = Bench(cfg, schedule=loop.call_soon)
+        self.testbed = testbed = Testbed(cfg, schedule=loop.call_soon)
         if worker is not None:
-            worker.bench_ready(bench)             # e.g. the routing dispatcher, before services read it
-        self.metrics = Metrics(bench)
-        self.plans = build_plans(bench, creds)
+            worker.testbed_ready(testbed)             # e.g. the routing dispatcher, before services read it
+        self.metrics = Metrics(testbed)
+        self.plans = build_plans(testbed, creds)
         if worker is not None:
             worker.plans_ready(self.plans)
         try:

@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from pushsim.bench import build_fleet
+from pushsim.testbed import build_fleet, world_settings
 from pushsim.control import ROUTES, Mode, Route, add_route
 from pushsim.control_input import MAX_BODY, BadRequest, check_query
 
@@ -43,7 +43,7 @@ class Proxy:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.n = hub.n
-        self.fleet = build_fleet(hub.config)
+        self.fleet = build_fleet(world_settings(hub.config))
         self.session: aiohttp.ClientSession | None = None
         self.lock = asyncio.Lock()          # changes reach every worker in one order
 

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushsim.bench import Bench
+from pushsim.testbed import Testbed
 from pushsim.config import Config
 
 from .channel import Channel, open_channel
@@ -46,15 +46,15 @@ class WorkerRole:
     _fcm: Any = None
 
     # PushSim hooks ----------------------------------------------------------------------------
-    def bench_ready(self, bench: Bench) -> None:
+    def testbed_ready(self, testbed: Testbed) -> None:
         loop = asyncio.get_running_loop()
-        local = bench.dispatcher
-        self.router = Router(self.me, self.workers, local.submit, bench.ledger.stats,
+        local = testbed.dispatcher
+        self.router = Router(self.me, self.workers, local.submit, testbed.ledger.stats,
                              request_flush=lambda: loop.call_soon(self.flush),
                              on_snapshot=self._send_snapshot, on_control=self._on_control,
-                             snapshot_extra=lambda: self._extra(bench))
-        bench.dispatcher = self.router          # type: ignore[assignment]  # same submit() signature
-        self._time_ordered_journal_ids(bench.journal)
+                             snapshot_extra=lambda: self._extra(testbed))
+        testbed.dispatcher = self.router          # type: ignore[assignment]  # same submit() signature
+        self._time_ordered_journal_ids(testbed.journal)
 
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:
@@ -123,7 +123,7 @@ class WorkerRole:
             log.warning("worker %d: unknown message %r from worker %d", self.me, msg[0], peer)
 
     # snapshots --------------------------------------------------------------------------------
-    def _extra(self, bench: Bench) -> dict[str, Any]:
+    def _extra(self, testbed: Testbed) -> dict[str, Any]:
         conns = sum(len(b.conns) for b in getattr(self.sim, "_bound", ()))
         return {"pid": os.getpid(), "requests": self.requests, "connections": conns}
 

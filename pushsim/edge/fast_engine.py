@@ -18,8 +18,9 @@ import logging
 from typing import Any
 
 from . import frames as F
-from .fast_frames import (_ACK, _ACTIVE, _END, _IDLE, _OPEN, _PEER_RESET, DEFAULT_MAX_STREAMS,
-                          FrameLoop, ConnError, CONN_WINDOW, APNS_SETTINGS, _ENDED, _Stream)
+from .fast_frames import (_ACK, _ACTIVE, _END, _HELD, _IDLE, _OPEN, _PEER_GOAWAY, _PEER_RESET,
+                          DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW, APNS_SETTINGS,
+                          PeerFailed, _ENDED, _Stream)
 from .hpack_fast import encode_block
 from .conninfo import conn_info, internal_error_reply, reset_connection
 from .types import ConnInfo, Reply, Service
@@ -57,9 +58,14 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         self.conn: ConnInfo | None = None
         self.transport: Any = None
         self._active = 0                       # streams owed an answer (what the limit counts)
+        # Streams owed an answer that wait for a free slot under the limit we last announced, in
+        # stream order (they were opened before the peer had acknowledged that limit).
+        self._held: dict[int, _Stream] = {}
         self._dead = False
         self._closing = False                  # GOAWAY sent or received: close once drained
         self._goaway_last: int | None = None
+        # `_limit` is the MAX_CONCURRENT_STREAMS the peer has acknowledged: beyond it a new stream
+        # is refused. `_announced` is the one we last sent: beyond it a new stream waits.
         self._limit = self._announced = DEFAULT_MAX_STREAMS
         self._blocked: dict[int, _Stream] = {}
         self._drain_timer: asyncio.TimerHandle | None = None
@@ -72,9 +78,13 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         conn.state = self.service.open(conn)
         self.conns.add(self)
         initial = self.service.initial_max_streams(conn)
-        self._limit = self._announced = DEFAULT_MAX_STREAMS if initial is None else initial
-        self._unacked.append(None)
-        transport.write(F.settings(APNS_SETTINGS + [(F.MAX_CONCURRENT_STREAMS, self._limit)])
+        # Until the peer acknowledges our first SETTINGS it cannot know the limit (RFC 9113 §6.5.3:
+        # it starts unlimited), so what it opens meanwhile is held and answered in turn, not
+        # refused; DEFAULT_MAX_STREAMS bounds what it may open before the acknowledgement.
+        self._announced = DEFAULT_MAX_STREAMS if initial is None else initial
+        self._limit = max(self._announced, DEFAULT_MAX_STREAMS)
+        self._unacked.append(self._announced)
+        transport.write(F.settings(APNS_SETTINGS + [(F.MAX_CONCURRENT_STREAMS, self._announced)])
                         + F.window_update(0, CONN_WINDOW - F.DEFAULT_WINDOW))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -85,6 +95,7 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
                 st.timer.cancel()
         self.streams.clear()
         self._blocked.clear()
+        self._held.clear()
         if self._drain_timer is not None:
             self._drain_timer.cancel()
 
@@ -104,6 +115,11 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
             self._events.clear()
             self._fail(err.code)
             return
+        except PeerFailed:
+            self._handle_events()                     # what came before the peer's GOAWAY
+            if not self._dead:
+                self._out_and_close()
+            return
         if self._events:
             self._handle_events()
         self._flush()
@@ -119,23 +135,41 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
             if kind == _OPEN:
                 if self._goaway_last is not None and st.sid > self._goaway_last:
                     st.state = _IDLE                  # RFC 9113 §6.8: ignored, never answered
-                elif self._active >= self._limit:
-                    st.state = _IDLE
+                elif self._active >= max(self._limit, self._announced):
+                    st.state = _IDLE                  # over a limit the peer has seen
                     if st.open:
                         self._reset(st, F.REFUSED_STREAM)
+                elif self._held or self._active >= self._announced:
+                    st.state = _HELD                  # behind earlier streams, or no free slot yet
+                    self._held[st.sid] = st
+                    self._active += 1
                 else:
                     st.state = _ACTIVE
                     self._active += 1
             elif kind == _END:
                 if st.state == _ACTIVE:
                     self._dispatch(st)
+                # a held stream is dispatched when it gets a slot (`_admit_held`)
             elif kind == _PEER_RESET:
                 self._release(st)
             elif kind == _ACK:
                 if st is not None:
                     self._limit = st
+            elif kind == _PEER_GOAWAY:
+                self._closing = True                  # answer what is in flight, then close
             elif self._blocked:                       # _WINDOW
                 self._unblock()
+        if self._held:
+            self._admit_held()
+
+    def _admit_held(self) -> None:
+        """Give held streams the slots the announced limit allows, oldest first."""
+        held = self._held
+        while held and not self._dead and self._active - len(held) < self._announced:
+            st = held.pop(next(iter(held)))
+            st.state = _ACTIVE
+            if not st.recv_open:
+                self._dispatch(st)
 
     def _dispatch(self, st: _Stream) -> None:
         line = _request_line(st.headers)
@@ -163,6 +197,8 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         if self._dead or st.state != _ACTIVE:
             return                                   # reset or forgotten meanwhile
         self._answer(st, reply)
+        if self._held:
+            self._admit_held()
         self._flush()
 
     def _answer(self, st: _Stream, reply: Reply) -> None:
@@ -248,6 +284,9 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         """We no longer owe this stream an answer (answered, refused, reset or forgotten)."""
         if st.state == _ACTIVE:
             self._active -= 1
+        elif st.state == _HELD:
+            self._active -= 1
+            del self._held[st.sid]
         st.state = _IDLE
         if st.timer is not None:
             st.timer.cancel()

@@ -25,13 +25,23 @@ MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's b
 CLOSED_MEMORY = 4096                 # closed stream ids remembered with how they closed
 
 _ENDED, _RESET = 1, 2                               # how a stream closed
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW = range(5)  # phase-1 events
-_NEW, _ACTIVE, _IDLE = 0, 1, 2                      # phase-2 view: not yet seen / owed an answer / not
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY = range(6)  # phase-1 events
+# Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
+# stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
+_NEW, _ACTIVE, _IDLE, _HELD = 0, 1, 2, 3
 _U32 = struct.Struct(">L").unpack_from
 _HDR = struct.Struct(">BHBBL").unpack_from
 
 
 class ConnError(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class PeerFailed(Exception):
+    """The peer sent GOAWAY with an error code: it closes the connection (RFC 9113 §5.4.1), so
+    nothing after that frame matters and nothing more can reach it."""
+
     def __init__(self, code: int) -> None:
         self.code = code
 
@@ -266,7 +276,12 @@ class FrameLoop:
                 raise ConnError(F.PROTOCOL_ERROR)
             if n < 8:
                 raise ConnError(F.FRAME_SIZE_ERROR)
-            self._closing = True                     # answer what is in flight, then close
+            code = _U32(payload, 4)[0]
+            if code != F.NO_ERROR:
+                raise PeerFailed(code)
+            # A graceful GOAWAY only says the peer opens no more streams: the ones in flight are
+            # still answered (§6.8), then we close.
+            self._events.append((_PEER_GOAWAY, None))
         elif ftype in (F.PUSH_PROMISE, F.CONTINUATION):
             raise ConnError(F.PROTOCOL_ERROR)
         # unknown frame types are ignored (RFC 9113 §4.1)

@@ -84,11 +84,12 @@ class _ServerSettings(Settings):
 
 
 class _Stream:
-    __slots__ = ("headers", "body", "timer", "out")
+    __slots__ = ("headers", "body", "timer", "out", "ended")
 
     def __init__(self, headers: Headers) -> None:
         self.headers = headers
         self.body: list[bytes] = []
+        self.ended = False                              # the request is complete (held streams)
         self.timer: asyncio.TimerHandle | None = None   # pending delayed reply
         self.out: bytes | None = None                   # response body waiting for flow-control credit
 
@@ -105,10 +106,13 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._h2: H2Connection | None = None
         self._streams: dict[int, _Stream] = {}   # open streams we owe an answer (the limit counts these)
+        # Those of them waiting for a slot under the limit we last announced, in stream order: they
+        # were opened before the peer acknowledged that limit, so they are held, not refused.
+        self._held: dict[int, _Stream] = {}
         self._blocked: set[int] = set()           # streams whose body waits for WINDOW_UPDATE
         self._out = bytearray()                   # our raw frames, ordered after h2's earlier output
-        self._limit = DEFAULT_MAX_STREAMS         # acknowledged MAX_CONCURRENT_STREAMS (enforced)
-        self._announced = DEFAULT_MAX_STREAMS     # last value sent (may be unacknowledged)
+        self._limit = DEFAULT_MAX_STREAMS         # acknowledged MAX_CONCURRENT_STREAMS: refuse beyond
+        self._announced = DEFAULT_MAX_STREAMS     # last value sent (may be unacknowledged): hold beyond
         self._goaway_last: int | None = None      # last-stream-id of the GOAWAY we sent
         self._closed = False
         self._flush_handle: asyncio.Handle | None = None
@@ -122,7 +126,10 @@ class H2Protocol(asyncio.Protocol):
         conn.state = self.service.open(conn)
         n = self.service.initial_max_streams(conn)
         n = DEFAULT_MAX_STREAMS if n is None else n
-        self._limit = self._announced = n
+        # Until our first SETTINGS is acknowledged the peer cannot know the limit (RFC 9113 §6.5.3),
+        # so what it opens meanwhile is held and answered in turn, up to DEFAULT_MAX_STREAMS.
+        self._announced = n
+        self._limit = max(n, DEFAULT_MAX_STREAMS)
         h2 = self._h2 = H2Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
         # h2 applies this only when an acknowledgement changes it; our values start as current.
@@ -153,6 +160,8 @@ class H2Protocol(asyncio.Protocol):
                 if self._closed:
                     return
                 self._on_event(event)
+            if self._held:
+                self._admit_held()
         except ProtocolError:   # e.g. the peer's GOAWAY closed h2 before we could answer
             log.debug("HTTP/2 connection closed while answering", exc_info=True)
             self._close_now()
@@ -170,6 +179,7 @@ class H2Protocol(asyncio.Protocol):
             if stream.timer is not None:
                 stream.timer.cancel()
         self._streams.clear()
+        self._held.clear()
         self._blocked.clear()
         for handle in (self._drain_timer, self._flush_handle):
             if handle is not None:
@@ -218,14 +228,28 @@ class H2Protocol(asyncio.Protocol):
     def _on_request(self, sid: int, headers: Headers) -> None:
         if self._goaway_last is not None and sid > self._goaway_last:
             return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
-        if len(self._streams) >= self._limit:
-            self._reset(sid, ErrorCodes.REFUSED_STREAM)
+        owed = len(self._streams)
+        if owed >= max(self._limit, self._announced):
+            self._reset(sid, ErrorCodes.REFUSED_STREAM)   # over a limit the peer has seen
             return
-        self._streams[sid] = _Stream(headers)
+        stream = self._streams[sid] = _Stream(headers)
+        if self._held or owed >= self._announced:
+            self._held[sid] = stream                      # behind earlier streams, or no slot yet
+
+    def _admit_held(self) -> None:
+        """Give held streams the slots the announced limit allows, oldest first."""
+        held = self._held
+        while held and not self._closed and len(self._streams) - len(held) < self._announced:
+            sid = next(iter(held))
+            if held.pop(sid).ended:
+                self._on_end(sid)
 
     def _on_end(self, sid: int) -> None:
         stream = self._streams.get(sid)
         if stream is None:
+            return
+        if sid in self._held:
+            stream.ended = True          # answered when it gets a slot (`_admit_held`)
             return
         method = path = None
         for name, value in stream.headers:
@@ -265,6 +289,8 @@ class H2Protocol(asyncio.Protocol):
         stream.timer = None
         try:
             self._deliver(sid, reply)
+            if self._held:
+                self._admit_held()
         except ProtocolError:
             self._close_now()
             return
@@ -359,6 +385,7 @@ class H2Protocol(asyncio.Protocol):
             pass   # already closed by the peer: nothing to refuse
 
     def _forget(self, sid: int) -> None:
+        self._held.pop(sid, None)
         stream = self._streams.pop(sid, None)
         if stream is not None and stream.timer is not None:
             stream.timer.cancel()

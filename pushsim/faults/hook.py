@@ -1,7 +1,7 @@
 """The glue between the services and the fault engine: one call at the top of `Service.handle()`.
 
-    if self.bench.faults.active:
-        r = self.bench.faults.intercept("apns", self, conn, method, path, headers, body)
+    if self.testbed.faults.active:
+        r = self.testbed.faults.intercept("apns", self, conn, method, path, headers, body)
         if r is not None:
             return r
 

@@ -1,7 +1,7 @@
 """Fake FCM on one port: HTTP v1 sends, the OAuth2 token endpoint and IID topic management.
 
 Glue only: the rules live in `fake_fcm` (sans-IO); this module resolves tokens against the fleet,
-applies quotas on protocol time (`bench.now()`), journals every request and hands accepted
+applies quotas on protocol time (`testbed.now()`), journals every request and hands accepted
 messages to the dispatcher, one `Notification` per reached install.
 
 Tokens of another project (SENDER_ID_MISMATCH) are the tokens of a second `TokenCodec` keyed by
@@ -25,7 +25,7 @@ from fake_fcm.message import SendRequest, validate
 from fake_fcm.oauth import AccessToken, TokenAuthority
 from fake_fcm.quota import Quotas
 from fake_fcm.topics import TopicRegistry
-from pushsim.bench import Bench
+from pushsim.testbed import Testbed
 from pushsim.edge.types import ConnInfo, Headers, Reply
 
 from .fcm_topics import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, failure_for, reply
@@ -40,17 +40,17 @@ FANOUT_CHUNK = 2000      # installs per event-loop turn: a million-subscriber to
 
 
 class FcmService:
-    def __init__(self, bench: Bench, authority: TokenAuthority) -> None:
-        self.bench = bench
+    def __init__(self, testbed: Testbed, authority: TokenAuthority) -> None:
+        self.testbed = testbed
         self.authority = authority
-        self.oauth = OAuthService(bench, authority)
-        cfg = bench.config
+        self.oauth = OAuthService(testbed, authority)
+        cfg = testbed.config
         self.project_id, self.project_number = cfg.project_id, cfg.project_number
         self.topics = TopicRegistry()
         self.quotas = Quotas(cfg.fcm_project_quota, cfg.fcm_device_quota_minute, cfg.fcm_device_quota_hour)
         self.foreign = TokenCodec(f"{cfg.seed}/foreign-project")
-        self.resolver = TokenResolver(bench.fleet, self.foreign)
-        self.topic_api = TopicEndpoints(bench, authority, self.topics, self.resolver,
+        self.resolver = TokenResolver(testbed.fleet, self.foreign)
+        self.topic_api = TopicEndpoints(testbed, authority, self.topics, self.resolver,
                                         (self.project_id, self.project_number))
         self._suffix = "%" + hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
         self._prefixes: dict[str, str] = {}   # project → "projects/<project>/messages/0:"
@@ -58,9 +58,9 @@ class FcmService:
         # Send paths already matched (raw :path → project, path text): the hot route is one dict lookup.
         self._send_paths: dict[bytes, tuple[str, str]] = {}
         self._fids: dict[str, int] = {}
-        self._faults = getattr(bench, "faults", None)   # the fault-injection hook, when the bench has one
+        self._faults = getattr(testbed, "faults", None)   # the fault-injection hook, when the testbed has one
         self._lane, self._lanes = 0, 1
-        hooks = getattr(bench, "reset_hooks", None)
+        hooks = getattr(testbed, "reset_hooks", None)
         if hooks is not None:
             hooks.append(self.reset)
 
@@ -75,7 +75,7 @@ class FcmService:
         return b'{"reason":"Shutdown"}'
 
     def reset(self) -> None:
-        """`Bench.reset()` (POST /reset) forgot the traffic: rate-limit history and topic
+        """`Testbed.reset()` (POST /reset) forgot the traffic: rate-limit history and topic
         subscriptions go with it, so each test starts from a clean FCM."""
         self.topics.reset()
         self.quotas.reset()
@@ -143,8 +143,8 @@ class FcmService:
     def _fail(self, now: float, path: str, token: str | None, f: FcmFailure, counts: bool) -> Reply:
         if counts:                            # client errors (4xx but 429) use up project quota too
             self.quotas.count(now)
-        self.bench.ledger.reject(f.reason)
-        self.bench.journal.add(now, "fcm", "POST", path, token, f.status, f.reason, None)
+        self.testbed.ledger.reject(f.reason)
+        self.testbed.journal.add(now, "fcm", "POST", path, token, f.status, f.reason, None)
         return self._reply(f)
 
     def _auth(self, headers: Headers, now: float) -> AccessToken | FcmFailure:
@@ -170,7 +170,7 @@ class FcmService:
         return f"{prefix}{us % 10**16:016d}{self._suffix}"
 
     def _send(self, project: str, path: str, headers: Headers, body: bytes) -> Reply:
-        now = self.bench.now()
+        now = self.testbed.now()
         grant = self._auth(headers, now)
         if isinstance(grant, FcmFailure):
             return self._fail(now, path, None, grant, False)
@@ -193,14 +193,14 @@ class FcmService:
         self.quotas.count(now)
         if not req.validate_only and installs:
             self._fan_out(req, installs, 0, name, now, body)
-        self.bench.journal.add(now, "fcm", "POST", path, f"/topics/{req.value}"
+        self.testbed.journal.add(now, "fcm", "POST", path, f"/topics/{req.value}"
                                if req.target == "topic" else req.value, 200, None, name)
         return Reply(200, [_JSON], b'{"name":"%s"}' % name.encode())
 
     def _fan_out(self, req: SendRequest, installs: list[int], start: int, name: str, now: float,
                  body: bytes) -> None:
         """Hand a topic/condition message to its installs, FANOUT_CHUNK per loop turn (never blocking long)."""
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:                  # no loop (sans-IO tests, tools): all at once
@@ -216,7 +216,7 @@ class FcmService:
                 return
 
     def _resolve(self, req: SendRequest) -> int | FcmFailure:
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         if req.target == "fid":
             i = self._fid_index(req.value)
             if i is None:
@@ -250,23 +250,23 @@ class FcmService:
         self.quotas.project.add(now)
         note = None
         if not req.validate_only:
-            note = self._submit(req, i, req.value if req.target == "token" else self.bench.fleet.fcm_token(i),
+            note = self._submit(req, i, req.value if req.target == "token" else self.testbed.fleet.fcm_token(i),
                                 name, now, body)
-        self.bench.journal.add(now, "fcm", "POST", path, req.value, 200, None, name, note)
+        self.testbed.journal.add(now, "fcm", "POST", path, req.value, 200, None, name, note)
         return Reply(200, [_JSON], b'{"name":"%s"}' % name.encode())
 
     def _submit(self, req: SendRequest, install: int, token: str, name: str, now: float,
                 payload: bytes) -> Notification:
-        d = delivery.for_apns(req, now) if self.bench.fleet.platform[install] == IOS else \
+        d = delivery.for_apns(req, now) if self.testbed.fleet.platform[install] == IOS else \
             delivery.for_android(req, now)
         note = Notification("fcm", token, install, name, now, d.push_type, d.priority,
                             payload, d.expiration, d.collapse_id, d.content_available)
-        self.bench.dispatcher.submit(note)
+        self.testbed.dispatcher.submit(note)
         return note
 
     def _fid_index(self, fid: str) -> int | None:
         # The FID is the instance-id half of the registration token; built lazily, extended as the fleet grows.
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         for i in range(len(self._fids), len(fleet)):
             self._fids[fleet.fcm_token(i).partition(":")[0]] = i
         return self._fids.get(fid)
@@ -282,13 +282,13 @@ def _token_of(body: bytes) -> str | None:
     return token if isinstance(token, str) else None
 
 
-def build_fcm_service(bench: Bench, creds: object) -> FcmService:
+def build_fcm_service(testbed: Testbed, creds: object) -> FcmService:
     """The FCM service for `PushSim`: the service account from the state dir is the one trusted signer.
 
     `creds` is a `pushsim.credentials.Credentials` (its `fcm_service_account` path is read here).
     """
     from fake_fcm.oauth import ServiceAccount
 
-    authority = TokenAuthority(ttl=lambda: bench.config.access_token_ttl)
+    authority = TokenAuthority(ttl=lambda: testbed.config.access_token_ttl)
     authority.add_account(ServiceAccount.from_file(getattr(creds, "fcm_service_account")))
-    return FcmService(bench, authority)
+    return FcmService(testbed, authority)

@@ -22,7 +22,7 @@ from fake_fcm.errors import FcmFailure
 from fake_fcm.oauth import AccessToken, TokenAuthority
 from fake_fcm.quota import SlidingWindow
 from fake_fcm.topics import TopicRegistry, valid_topic
-from pushsim.bench import Bench
+from pushsim.testbed import Testbed
 from pushsim.edge.types import Headers, Reply
 
 JSON = (b"content-type", b"application/json; charset=UTF-8")
@@ -73,19 +73,19 @@ def reply(f: FcmFailure) -> Reply:
 
 
 class TopicEndpoints:
-    def __init__(self, bench: Bench, authority: TokenAuthority, registry: TopicRegistry,
+    def __init__(self, testbed: Testbed, authority: TokenAuthority, registry: TopicRegistry,
                  resolver: TokenResolver, project_ids: tuple[str, str]) -> None:
-        self.bench, self.authority, self.registry = bench, authority, registry
+        self.testbed, self.authority, self.registry = testbed, authority, registry
         self.resolver, self.project_ids = resolver, project_ids
         self.rate = SlidingWindow(TOPIC_QPS, window=1)
 
     def _journal(self, now: float, service: str, method: bytes, path: str, token: str | None, status: int,
                  reason: str | None) -> None:
-        self.bench.journal.add(now, service, method.decode("latin-1"), path, token, status, reason, None)
+        self.testbed.journal.add(now, service, method.decode("latin-1"), path, token, status, reason, None)
 
     # FCM v1 registrations -------------------------------------------------------------------
     def subscription(self, m: re.Match[bytes], method: bytes, path: bytes, headers: Headers) -> Reply:
-        now = self.bench.now()
+        now = self.testbed.now()
         text = path.decode("latin-1")
         project, token = m.group(1).decode("latin-1"), unquote(m.group(2).decode("latin-1"))
         f = self._check(headers, project, now)
@@ -148,7 +148,7 @@ class TopicEndpoints:
         return isinstance(self.authority.check(hmap.get(b"authorization"), now), AccessToken)
 
     def iid(self, op: str, path: bytes, headers: Headers, body: bytes) -> Reply:
-        now = self.bench.now()
+        now = self.testbed.now()
         text = path.decode("latin-1")
         if not self._iid_authorized(headers, now):
             return self._iid_error(now, text, 401, "Unauthorized")
@@ -174,7 +174,7 @@ class TopicEndpoints:
 
     def info(self, path: bytes, headers: Headers) -> Reply:
         """`GET /iid/info/{token}[?details=true]`: what IID knows of an instance, its topics included."""
-        now = self.bench.now()
+        now = self.testbed.now()
         text = path.decode("latin-1")
         if not self._iid_authorized(headers, now):
             return self._iid_error(now, text, 401, "Unauthorized", method=b"GET")
@@ -185,7 +185,7 @@ class TopicEndpoints:
             return self._iid_error(now, text, 404 if who != "INVALID_ARGUMENT" else 400,
                                    "No information found about this instance id." if who != "INVALID_ARGUMENT"
                                    else "InvalidToken", method=b"GET")
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         ios = fleet.platform_of(who) == "ios"
         app = fleet.app_of(who)
         doc: dict[str, object] = {"application": app.bundle_id if ios else app.package, "subtype": "",

@@ -17,7 +17,7 @@ import trustme
 
 from fake_fcm.oauth import ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account
-from pushsim.bench import Bench
+from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.http1 import Http1Protocol
 from pushsim.services.fcm import FcmService
@@ -52,7 +52,7 @@ class SkewClock:
 
 @dataclass
 class Harness:
-    bench: Bench
+    testbed: Testbed
     service: FcmService
     clock: SkewClock
     url: str
@@ -65,13 +65,13 @@ class Harness:
 
     @property
     def project_id(self) -> str:
-        return self.bench.config.project_id
+        return self.testbed.config.project_id
 
     def send_url(self, base: str | None = None) -> str:
         return f"{base or self.url}/v1/projects/{self.project_id}/messages:send"
 
     def fcm_token(self, platform: str = "android", k: int = 0) -> str:
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         return fleet.fcm_token([i for i in range(len(fleet)) if fleet.platform_of(i) == platform][k])
 
     async def stop(self) -> None:
@@ -99,11 +99,11 @@ async def start(tmp: Path, devices: str = "ios=3,android=5", **cfg: Any) -> Harn
     ca_file = tmp / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     clock = SkewClock()
-    bench = Bench(Config(devices=devices, **cfg), schedule=loop.call_soon, now=clock)
+    testbed = Testbed(Config(devices=devices, **cfg), schedule=loop.call_soon, now=clock)
     info = service_account_info()
-    authority = TokenAuthority(ttl=lambda: bench.config.access_token_ttl)
+    authority = TokenAuthority(ttl=lambda: testbed.config.access_token_ttl)
     authority.add_account(ServiceAccount.from_info(info))
-    svc = FcmService(bench, authority)
+    svc = FcmService(testbed, authority)
     conns: set = set()
     servers = []
     if HAVE_H2:
@@ -120,5 +120,5 @@ async def start(tmp: Path, devices: str = "ios=3,android=5", **cfg: Any) -> Harn
     info["token_uri"] = url + "/token"
     sa_file = tmp / "fcm_service_account.json"
     sa_file.write_text(json.dumps(info))
-    return Harness(bench, svc, clock, url, f"http://127.0.0.1:{clear.sockets[0].getsockname()[1]}",
+    return Harness(testbed, svc, clock, url, f"http://127.0.0.1:{clear.sockets[0].getsockname()[1]}",
                    str(ca_file), str(sa_file), info, servers, conns)

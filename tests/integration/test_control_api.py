@@ -200,7 +200,7 @@ def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
 
 
 def _needs_device_sim(server) -> None:
-    if not hasattr(server.bench, "sim"):
+    if not hasattr(server.testbed, "device_sim"):
         pytest.skip("device simulation not merged yet")
 
 

@@ -182,13 +182,13 @@ def test_workers_flag_accepts_auto_and_rejects_zero():
 
 def test_fcm_message_names_never_collide_across_workers():
     from fake_fcm.oauth import TokenAuthority
-    from pushsim.bench import Bench
+    from pushsim.testbed import Testbed
     from pushsim.config import Config
     from pushsim.services.fcm import FcmService
 
     names: list[set[str]] = []
     for me in range(3):
-        svc = FcmService(Bench(Config(devices="ios=1,android=1")), TokenAuthority())
+        svc = FcmService(Testbed(Config(devices="ios=1,android=1")), TokenAuthority())
         svc.set_name_lane(me, 3)
         got = {svc._message_name("p", 1_700_000_000.0 + i * 1e-6) for i in range(50)}   # same clock everywhere
         got |= {svc._message_name("p", 1_700_000_000.0) for _ in range(50)}              # a burst in one microsecond
