@@ -76,15 +76,6 @@ def parse_state_change(raw: Any) -> tuple[dict[str, Any], bool]:
 
 
 
-def _device_api(testbed: Any) -> Any:
-    """device_sim's per-install control, where this build has it (set_state / open_app)."""
-    for name in ("devices", "sim", "device_sim"):
-        api = getattr(testbed, name, None)
-        if api is not None and hasattr(api, "set_state"):
-            return api
-    return None
-
-
 MAX_RULES = 1000   # fault rules held at once: each is matched against every request while any is set
 
 
@@ -134,10 +125,8 @@ async def post_state(request: web.Request, sim: Any) -> web.Response:
     if index is None:
         return _bad(f"unknown device token {quote(token)}", 404)
     change, uninstall = parse_state_change(await json_body(request))
-    api = _device_api(testbed)
+    api = testbed.device_sim         # per-install OS-side control: set_state, open_app, describe
     if change:
-        if api is None:
-            return _bad(f"this build cannot change {', '.join(sorted(change))} (only uninstall)", 501)
         try:
             api.set_state(index, **change)
         except (ValueError, TypeError) as e:
@@ -146,8 +135,7 @@ async def post_state(request: web.Request, sim: Any) -> web.Response:
         testbed.fleet.uninstall(index, int(testbed.now() * 1000))
     applied = {**change, "uninstall": True} if uninstall else change
     out: dict[str, Any] = {**testbed.fleet.describe(index), "applied": applied}
-    if api is not None and hasattr(api, "describe"):
-        out["os"] = api.describe(index)
+    out["os"] = api.describe(index)
     return web.json_response(out)
 
 
@@ -157,8 +145,5 @@ async def post_open(request: web.Request, sim: Any) -> web.Response:
     index = testbed.fleet.resolve(token)
     if index is None:
         return _bad(f"unknown device token {quote(token)}", 404)
-    api = _device_api(testbed)
-    if api is None or not hasattr(api, "open_app"):
-        return _bad("this build has no simulated app to open", 501)
-    api.open_app(index)
+    testbed.device_sim.open_app(index)
     return web.json_response({"token": token, "opened": True})

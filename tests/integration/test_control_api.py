@@ -199,13 +199,7 @@ def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
     assert last["message_id"] == event_id
 
 
-def _needs_device_sim(server) -> None:
-    if not hasattr(server.testbed, "device_sim"):
-        pytest.skip("device simulation not merged yet")
-
-
 def test_device_os_state_can_be_read_and_changed(server, admin):
-    _needs_device_sim(server)
     token = _ios_token(admin, 4)
     before = admin.get(f"/devices/{token}").json()
     assert "app_state" in before["os"]
@@ -221,7 +215,6 @@ def test_device_os_state_can_be_read_and_changed(server, admin):
 
 
 def test_fleet_stats_and_jsonl_export(server, admin, apns, jwt_token):
-    _needs_device_sim(server)
     assert push(apns, server.endpoints, _ios_token(admin), jwt_token).status_code == 200
     fleet = admin.get("/stats/fleet").json()
     assert fleet["funnel"]["accepted"] == 1
