@@ -21,7 +21,8 @@ class Policy(Protocol):
 
 
 class DeliverAtOnce:
-    """The simplest policy: every accepted notification reaches its app at once (ledger and dispatch tests)."""
+    """Every accepted notification reaches its app at once: the policy when no OS rules apply
+    (tests and tools that check accounting, not device behaviour)."""
 
     def __init__(self, ledger: Ledger, now: Callable[[], float]) -> None:
         self.ledger, self.now = ledger, now

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import importlib
 import json
 import logging
 import os
@@ -59,7 +58,7 @@ class ServicePlan:
 
 def build_plans(testbed: Testbed, creds: Credentials) -> list[ServicePlan]:
     """Every fake service the server runs. New services add themselves here."""
-    return [p for p in (_apns_plan(testbed, creds), _fcm_plan(testbed, creds)) if p is not None]
+    return [_apns_plan(testbed, creds), _fcm_plan(testbed, creds)]
 
 
 def _apns_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
@@ -78,23 +77,15 @@ def _apns_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
             "client_bundle": str(creds.client_bundle)})
 
 
-def _fcm_plan(testbed: Testbed, creds: Credentials) -> ServicePlan | None:
-    """The fake FCM (+ OAuth2 token endpoint and IID on the same ports), once its package exists.
+def _fcm_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
+    """The fake FCM (+ OAuth2 token endpoint and IID on the same ports).
 
-    Its owner builds the service here; the service account's token_uri is pointed at the bound
-    TLS port by `PushSim.start` whenever this plan is present.
+    The service account's token_uri is pointed at the bound TLS port by `PushSim.start`.
     """
-    try:
-        fcm = importlib.import_module("pushsim.services.fcm")
-    except ModuleNotFoundError as e:
-        if e.name in ("pushsim.services", "pushsim.services.fcm"):
-            return None
-        raise   # FCM is there but broken: say so rather than start without it
-    build = getattr(fcm, "build_fcm_service", None)
-    if build is None:
-        return None
+    from pushsim.services.fcm import build_fcm_service
+
     return ServicePlan(
-        "fcm", build(testbed, creds), "fcm_port", "fcm_h2c_port", http1=True,
+        "fcm", build_fcm_service(testbed, creds), "fcm_port", "fcm_h2c_port", http1=True,
         alpn=["h2", "http/1.1"], client_certs=False,
         describe=lambda urls: {
             "project_id": creds.project_id, "token_uri": urls["url"] + "/token",

@@ -95,7 +95,7 @@ class _Stream:
 
 
 class H2Protocol(asyncio.Protocol):
-    """One HTTP/2 server connection. See INTERFACES.md "Engines" for the contract."""
+    """One HTTP/2 server connection (the engine contract: docs/ARCHITECTURE.md, "Contracts")."""
 
     drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
 

@@ -20,7 +20,7 @@ from pushsim.edge import frames as F
 from pushsim.edge.fast_engine import FastH2Protocol
 from tests.engine_wire import ScriptService, Wire
 
-h2_engine = pytest.importorskip("pushsim.edge.h2_engine", reason="edge's H2Protocol not merged yet")
+from pushsim.edge import h2_engine
 
 PATHS = [b"/ok", b"/ok", b"/ok", b"/err/400", b"/err/429", b"/big/0", b"/big/1000", b"/big/70000",
          b"/streams/1", b"/streams/3", b"/streams/100", b"/goaway", b"/raise", b"/fault/rst_stream",

@@ -65,7 +65,7 @@ def test_not_an_export_is_a_clean_error():
 def test_replay_command(tmp_path, capsys):
     import argparse
 
-    from pushsim import cmd_replay
+    from pushsim.cli import replay as cmd_replay
     path = tmp_path / "journal.jsonl"
     path.write_text("".join(export_jsonl(_live_run().world)))
     parser = argparse.ArgumentParser()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-pytest.importorskip("pushsim.services.apns", reason="pushsim.services.apns not merged yet")
-pytest.importorskip("fake_apns.testing", reason="fake_apns.testing not merged yet")
 
 from fake_apns.auth import KeyStore  # noqa: E402
 from fake_apns.testing import make_jwt, new_key
