@@ -61,7 +61,7 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
     """Each worker's `/journal` page for the same `since` → one page.
 
     Worker journal ids are time-ordered and unique across workers (microseconds × N + worker, see
-    worker._time_ordered_journal_ids). The page is the first `limit` entries by id. A full page's
+    worker.WorkerRole.journal_id). The page is the first `limit` entries by id. A full page's
     `next_since` is its last id + 1. A short page returned everything up to the moment each worker
     answered, and anything later gets an id of at least `id_floor(asked_at)`: that is the cursor (an
     entry that arrived while the hub was asking may show again on the next page; none is skipped).

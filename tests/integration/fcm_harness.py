@@ -17,9 +17,9 @@ import trustme
 
 from fake_fcm.oauth import ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
 from pushsim.edge.listener import start_listener
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.control import make_app
+from pushsim.testbed import Testbed
 
 
 @pytest.fixture

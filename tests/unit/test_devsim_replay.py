@@ -7,8 +7,8 @@ import pytest
 
 from device_sim.notification import Notification
 from device_sim.replay import export_jsonl, replay
-from pushsim.testbed import Testbed
 from pushsim.config import Config
+from pushsim.testbed import Testbed
 
 
 def _live_run(clock: str = "real", n: int = 300, seed: int = 3) -> Testbed:
