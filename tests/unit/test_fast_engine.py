@@ -10,6 +10,7 @@ import pytest
 from pushsim.edge import frames as F
 from pushsim.edge.fast_engine import FastH2Protocol
 from tests.engine_wire import ScriptService, Wire
+from tests.waiting import until
 
 E = h2.errors.ErrorCodes
 
@@ -223,8 +224,11 @@ def test_rst_from_client_cancels_a_delayed_reply():
         w.client.reset_stream(s1)
         w.pump()
         assert s2 not in w.responses()
-        await asyncio.sleep(0.1)
-        w.pump()
+
+        def s2_answered() -> bool:
+            w.pump()
+            return bool(w.responses().get(s2, {}).get("ended"))
+        await until(s2_answered, "the delayed reply of the stream not reset")   # s1's timer was due first
         r = w.responses()
         assert r[s2]["ended"] and r.get(s1, {}).get("headers", {}) == {}
     asyncio.run(run())
