@@ -94,12 +94,15 @@ def parse_junit(path: Path) -> Outcome:
     return out
 
 
-def run_h2spec(binary: Path, port: int, *, tls: bool, host: str = "127.0.0.1") -> Outcome:
+def run_h2spec(binary: Path, port: int, *, tls: bool, host: str = "127.0.0.1",
+               strict: bool = False) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="h2spec-") as tmp:
         report = Path(tmp) / "report.xml"
         cmd = [str(binary), "-h", host, "-p", str(port), "-o", str(CASE_TIMEOUT), "-j", str(report)]
         if tls:
             cmd += ["-t", "-k"]       # the state dir's own CA: h2spec judges HTTP/2, not the PKI
+        if strict:
+            cmd.append("-S")          # the cases for SHOULDs too (one more in 2.0.0)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT,
                                   stdin=subprocess.DEVNULL)
@@ -133,6 +136,7 @@ def port_of(endpoints: dict[str, Any], service: str, key: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="./run.sh conformance", description=__doc__.split("\n\n")[0])
     ap.add_argument("--engine", choices=ENGINES, action="append", help="only this engine (repeatable)")
+    ap.add_argument("--strict", action="store_true", help="h2spec -S: run the strict cases too")
     args = ap.parse_args(argv)
     binary = find_h2spec()
     if binary is None:
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"pushsim-conformance-{engine}-") as tmp:
             with serving(engine, Path(tmp)) as endpoints:
                 for service, key, tls in PORTS:
-                    outcome = run_h2spec(binary, port_of(endpoints, service, key), tls=tls)
+                    outcome = run_h2spec(binary, port_of(endpoints, service, key), tls=tls,
+                                         strict=args.strict)
                     rows.append((engine, port_name(service, key), outcome))
                     status = outcome.error or f"{outcome.passed}/{outcome.total} passed"
                     print(f"{engine:5} {port_name(service, key):8} {status}", flush=True)

@@ -6,8 +6,8 @@ error, as §8.1.1 asks, so one bad request never costs a client its other stream
 validation would make it a connection error, and it is off in the h2 engine for speed).
 
 The pass replaces the one the engines already made to find `:method` and `:path`, so the added
-cost per request is a set lookup per regular field (names already seen are memoised) and three
-byte searches per value.
+cost per request is a set lookup per regular field (names seen are memoised: a bounded set of
+short names) and three byte searches per value.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ _BAD_NAME_BYTES = bytes(range(0x21)) + bytes(range(0x41, 0x5B)) + b":" + bytes(r
 _EDGE_SPACE = (0x20, 0x09)              # SP, HTAB
 _MAX_LENGTH_DIGITS = 18                 # a content-length beyond 10**18 bytes is not a real body
 _NAMES_MAX = 4096                       # memo bound: a client inventing names only slows itself
+_NAME_MEMO_LEN = 64                     # longer names are checked every time, never kept
 
 # Regular field names that passed the name rules (and are neither `te` nor `content-length`,
 # whose values matter): clients send the same few names on every request.
@@ -113,7 +114,7 @@ def check_request(headers: Headers) -> RequestLine | None:
                 return None
         elif name in CONNECTION_SPECIFIC or not _name_ok(name):
             return None
-        elif len(good) < _NAMES_MAX:
+        elif len(good) < _NAMES_MAX and len(name) <= _NAME_MEMO_LEN:
             good.add(name)
     if method is None:
         return None
