@@ -13,6 +13,7 @@ from hpack.exceptions import HPACKError
 
 from . import frames as F
 from .hpack_fast import HpackDecoder, OversizedHeaderList
+from .limits import DEFAULT_LIMITS, Budget
 
 DEFAULT_MAX_STREAMS = 1000           # when the service has no opinion (as the h2 engine)
 # Real APNs announces exactly these (pushy#356), plus MAX_CONCURRENT_STREAMS from the service.
@@ -25,7 +26,7 @@ MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's b
 CLOSED_MEMORY = 4096                 # closed stream ids remembered with how they closed
 
 _ENDED, _RESET = 1, 2                               # how a stream closed
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW = range(5)  # phase-1 events
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _TOO_BIG, _CALM = range(7)  # phase-1 events
 _NEW, _ACTIVE, _IDLE = 0, 1, 2                      # phase-2 view: not yet seen / owed an answer / not
 _U32 = struct.Struct(">L").unpack_from
 _HDR = struct.Struct(">BHBBL").unpack_from
@@ -38,7 +39,7 @@ class ConnError(Exception):
 
 class _Stream:
     __slots__ = ("sid", "headers", "body", "recv_open", "open", "state", "recv_window",
-                 "send_window", "pending", "timer")
+                 "send_window", "pending", "timer", "size", "over")
 
     def __init__(self, sid: int, headers: list, send_window: int) -> None:
         self.sid = sid
@@ -51,6 +52,8 @@ class _Stream:
         self.send_window = send_window
         self.pending: bytes | None = None   # response body waiting for flow-control credit
         self.timer: asyncio.TimerHandle | None = None
+        self.size = 0                  # body bytes buffered (counted in the connection's budgets)
+        self.over = False              # the body passed the service's limit: answered, not buffered
 
 
 class FrameLoop:
@@ -74,6 +77,13 @@ class FrameLoop:
         self._peer_max_frame = F.DEFAULT_MAX_FRAME
         self._unacked: list[int | None] = []   # MAX_CONCURRENT_STREAMS of each SETTINGS not yet acked
         self._table_update = False             # owe the peer an HPACK table size update
+        self._ready = False                    # a first SETTINGS arrived (the preface timer stops)
+        # Request-body budgets (pushsim.edge.limits): per stream, per connection, all connections.
+        self._max_body = DEFAULT_LIMITS.max_body
+        self._conn_body_max = DEFAULT_LIMITS.conn_body_bytes
+        self._bodies: Budget = DEFAULT_LIMITS.bodies
+        self._body_bytes = 0
+        self._over_budget = False
 
     # ---- phase 1: frames ---------------------------------------------------------------------
 
@@ -195,12 +205,24 @@ class FrameLoop:
         st.recv_window -= flow
         if st.recv_window < 0:
             raise ConnError(F.FLOW_CONTROL_ERROR)
-        if payload:
+        if payload and not st.over:
+            n = len(payload)
+            st.size += n
+            self._body_bytes += n
+            bodies = self._bodies
+            bodies.used += n
             st.body.append(payload)
+            if st.size > self._max_body:
+                st.over = True                       # answered in phase 2; the rest is dropped
+                self._events.append((_TOO_BIG, st))
+            elif (self._body_bytes > self._conn_body_max or bodies.used > bodies.limit) \
+                    and not self._over_budget:
+                self._over_budget = True
+                self._events.append((_CALM, None))
         if flags & F.END_STREAM:
             st.recv_open = False
             self._events.append((_END, st))
-        elif st.recv_window < STREAM_WINDOW // 2:
+        elif st.recv_window < STREAM_WINDOW // 2 and not st.over:
             self._out.append(F.window_update(sid, STREAM_WINDOW - st.recv_window))
             st.recv_window = STREAM_WINDOW
 
@@ -217,6 +239,7 @@ class FrameLoop:
                 return
             if n % 6:
                 raise ConnError(F.FRAME_SIZE_ERROR)
+            self._ready = True
             self._peer_settings(payload)
             self._out.append(F.SETTINGS_ACK)
             self._events.append((_WINDOW, None))
@@ -272,18 +295,14 @@ class FrameLoop:
         # unknown frame types are ignored (RFC 9113 §4.1)
 
     def _peer_settings(self, payload: bytes) -> None:
+        window = None
         for off in range(0, len(payload), 6):
             ident = (payload[off] << 8) | payload[off + 1]
             value = _U32(payload, off + 2)[0]
             if ident == F.INITIAL_WINDOW_SIZE:
                 if value > F.MAX_WINDOW:
                     raise ConnError(F.FLOW_CONTROL_ERROR)
-                delta = value - self._peer_window
-                self._peer_window = value
-                for st in self.streams.values():
-                    st.send_window += delta
-                    if st.send_window > F.MAX_WINDOW:
-                        raise ConnError(F.FLOW_CONTROL_ERROR)
+                window = value
             elif ident == F.HEADER_TABLE_SIZE:
                 # We never index, but a peer that lowers its table expects a size update (RFC 7541
                 # §4.2) in our next block: announce size 0 once, valid for any later value too.
@@ -295,9 +314,21 @@ class FrameLoop:
             elif ident == F.ENABLE_PUSH or ident == 8:     # 8 = ENABLE_CONNECT_PROTOCOL
                 if value > 1:
                     raise ConnError(F.PROTOCOL_ERROR)
+        if window is not None:
+            # Once per frame, last value wins (as h2 does): a frame repeating it thousands of
+            # times over many open streams must not cost entries × streams.
+            delta = window - self._peer_window
+            self._peer_window = window
+            if delta:
+                for st in self.streams.values():
+                    st.send_window += delta
+                    if st.send_window > F.MAX_WINDOW:
+                        raise ConnError(F.FLOW_CONTROL_ERROR)
 
     def _close(self, st: _Stream, how: int) -> None:
         """Protocol-level close (END_STREAM sent, or RST either way)."""
+        if st.size:
+            self._unbuffer(st)
         if st.open:
             st.open = False
             del self.streams[st.sid]
@@ -307,6 +338,13 @@ class FrameLoop:
                 # Rebuilt in bulk: deleting a dict's oldest key one at a time makes the next
                 # `next(iter(d))` scan the dead slots (py-spy: 10% of the request cost).
                 self._closed = dict(list(closed.items())[-CLOSED_MEMORY:])
+
+    def _unbuffer(self, st: _Stream) -> None:
+        """The stream's buffered body left our hands: give its bytes back to the budgets."""
+        n = st.size
+        st.size = 0
+        self._body_bytes -= n
+        self._bodies.used -= n
 
     def _reset(self, st: _Stream, code: int) -> None:
         self._out.append(F.rst_stream(st.sid, code))

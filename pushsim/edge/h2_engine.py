@@ -24,12 +24,15 @@ from h2.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from . import huffman
-from .conninfo import conn_info, internal_error_reply, reset_connection
+from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
+    too_large_reply
+from .guard import ConnGuard
+from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import ConnInfo, Headers, Reply, Service
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,27 @@ _CONFIG = H2Configuration(
 )
 
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
+# A stream h2 no longer knows (closed, or purged from its table): nothing to send on it.
+_GONE = (StreamClosedError, StreamIDTooLowError)
+
+
+class _Connection(H2Connection):
+    """h2 with its per-new-stream count made O(1).
+
+    h2 counts open inbound streams by scanning every stream it holds each time one opens (and
+    purges closed ones on the way): 16k streams opened in one read took 8-16 s. Its limit check is
+    disabled anyway (`_ServerSettings`), so the count is only needed for the purge, which is done
+    when the table has doubled since the last one: amortised O(1) per stream.
+    """
+
+    _purge_at = 64
+
+    @property
+    def open_inbound_streams(self) -> int:  # type: ignore[override]
+        if len(self.streams) > self._purge_at:
+            self._open_streams(1)
+            self._purge_at = max(64, 2 * len(self.streams))
+        return 0
 
 
 class _ServerSettings(Settings):
@@ -84,21 +108,27 @@ class _ServerSettings(Settings):
 
 
 class _Stream:
-    __slots__ = ("headers", "body", "timer", "out")
+    __slots__ = ("headers", "body", "timer", "out", "size", "over")
 
     def __init__(self, headers: Headers) -> None:
         self.headers = headers
         self.body: list[bytes] = []
+        self.size = 0                                   # body bytes buffered (in the budgets)
+        self.over = False                               # past the body limit: answered, dropped
         self.timer: asyncio.TimerHandle | None = None   # pending delayed reply
         self.out: bytes | None = None                   # response body waiting for flow-control credit
 
 
-class H2Protocol(asyncio.Protocol):
+class H2Protocol(ConnGuard, asyncio.Protocol):
     """One HTTP/2 server connection. See INTERFACES.md "Engines" for the contract."""
 
     drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
 
-    def __init__(self, service: Service, conns: set) -> None:
+    def __init__(self, service: Service, conns: set, limits: EdgeLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._max_body = limits.max_body
+        self._body_bytes = 0                      # buffered request bodies (limits: per connection)
+        self._over_budget = False
         self.service = service
         self.conns = conns
         self.conn: ConnInfo | None = None
@@ -123,7 +153,9 @@ class H2Protocol(asyncio.Protocol):
         n = self.service.initial_max_streams(conn)
         n = DEFAULT_MAX_STREAMS if n is None else n
         self._limit = self._announced = n
-        h2 = self._h2 = H2Connection(_CONFIG)
+        self._max_body = body_limit(self.service, conn, self.limits)
+        self._guard_start()
+        h2 = self._h2 = _Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
         # h2 applies this only when an acknowledgement changes it; our values start as current.
         h2.decoder.max_header_list_size = APNS_SETTINGS[SettingCodes.MAX_HEADER_LIST_SIZE]
@@ -134,6 +166,7 @@ class H2Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._reads += 1
         try:
             events = self._h2.receive_data(data)  # type: ignore[union-attr]
         except ProtocolError as exc:
@@ -166,6 +199,9 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._guard_stop()
+        self.limits.bodies.used -= self._body_bytes
+        self._body_bytes = 0
         for stream in self._streams.values():
             if stream.timer is not None:
                 stream.timer.cancel()
@@ -198,13 +234,17 @@ class H2Protocol(asyncio.Protocol):
             if event.flow_controlled_length:  # type: ignore[attr-defined]
                 self._h2.acknowledge_received_data(event.flow_controlled_length, sid)  # type: ignore
             stream = self._streams.get(sid)
-            if stream is not None:
-                stream.body.append(event.data)  # type: ignore[attr-defined]
+            data = event.data  # type: ignore[attr-defined]
+            if stream is not None and data and not stream.over:
+                self._buffer(sid, stream, data)
         elif kind is StreamEnded:
             self._on_end(event.stream_id)  # type: ignore[attr-defined]
         elif kind is StreamReset:
             self._forget(event.stream_id)  # type: ignore[attr-defined]
+            if self._count_reset():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
         elif kind is WindowUpdated or kind is RemoteSettingsChanged:
+            self._ready = True
             if self._blocked:
                 self._resume_bodies()
         elif kind is SettingsAcknowledged:
@@ -220,8 +260,54 @@ class H2Protocol(asyncio.Protocol):
             return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
         if len(self._streams) >= self._limit:
             self._reset(sid, ErrorCodes.REFUSED_STREAM)
+            if self._count_reset():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
             return
         self._streams[sid] = _Stream(headers)
+
+    def _buffer(self, sid: int, stream: _Stream, data: bytes) -> None:
+        """Keep a body chunk, within the stream's limit and the connection's and edge's budgets."""
+        n = len(data)
+        stream.size += n
+        self._body_bytes += n
+        bodies = self.limits.bodies
+        bodies.used += n
+        stream.body.append(data)
+        if stream.size > self._max_body:
+            stream.over = True
+            self._too_big(sid, stream)
+        elif (self._body_bytes > self.limits.conn_body_bytes or bodies.used > bodies.limit) \
+                and not self._over_budget:
+            self._over_budget = True
+            self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def _unbuffer(self, stream: _Stream) -> None:
+        n = stream.size
+        stream.size = 0
+        self._body_bytes -= n
+        self.limits.bodies.used -= n
+
+    def _too_big(self, sid: int, stream: _Stream) -> None:
+        """Answer now from what arrived, then RST_STREAM(NO_ERROR) (RFC 9113 §8.1) so it stops."""
+        body = b"".join(stream.body)
+        stream.body = []
+        self._unbuffer(stream)
+        method = path = None
+        for name, value in stream.headers:
+            if name[:1] != b":":
+                break
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+        if method is None or path is None:
+            del self._streams[sid]
+            self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
+            return
+        reply = too_large_reply(self.service, self.conn, method, path, stream.headers, body)  # type: ignore
+        self._deliver(sid, reply)
+        if sid not in self._streams:                 # answered in full: the rest is not wanted
+            self._reset(sid, ErrorCodes.NO_ERROR)
 
     def _on_end(self, sid: int) -> None:
         stream = self._streams.get(sid)
@@ -242,6 +328,8 @@ class H2Protocol(asyncio.Protocol):
         chunks = stream.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         stream.body = []
+        if stream.size:
+            self._unbuffer(stream)
         try:
             reply = self.service.handle(self.conn, method, path, stream.headers, body)  # type: ignore
         except Exception:
@@ -302,7 +390,7 @@ class H2Protocol(asyncio.Protocol):
             if body:
                 stream.out = body
                 self._send_body(sid, stream)
-        except StreamClosedError:   # the peer reset it in the same batch
+        except _GONE:   # the peer reset it in the same batch
             stream.out = None
         if stream.out is None:
             self._streams.pop(sid, None)
@@ -335,7 +423,7 @@ class H2Protocol(asyncio.Protocol):
                 continue
             try:
                 self._send_body(sid, stream)
-            except StreamClosedError:
+            except _GONE:
                 stream.out = None
                 self._blocked.discard(sid)
             if stream.out is None:
@@ -355,13 +443,16 @@ class H2Protocol(asyncio.Protocol):
     def _reset(self, sid: int, code: ErrorCodes) -> None:
         try:
             self._h2.reset_stream(sid, code)  # type: ignore[union-attr]
-        except StreamClosedError:
+        except _GONE:
             pass   # already closed by the peer: nothing to refuse
 
     def _forget(self, sid: int) -> None:
         stream = self._streams.pop(sid, None)
-        if stream is not None and stream.timer is not None:
-            stream.timer.cancel()
+        if stream is not None:
+            if stream.timer is not None:
+                stream.timer.cancel()
+            if stream.size:
+                self._unbuffer(stream)
         self._blocked.discard(sid)
 
     def _emit_goaway(self, debug: bytes, code: ErrorCodes, last: int | None = None) -> None:
@@ -383,7 +474,10 @@ class H2Protocol(asyncio.Protocol):
         for sid in [s for s in self._streams if s > last]:
             self._forget(sid)   # declared unprocessed: never answered
         if self._drain_timer is None and not self._closed:
-            loop = asyncio.get_running_loop()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:                     # driven by hand (tests): no timer
+                return
             self._drain_timer = loop.call_later(self.drain_timeout, self._close_now)
 
     def _schedule_flush(self) -> None:
@@ -402,7 +496,33 @@ class H2Protocol(asyncio.Protocol):
             self._out.clear()
         if data:
             self.transport.write(data)  # type: ignore[union-attr]
+            if self._paused and self._write_overflow():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM, abort=True)
+                return
         if self._goaway_last is not None and not self._streams:
+            self._close_now()
+
+    # -- guard (pushsim.edge.guard) ----------------------------------------------------------
+
+    def _guard_dead(self) -> bool:
+        return self._closed
+
+    def _owes_answers(self) -> bool:
+        return bool(self._streams)
+
+    def _calm(self, code: int, abort: bool = False) -> None:
+        if abort:
+            self._closed = True
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        self._emit_goaway(b"", ErrorCodes(code))
+        self._close_now()
+
+    def _idle_close(self, abort: bool) -> None:
+        if abort:
+            self._calm(ErrorCodes.NO_ERROR, abort=True)
+        else:
+            self._emit_goaway(idle_goaway_debug(self.service), ErrorCodes.NO_ERROR)
             self._close_now()
 
     def _close_now(self) -> None:
