@@ -62,6 +62,7 @@ _CONFIG = H2Configuration(
 )
 
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
+_SLICE = 16384   # input bytes handed to h2 per event-loop turn
 # A stream h2 no longer knows (closed, or purged from its table): nothing to send on it.
 _GONE = (StreamClosedError, StreamIDTooLowError)
 
@@ -129,6 +130,8 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         self._max_body = limits.max_body
         self._body_bytes = 0                      # buffered request bodies (limits: per connection)
         self._over_budget = False
+        self._backlog = bytearray()               # input not yet given to h2 (see data_received)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.service = service
         self.conns = conns
         self.conn: ConnInfo | None = None
@@ -155,6 +158,10 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         self._limit = self._announced = n
         self._max_body = body_limit(self.service, conn, self.limits)
         self._guard_start()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:                      # driven by hand (tests): each read in one go
+            self._loop = None
         h2 = self._h2 = _Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
         # h2 applies this only when an acknowledgement changes it; our values start as current.
@@ -167,6 +174,36 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         if self._closed:
             return
         self._reads += 1
+        if self._backlog:                         # still working through an earlier read
+            self._backlog += data
+            return
+        if len(data) > _SLICE and self._loop is not None:
+            # h2 spends ~25 µs per frame: one 256 KiB read of PINGs or SETTINGS held the loop
+            # 0.4 s. Work through it a slice per loop turn, reading nothing more meanwhile.
+            self._backlog = bytearray(data[_SLICE:])
+            data = data[:_SLICE]
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            self._loop.call_soon(self._next_slice)
+        self._receive(data)
+
+    def _next_slice(self) -> None:
+        if self._closed:
+            return
+        backlog = self._backlog
+        data = bytes(backlog[:_SLICE])
+        del backlog[:_SLICE]
+        if backlog:
+            self._loop.call_soon(self._next_slice)  # type: ignore[union-attr]
+        self._receive(data)
+        if not backlog and not self._closed and not self._paused:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if not self._closed and not self._backlog:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def _receive(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)  # type: ignore[union-attr]
         except ProtocolError as exc:
@@ -200,6 +237,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._guard_stop()
+        self._backlog.clear()
         self.limits.bodies.used -= self._body_bytes
         self._body_bytes = 0
         for stream in self._streams.values():
