@@ -35,7 +35,7 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFr
 
 ROOT = Path(__file__).parent.parent.parent
 LAUNCH = "import sys; from pushsim.cli import main; sys.exit(main(sys.argv[1:]))"
-IDLE, HANDSHAKE, MAX_CONNS = 3.0, 1.0, 60
+IDLE, HANDSHAKE, MAX_CONNS = 2.0, 1.0, 60
 RSS_BOUND_KB = 50 * 1024
 LATENCY_BOUND = 0.5
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
