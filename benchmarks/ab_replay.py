@@ -1,5 +1,5 @@
 """In-process full APNs path without sockets: replay bytes recorded by `ab_record.py` into the fast
-engine + the real ApnsService + Bench (as `pushsim serve` builds them, GC tuned as serve does), one
+engine + the real ApnsService + Testbed (as `pushsim serve` builds them, GC tuned as serve does), one
 fresh connection per replay; CPU µs per request. Less noisy than h2load on a shared machine.
 
     python benchmarks/ab_replay.py REC.pkl --pairs 40 --warm 4 A=DIR B=DIR ...
@@ -45,7 +45,7 @@ class _Transport:
 
 async def child(a: argparse.Namespace) -> None:
     rec = pickle.load(open(a.rec, "rb"))
-    from pushsim.bench import Bench
+    from pushsim.testbed import Testbed
     from pushsim.config import Config
     from pushsim.credentials import ensure_credentials
     from pushsim.edge.fast_engine import FastH2Protocol
@@ -53,8 +53,8 @@ async def child(a: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     cfg = Config(devices="ios=2000,android=2000", state_dir=rec["state"])
     creds = ensure_credentials(Path(rec["state"]), cfg)
-    bench = Bench(cfg, schedule=loop.call_soon)
-    svc = [p.service for p in build_plans(bench, creds) if p.name == "apns"][0]
+    testbed = Testbed(cfg, schedule=loop.call_soon)
+    svc = [p.service for p in build_plans(testbed, creds) if p.name == "apns"][0]
     if a.gc == "off":
         gc.disable()
     elif a.gc == "serve":                 # as pushsim.server.tune_gc
@@ -75,7 +75,7 @@ async def child(a: argparse.Namespace) -> None:
             proto.data_received(c)
             await asyncio.sleep(0)        # one loop tick per read, as a socket would give: the dispatcher flushes
         dt = time.process_time() - t0
-        print(json.dumps({"us": dt / rec["n"] * 1e6, "stats": bench.ledger.stats() if a.stats else None,
+        print(json.dumps({"us": dt / rec["n"] * 1e6, "stats": testbed.ledger.stats() if a.stats else None,
                           "writes": tr.writes}), flush=True)
 
 

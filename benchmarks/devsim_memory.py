@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/devsim_memory.py [--installs 1000000] [--active N] [--record-limit R]
 
-Builds a Bench with N installs (half iOS, half Android) on the virtual clock, reports the time
+Builds a Testbed with N installs (half iOS, half Android) on the virtual clock, reports the time
 until it is ready and the process RSS; then sends one push through the dispatcher to `--active`
 installs (default: every install), lets an hour of virtual time pass (the pushes settle, or wait
 where the OS holds them), and reports RSS again. Each push looks like one the fakes make: the
@@ -44,11 +44,11 @@ def main() -> None:
     base = rss_mib()
     from device_sim.ledger import Ledger
     from device_sim.notification import Notification
-    from pushsim.bench import Bench
+    from pushsim.testbed import Testbed
     from pushsim.config import Config
     imported = rss_mib()
     t0 = time.perf_counter()
-    bench = Bench(Config(devices=str(args.installs), seed=1, clock="virtual"))
+    testbed = Testbed(Config(devices=str(args.installs), seed=1, clock="virtual"))
     ready = time.perf_counter() - t0
     after_fleet = rss_mib()
     if args.gc == "serve":   # as pushsim.server.tune_gc: RSS is the same, the traffic phase much faster
@@ -56,11 +56,11 @@ def main() -> None:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
     if args.record_limit is not None:
-        bench.ledger.record_limit = args.record_limit
-    limit = bench.ledger.record_limit if "record_limit" in Ledger.__init__.__code__.co_varnames else None
+        testbed.ledger.record_limit = args.record_limit
+    limit = testbed.ledger.record_limit if "record_limit" in Ledger.__init__.__code__.co_varnames else None
     step = max(1, args.installs // max(1, active))
-    t = bench.sched.now
-    fleet, submit = bench.fleet, bench.dispatcher.submit
+    t = testbed.sched.now
+    fleet, submit = testbed.fleet, testbed.dispatcher.submit
     t1 = time.perf_counter()
     for k, i in enumerate(range(0, args.installs, step)):
         ios = fleet.platform[i] == 0
@@ -68,7 +68,7 @@ def main() -> None:
         mid = "%08x-0000-4000-8000-%012x" % (k >> 48, k & 0xFFFFFFFFFFFF)
         submit(Notification("apns" if ios else "fcm", token, i, mid, t + k * 0.001,
                             "background" if ios else "data", 5 if ios else 10, bytes(PAYLOAD)))
-    bench.sched.run_until(t + k * 0.001 + 3600)
+    testbed.sched.run_until(t + k * 0.001 + 3600)
     push_s = time.perf_counter() - t1
     gc.collect()
     after_traffic = rss_mib()
@@ -77,11 +77,11 @@ def main() -> None:
         "rss_mib": {"python": round(base, 1), "imports": round(imported, 1), "fleet": round(after_fleet, 1),
                     "after_traffic": round(after_traffic, 1)},
         "fleet_bytes_per_install": round((after_fleet - imported) * 1048576 / args.installs, 1),
-        "active_installs": len(bench.sim.devices),
-        "bytes_per_active_install": round((after_traffic - after_fleet) * 1048576 / max(1, len(bench.sim.devices))),
-        "record_limit": limit, "records_retained": len(bench.ledger.records),
-        "forgotten": getattr(bench.ledger, "forgotten", None),
-        "traffic_seconds": round(push_s, 3), "funnel": bench.ledger.stats(),
+        "active_installs": len(testbed.device_sim.devices),
+        "bytes_per_active_install": round((after_traffic - after_fleet) * 1048576 / max(1, len(testbed.device_sim.devices))),
+        "record_limit": limit, "records_retained": len(testbed.ledger.records),
+        "forgotten": getattr(testbed.ledger, "forgotten", None),
+        "traffic_seconds": round(push_s, 3), "funnel": testbed.ledger.stats(),
     }, indent=2))
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device_sim.clock import Scheduler  # noqa: E402
 from device_sim.notification import Notification  # noqa: E402
 from device_sim.scenario import run_virtual  # noqa: E402
-from device_sim.testing import virtual_bench  # noqa: E402
+from device_sim.testing import virtual_world  # noqa: E402
 
 
 def scheduler(n: int = 500_000, outstanding: int = 10_000) -> float:
@@ -43,8 +43,8 @@ def scheduler(n: int = 500_000, outstanding: int = 10_000) -> float:
 
 
 def pipeline(n: int = 100_000, installs: int = 10_000) -> float:
-    b = virtual_bench(f"ios={installs // 2},android={installs // 2}", ios={"throttle": False})
-    submit, sim, sched = b.dispatcher.submit, b.sim, b.sched
+    b = virtual_world(f"ios={installs // 2},android={installs // 2}", ios={"throttle": False})
+    submit, sim, sched = b.dispatcher.submit, b.device_sim, b.sched
     notes = []
     t = sched.now
     for k in range(n):

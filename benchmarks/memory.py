@@ -4,7 +4,7 @@
   to its `pushsim ready:` line, RSS of its process tree when ready and after `--memory-pushes` APNs
   pushes over 1000 of its fleet tokens.
 - benchmarks/devsim_memory.py, run by its CLI in a fresh process (its internals belong to device_sim's
-  owner; only its JSON output is read): a Bench with 1M installs, then one push to 10,000 of them.
+  owner; only its JSON output is read): a Testbed with 1M installs, then one push to 10,000 of them.
 """
 from __future__ import annotations
 

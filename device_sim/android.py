@@ -10,53 +10,52 @@ notification (7-day window); force-stopped apps get nothing; onMessageReceived h
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import TYPE_CHECKING
 
 from .device import NO_LIST, NO_MAP, Device
 from .notification import Notification
-from .params import DAY
+from .os_host import OsHost
+from .params import DAY, AndroidParams, AppParams
 from .profile import FOREGROUND, NEVER, STOPPED, unit
-
-if TYPE_CHECKING:
-    from .sim import DeviceSim
 
 
 class AndroidPolicy:
-    def __init__(self, sim: DeviceSim) -> None:
-        self.sim = sim
-        self.p = sim.params.android
+    def __init__(self, host: OsHost, params: AndroidParams, app: AppParams, seed: int) -> None:
+        """`app` = the app's settings (how often its data messages show a notification); `seed` places
+        each install's Doze windows."""
+        self.host = host
+        self.params, self.app_params, self.seed = params, app, seed
 
     # FCM store while offline ----------------------------------------------------------------------
     def arrive(self, d: Device, n: Notification, t: float) -> None:
-        sim, p = self.sim, self.p
+        host, p = self.host, self.params
         if n.drop_reason:
-            sim.drop(n, n.drop_reason, t)
+            host.drop(n, n.drop_reason, t)
             return
         if d.state == STOPPED:
-            sim.drop(n, "force-stopped", t)
+            host.drop(n, "force-stopped", t)
             return
         if d.state == NEVER:
-            sim.drop(n, "never-launched", t)
+            host.drop(n, "never-launched", t)
             return
-        if sim.online(d, t):
+        if host.online(d, t):
             self.route(d, n, t)
             return
         if n.expiration == 0.0:
-            sim.drop(n, "ttl-zero", t)
+            host.drop(n, "ttl-zero", t)
             return
-        sim.repend(n, "stored-offline")
-        sim.expire_at(n, d, sim.expiry_time(n, t, p.store_max))
+        host.repend(n, "stored-offline")
+        host.expire_at(n, d, host.expiry_time(n, t, p.store_max))
         key = n.collapse_id
         if key is not None:
             if d.collapse is NO_MAP:
                 d.collapse = {}
             old = d.collapse.pop(key, None)
             if old is not None:
-                sim.drop(old, "collapsed", t)
+                host.drop(old, "collapsed", t)
             elif len(d.collapse) >= p.max_collapse_keys:
                 # FCM keeps four keys "with no guarantee which"; a seeded pick stands in for it.
                 victim = sorted(d.collapse)[d.rng.randrange(len(d.collapse))]
-                sim.drop(d.collapse.pop(victim), "collapse-key-limit", t)
+                host.drop(d.collapse.pop(victim), "collapse-key-limit", t)
             d.collapse[key] = n
         else:
             if d.stored_list is NO_LIST:
@@ -64,21 +63,21 @@ class AndroidPolicy:
             d.stored_list.append(n)
             if len(d.stored_list) > p.max_pending:
                 for m in d.stored_list:
-                    sim.drop(m, "too-many-pending", t)
+                    host.drop(m, "too-many-pending", t)
                 d.stored_list = NO_LIST
                 d.deleted_pending = True
-                sim.metrics.overflows += 1
-        sim.ensure_reconnect(d, t)
+                host.metrics.overflows += 1
+        host.ensure_reconnect(d, t)
 
     def reconnect(self, d: Device, t: float) -> None:
         if d.deleted_pending:
             d.deleted_pending = False
-            self.sim.metrics.deleted_messages_events += 1
+            self.host.metrics.deleted_messages_events += 1
         msgs = [*d.stored_list, *d.collapse.values()]
         d.stored_list, d.collapse = NO_LIST, NO_MAP
         d.rng.shuffle(msgs)            # FCM does not guarantee order; seeded so replays agree
         for m in msgs:
-            self.sim.cancel_expiry(m)
+            self.host.cancel_expiry(m)
             self.route(d, m, t)
 
     def expire(self, d: Device, n: Notification, t: float) -> None:
@@ -90,28 +89,28 @@ class AndroidPolicy:
             d.deferred.remove(n)
         else:
             return
-        self.sim.drop(n, "ttl-expired", t)
+        self.host.drop(n, "ttl-expired", t)
 
     # the device ---------------------------------------------------------------------------------------
     def route(self, d: Device, n: Notification, t: float) -> None:
         high = n.priority >= 10 and self._stays_high(d, t)
         if not high and self.dozing(d, t):
             if n.expiration == 0.0:
-                self.sim.drop(n, "ttl-zero", t)
+                self.host.drop(n, "ttl-zero", t)
                 return
             if d.deferred is NO_LIST:
                 d.deferred = []
             d.deferred.append(n)
-            self.sim.metrics.doze_deferred += 1
-            self.sim.repend(n, "deferred-doze")
-            self.sim.expire_at(n, d, self.sim.expiry_time(n, t, self.p.store_max))
-            if not self.sim.sched.active(d.window_timer):
-                d.window_timer = self.sim.sched.call_at(self.next_window(d, t), self._window, d)
+            self.host.metrics.doze_deferred += 1
+            self.host.repend(n, "deferred-doze")
+            self.host.expire_at(n, d, self.host.expiry_time(n, t, self.params.store_max))
+            if not self.host.sched.active(d.window_timer):
+                d.window_timer = self.host.sched.call_at(self.next_window(d, t), self._window, d)
             return
         self._deliver(d, n, t, high)
 
     def _stays_high(self, d: Device, t: float) -> bool:
-        p, m = self.p, self.sim.metrics
+        p, m = self.params, self.host.metrics
         q = d.quiet_hp
         if q:
             old = bisect_right(q, t - p.deprioritize_window)
@@ -120,8 +119,8 @@ class AndroidPolicy:
             if len(q) >= p.deprioritize_after:
                 m.deprioritized += 1
                 return False
-        cap = p.bucket_caps.get(d.p.bucket)
-        if cap is not None and d.p.os_version <= p.bucket_cap_max_os and not d.p.charging:
+        cap = p.bucket_caps.get(d.profile.bucket)
+        if cap is not None and d.profile.os_version <= p.bucket_cap_max_os and not d.profile.charging:
             h = d.hp_times
             if h is None:
                 h = d.hp_times = []
@@ -134,43 +133,43 @@ class AndroidPolicy:
         return True
 
     def _deliver(self, d: Device, n: Notification, t: float, high: bool) -> None:
-        sim = self.sim
-        sim.deliver(n, t)
+        host = self.host
+        host.deliver(n, t)
         if high and d.hp_times is not None:
             d.hp_times.append(t)
         if n.push_type == "notification" and d.state != FOREGROUND:
-            sim.metrics.notifications_shown += 1      # the system tray shows it; no app code runs
+            host.metrics.notifications_shown += 1      # the system tray shows it; no app code runs
             return
-        if high and n.push_type != "notification" and d.rng.random() >= sim.params.app.data_shows_notification:
+        if high and n.push_type != "notification" and d.rng.random() >= self.app_params.data_shows_notification:
             if d.quiet_hp is None:
                 d.quiet_hp = []
             d.quiet_hp.append(t)
-        sim.app.run_task(d, n, t, self.p.handler_window)
+        host.app.run_task(d, n, t, self.params.handler_window)
 
     # Doze -------------------------------------------------------------------------------------------
     def _phase(self, d: Device) -> float:
-        return unit(self.sim.seed, d.index, 5) * self.p.doze_interval
+        return unit(self.seed, d.index, 5) * self.params.doze_interval
 
     def dozing(self, d: Device, t: float) -> bool:
-        if not d.p.doze or d.p.charging or d.state == FOREGROUND:
+        if not d.profile.doze or d.profile.charging or d.state == FOREGROUND:
             return False
-        return (t + self._phase(d)) % self.p.doze_interval >= self.p.doze_window
+        return (t + self._phase(d)) % self.params.doze_interval >= self.params.doze_window
 
     def next_window(self, d: Device, t: float) -> float:
-        iv = self.p.doze_interval
+        iv = self.params.doze_interval
         return t + (iv - (t + self._phase(d)) % iv)
 
     def _window(self, d: Device) -> None:
         d.window_timer = None
-        self.flush_deferred(d, self.sim.sched.now)
+        self.flush_deferred(d, self.host.sched.now)
 
     def flush_deferred(self, d: Device, t: float) -> None:
         msgs, d.deferred = d.deferred, NO_LIST
-        self.sim.sched.cancel(d.window_timer)
+        self.host.sched.cancel(d.window_timer)
         d.window_timer = None
         d.rng.shuffle(msgs)
         for m in msgs:
-            self.sim.cancel_expiry(m)
+            self.host.cancel_expiry(m)
             self._deliver(d, m, t, False)
 
     # user actions -----------------------------------------------------------------------------------
@@ -182,7 +181,7 @@ class AndroidPolicy:
 
     def on_stop(self, d: Device, t: float) -> None:
         for m in d.deferred:
-            self.sim.cancel_expiry(m)
-            self.sim.drop(m, "force-stopped", t)
+            self.host.cancel_expiry(m)
+            self.host.drop(m, "force-stopped", t)
         d.deferred = NO_LIST
-        self.sim.sched.cancel(d.window_timer)
+        self.host.sched.cancel(d.window_timer)

@@ -47,7 +47,7 @@ Fetcher = Callable[[FetchEffect, Callable[[bool], None]], None]
 class AppModel:
     def __init__(self, sim: DeviceSim) -> None:
         self.sim = sim
-        self.p = sim.params.app
+        self.params = sim.params.app
         self._open_cb = self._open_timer    # one bound method for every install's open timer
 
     # content versions ------------------------------------------------------------------------
@@ -62,7 +62,7 @@ class AppModel:
 
     # background work ---------------------------------------------------------------------------
     def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
-        sim, p, r = self.sim, self.p, d.rng
+        sim, p, r = self.sim, self.params, d.rng
         sim.metrics.tasks_started += 1
         dur = p.task_median * math.exp(p.task_sigma * r.gauss(0.0, 1.0)) if p.task_sigma else p.task_median
         ok = r.random() >= p.failure_rate
@@ -80,7 +80,7 @@ class AppModel:
 
     def _start_fetch(self, d: Device, n: Notification, t: float, window: float | None, version: int,
                      ok: bool, url: str) -> None:
-        sim, p = self.sim, self.p
+        sim, p = self.sim, self.params
         task = _Task(d, n.seq, t, window, version, ok)
         sim.metrics.fetches += 1
         limit = min(p.fetch_timeout, window) if window is not None else p.fetch_timeout
@@ -125,7 +125,7 @@ class AppModel:
 
     # user opens ----------------------------------------------------------------------------------
     def schedule_open(self, d: Device, t: float) -> None:
-        rate = d.p.opens_per_day
+        rate = d.profile.opens_per_day
         if rate > 0:
             self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_cb, d)
 
@@ -146,7 +146,7 @@ class AppModel:
             m.ready_opens += 1
         d.state = FOREGROUND
         self.sim.sched.cancel(d.session_timer)
-        d.session_timer = self.sim.sched.call_at(t + self.p.session, self._session_end, d)
+        d.session_timer = self.sim.sched.call_at(t + self.params.session, self._session_end, d)
         self.sim.on_open(d, t)
 
     def _session_end(self, d: Device) -> None:

@@ -25,7 +25,7 @@ class Device(Stream):
     active install. It continues the stream the profile was drawn from."""
 
     __slots__ = (
-        "index", "p", "state", "forced_online",
+        "index", "profile", "state", "forced_online",
         "reconnect_timer", "session_timer", "version", "version_at", "ready",
         "announced", "announced_at", "conn_slot", "conn_up",
     )
@@ -49,7 +49,7 @@ class Device(Stream):
 
     def __init__(self, index: int, profile: Profile, rng: Stream) -> None:
         self.key, self.n = rng.key, rng.n
-        self.index, self.p = index, profile
+        self.index, self.profile = index, profile
         self.state = profile.app_state
         self.forced_online: bool | None = None
         self.reconnect_timer: Timer | None = None

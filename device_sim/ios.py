@@ -9,113 +9,110 @@ Low Power Mode and Background App Refresh off hold background pushes; the app ha
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from .device import Device
 from .notification import Notification
-from .params import DAY
+from .os_host import OsHost
+from .params import DAY, IosParams
 from .profile import FOREGROUND, NEVER, STOPPED
-
-if TYPE_CHECKING:
-    from .sim import DeviceSim
 
 
 class IosPolicy:
-    def __init__(self, sim: DeviceSim) -> None:
-        self.sim = sim
-        self.p = sim.params.ios
+    def __init__(self, host: OsHost, params: IosParams) -> None:
+        self.host = host
+        self.params = params
 
     # APNs store-and-forward --------------------------------------------------------------------
     def arrive(self, d: Device, n: Notification, t: float) -> None:
-        sim = self.sim
-        if sim.online(d, t):
+        host = self.host
+        if host.online(d, t):
             self.receive(d, n, t)
             return
         if n.expiration == 0.0:
-            sim.drop(n, "expired", t)          # one attempt, the device is not there, no storage
+            host.drop(n, "expired", t)          # one attempt, the device is not there, no storage
             return
         if d.stored is not None:
-            sim.drop(d.stored, "superseded", t)
+            host.drop(d.stored, "superseded", t)
         d.stored = n
-        sim.repend(n, "stored-offline")
-        sim.expire_at(n, d, sim.expiry_time(n, t, self.p.store_max))
-        sim.ensure_reconnect(d, t)
+        host.repend(n, "stored-offline")
+        host.expire_at(n, d, host.expiry_time(n, t, self.params.store_max))
+        host.ensure_reconnect(d, t)
 
     def reconnect(self, d: Device, t: float) -> None:
         n, d.stored = d.stored, None
         if n is not None:
-            self.sim.cancel_expiry(n)
+            self.host.cancel_expiry(n)
             self.receive(d, n, t)
 
     def expire(self, d: Device, n: Notification, t: float) -> None:
         if d.stored is n:
             d.stored = None
-            self.sim.drop(n, "expired", t)
+            self.host.drop(n, "expired", t)
 
     # the device ------------------------------------------------------------------------------------
     def receive(self, d: Device, n: Notification, t: float) -> None:
-        sim = self.sim
+        host = self.host
         if n.drop_reason:
-            sim.drop(n, n.drop_reason, t)
+            host.drop(n, n.drop_reason, t)
             return
         if d.state == NEVER:
-            sim.drop(n, "never-launched", t)
+            host.drop(n, "never-launched", t)
             return
         if n.push_type != "background":
             # Alerts and the other push types are handled by the system, outside the background budget.
-            sim.deliver(n, t)
+            host.deliver(n, t)
             if n.push_type == "alert":
-                sim.metrics.alerts_shown += 1
+                host.metrics.alerts_shown += 1
             return
         if d.state == STOPPED:
-            sim.drop(n, "force-quit", t)
+            host.drop(n, "force-quit", t)
             return
         if d.state == FOREGROUND:
-            sim.deliver(n, t)
-            sim.app.run_task(d, n, t, None)
+            host.deliver(n, t)
+            host.app.run_task(d, n, t, None)
             return
-        if not self.p.throttle:
+        if not self.params.throttle:
             self._wake(d, n, t)
             return
         if d.held is not None:
-            sim.drop(d.held, "coalesced", t)
+            host.drop(d.held, "coalesced", t)
         d.held = n
         self.try_release(d, t)     # delivers it, or re-pends it with the reason it waits for
 
     def _wake(self, d: Device, n: Notification, t: float) -> None:
-        self.sim.deliver(n, t)
-        self.sim.app.run_task(d, n, t, self.p.background_window)
+        self.host.deliver(n, t)
+        self.host.app.run_task(d, n, t, self.params.background_window)
 
     def try_release(self, d: Device, t: float) -> None:
         """Deliver the held push if power settings and the budgets allow, else say why it waits."""
         n = d.held
         if n is None:
             return
-        sim = self.sim
-        if d.p.low_power:
-            sim.repend(n, "held-low-power")
-        elif not d.p.bar:
-            sim.repend(n, "held-background-refresh-off")
+        host = self.host
+        if d.profile.low_power:
+            host.repend(n, "held-low-power")
+        elif not d.profile.bar:
+            host.repend(n, "held-background-refresh-off")
         elif self._take(d, t):
             d.held = None
-            sim.sched.cancel(d.held_timer)
+            host.sched.cancel(d.held_timer)
             self._wake(d, n, t)
         else:
-            sim.repend(n, "held-budget")
+            host.repend(n, "held-budget")
             at = self._next_budget(d, t)
             if math.isinf(at):
                 return
-            if not (sim.sched.active(d.held_timer) and d.held_timer[0] <= at):   # type: ignore[index]
-                sim.sched.cancel(d.held_timer)
-                d.held_timer = sim.sched.call_at(at, self._release_timer, d)
+            if not (host.sched.active(d.held_timer) and d.held_timer[0] <= at):   # type: ignore[index]
+                host.sched.cancel(d.held_timer)
+                d.held_timer = host.sched.call_at(at, self._release_timer, d)
 
     def _release_timer(self, d: Device) -> None:
         d.held_timer = None
-        self.try_release(d, self.sim.sched.now)
+        self.try_release(d, self.host.sched.now)
 
     # budgets ------------------------------------------------------------------------------------------
     def _refill(self, d: Device, t: float) -> None:
-        p = self.p
+        p = self.params
         if t > d.tokens_t:
             d.tokens = min(p.budget_burst, d.tokens + (t - d.tokens_t) * p.budget_per_hour / 3600.0)
             d.tokens_t = t
@@ -125,7 +122,7 @@ class IosPolicy:
 
     def _take(self, d: Device, t: float) -> bool:
         self._refill(d, t)
-        if d.tokens >= 1.0 - 1e-9 and d.day_used < self.p.daily_budget:   # float refill may land a hair short
+        if d.tokens >= 1.0 - 1e-9 and d.day_used < self.params.daily_budget:   # float refill may land a hair short
             d.tokens -= 1.0
             d.day_used += 1
             return True
@@ -134,26 +131,26 @@ class IosPolicy:
     def _next_budget(self, d: Device, t: float) -> float:
         at = t
         if d.tokens < 1.0:
-            rate = self.p.budget_per_hour / 3600.0
+            rate = self.params.budget_per_hour / 3600.0
             # at least a millisecond later: device times near 1.7e9 s cannot tell smaller steps apart
             at = t + max(0.001, (1.0 - d.tokens) / rate) if rate > 0 else math.inf
-        if d.day_used >= self.p.daily_budget:
+        if d.day_used >= self.params.daily_budget:
             at = max(at, d.day_start + DAY)
         return at
 
     def on_overrun(self, d: Device) -> None:
-        d.tokens -= self.p.overrun_penalty    # iOS gives apps that overrun fewer future wakes
+        d.tokens -= self.params.overrun_penalty    # iOS gives apps that overrun fewer future wakes
 
     # user actions ---------------------------------------------------------------------------------
     def on_open(self, d: Device, t: float) -> None:
         n, d.held = d.held, None
         if n is not None:
-            self.sim.sched.cancel(d.held_timer)
-            self.sim.deliver(n, t)
-            self.sim.app.run_task(d, n, t, None)
+            self.host.sched.cancel(d.held_timer)
+            self.host.deliver(n, t)
+            self.host.app.run_task(d, n, t, None)
 
     def on_stop(self, d: Device, t: float) -> None:
         n, d.held = d.held, None
         if n is not None:
-            self.sim.sched.cancel(d.held_timer)
-            self.sim.drop(n, "force-quit", t)
+            self.host.sched.cancel(d.held_timer)
+            self.host.drop(n, "force-quit", t)

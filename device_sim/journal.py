@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 from .notification import Notification
 
@@ -33,10 +34,19 @@ class Entry:
         return d
 
 
+IdAllocator = Callable[[float, int], int]     # (entry time, next free id) → the id to give the entry
+
+
 class Journal:
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
+        self._ids: IdAllocator | None = None
         self.reset()
+
+    def allocate_ids(self, ids: IdAllocator) -> None:
+        """Take entry ids from `ids` instead of counting 0, 1, 2, ... It must return an id at least
+        the next free one (ids stay increasing); e.g. a cluster worker's time-ordered ids."""
+        self._ids = ids
 
     def reset(self) -> None:
         self.entries: deque[Entry] = deque(maxlen=self.limit)
@@ -44,8 +54,10 @@ class Journal:
 
     def add(self, t: float, service: str, method: str, path: str, token: str | None, status: int,
             reason: str | None, message_id: str | None, note: Notification | None = None) -> Entry:
-        e = Entry(self.next_id, t, service, method, path, token, status, reason, message_id, note)
-        self.next_id += 1
+        ids = self._ids
+        eid = self.next_id if ids is None else ids(t, self.next_id)
+        e = Entry(eid, t, service, method, path, token, status, reason, message_id, note)
+        self.next_id = eid + 1
         self.entries.append(e)
         return e
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import orjson
 
@@ -21,9 +21,7 @@ from .notification import Notification
 from .params import SimParams
 from .profile import FleetMix
 from .sim import outcome_digest
-
-if TYPE_CHECKING:
-    from pushsim.bench import Bench
+from .world import World, WorldSettings
 
 FORMAT = "pushsim-journal/1"
 
@@ -38,12 +36,12 @@ def _runs(values: Iterable[int]) -> list[list[int]]:
     return out
 
 
-def export_jsonl(bench: Bench) -> Iterator[str]:
-    """The bench's accepted notifications as JSONL lines (each ends with a newline), for replay."""
-    sim, ledger, fleet, clock = bench.sim, bench.ledger, bench.fleet, bench.clock
+def export_jsonl(world: World) -> Iterator[str]:
+    """The world's accepted notifications as JSONL lines (each ends with a newline), for replay."""
+    sim, ledger, fleet, clock = world.device_sim, world.ledger, world.fleet, world.clock
     if clock.mode != "virtual":
         sim.advance()
-    cfg = bench.config
+    cfg = world.settings
     header = {
         "type": "header", "format": FORMAT, "seed": cfg.seed, "clock": clock.spec(),
         "now": sim.sched.now, "digest": outcome_digest(ledger), "complete": ledger.forgotten == 0,
@@ -95,9 +93,6 @@ def _mix_from(d: dict[str, Any]) -> FleetMix:
 
 def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = None) -> ReplayResult:
     """Re-run an exported journal in virtual time; `trace` = a seq whose every transition to record."""
-    from pushsim.bench import Bench      # the same world the live run used, on the virtual clock
-    from pushsim.config import Config
-
     header: dict[str, Any] | None = None
     states: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
@@ -117,10 +112,11 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
     seed = int(header["seed"]) if seed is None else seed
     first = min([n["at"] for n in notes] + [s["t"] for s in states] + [float(header["now"])])
     apps = header.get("apps") or [["com.example.app", "com.example.app"]]
-    cfg = Config(devices="0", seed=seed, clock="virtual", environment=header.get("environment", "sandbox"),
-                 bundle_id=apps[0][0], extra={"start": repr(first)})
-    bench = Bench(cfg, settings=(SimParams.from_dict(header["params"]), _mix_from(header["mix"])))
-    fleet = bench.fleet
+    # The same world the live run used, on the virtual clock.
+    settings = WorldSettings(devices="0", seed=seed, clock="virtual", environment=header.get("environment", "sandbox"),
+                             bundle_id=apps[0][0], start=first)
+    world = World(settings, rules=(SimParams.from_dict(header["params"]), _mix_from(header["mix"])))
+    fleet = world.fleet
     for a in apps[1:]:
         fleet.add_app(App(a[0], a[1]))
     envs = [e for e, c in header["env_of"] for _ in range(c)]
@@ -135,16 +131,16 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
     if trace is not None:
         def on_event(rec: Record, at: float | None) -> None:
             if rec.note.seq == trace:
-                steps.append({"t": bench.sched.now, "outcome": rec.outcome.value, "reason": rec.reason})
-        bench.ledger.subscribe(on_event)
+                steps.append({"t": world.sched.now, "outcome": rec.outcome.value, "reason": rec.reason})
+        world.ledger.subscribe(on_event)
 
-    sim, sched = bench.sim, bench.sched
+    sim, sched = world.device_sim, world.sched
     states.sort(key=lambda s: (s["pos"], s["t"]))
     notes.sort(key=lambda n: n["seq"])
     k = 0
     t0 = time.perf_counter()
     for nd in notes:
-        while k < len(states) and states[k]["pos"] <= bench.ledger.accepted:
+        while k < len(states) and states[k]["pos"] <= world.ledger.accepted:
             sched.run_until(states[k]["t"])
             sim.set_state(int(states[k]["install"]), **states[k]["set"])
             k += 1
@@ -152,7 +148,7 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
                          nd["push_type"], int(nd["priority"]), base64.b64decode(nd["payload"]),
                          expiration=nd["exp_at"], collapse_id=nd["collapse_id"],
                          content_available=bool(nd["content_available"]), drop_reason=nd["drop_reason"])
-        bench.dispatcher.submit(n)
+        world.dispatcher.submit(n)
         if trace is not None and n.seq == trace:
             steps.insert(0, {"t": n.received_at, "outcome": "pending", "reason": "queued",
                              "message_id": n.message_id, "install": n.install})
@@ -161,6 +157,6 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
         sim.set_state(int(s["install"]), **s["set"])
     sched.run_until(float(header["now"]))
     wall = time.perf_counter() - t0
-    bench.ledger.check()
-    return ReplayResult(outcome_digest(bench.ledger), header.get("digest"), bool(header.get("complete", True)),
-                        bench.ledger.stats(), sim.stats(), len(notes), wall, steps)
+    world.ledger.check()
+    return ReplayResult(outcome_digest(world.ledger), header.get("digest"), bool(header.get("complete", True)),
+                        world.ledger.stats(), sim.stats(), len(notes), wall, steps)

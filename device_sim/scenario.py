@@ -19,6 +19,7 @@ from .notification import Notification
 from .params import SimParams
 from .profile import FleetMix, mix64
 from .sim import outcome_digest
+from .world import VIRTUAL_EPOCH, World, WorldSettings
 
 _DEFAULT_PAYLOAD = {"background": b'{"aps":{"content-available":1}}',
                     "alert": b'{"aps":{"alert":"hello"}}',
@@ -78,19 +79,15 @@ class Summary:
 
 def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
     """Run a scenario in virtual time; the same scenario and seed always give the same digest."""
-    from pushsim.bench import VIRTUAL_EPOCH, Bench   # the bench is the world the fakes share
-    from pushsim.config import Config
-
     doc = load(scenario) if isinstance(scenario, (str, Path)) else scenario
     start = float(doc.get("start", VIRTUAL_EPOCH))
     duration = float(doc.get("duration", 86_400))
     fleet_doc = doc.get("fleet", {})
-    cfg = Config(devices=str(fleet_doc.get("devices", "ios=1")), seed=seed, clock="virtual",
-                 extra={"start": str(start)})
-    bench = Bench(cfg, settings=sim_settings(doc))
-    sim, sched = bench.sim, bench.sched
+    world = World(WorldSettings(devices=str(fleet_doc.get("devices", "ios=1")), seed=seed, clock="virtual",
+                                start=start), rules=sim_settings(doc))
+    sim, sched = world.device_sim, world.sched
     for i, rule in enumerate(doc.get("traffic", [])):
-        _Traffic(bench, i, rule, seed).start(start, start + duration)
+        _Traffic(world, i, rule, seed).start(start, start + duration)
     for ev in doc.get("events", []):
         changes = dict(ev.get("set", {}))
         sched.call_at(start + float(ev["at"]),
@@ -98,17 +95,17 @@ def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
     t0 = time.perf_counter()
     sched.run_until(start + duration)
     wall = time.perf_counter() - t0
-    bench.ledger.check()
-    return Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(bench.ledger),
-                   bench.ledger.stats(), sim.stats(), sim.events + sched.fired, wall)
+    world.ledger.check()
+    return Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(world.ledger),
+                   world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall)
 
 
 class _Traffic:
     """One `[[traffic]]` rule: every tick, one push to each target install."""
 
-    def __init__(self, bench: Any, rule_no: int, rule: dict[str, Any], seed: int) -> None:
-        self.bench, self.rule_no, self.seed = bench, rule_no, seed
-        fleet = bench.fleet
+    def __init__(self, world: World, rule_no: int, rule: dict[str, Any], seed: int) -> None:
+        self.world, self.rule_no, self.seed = world, rule_no, seed
+        fleet = world.fleet
         platform = rule.get("platform", "ios")
         want = IOS if platform == "ios" else 1
         sel = rule.get("installs", "all")
@@ -133,7 +130,7 @@ class _Traffic:
 
     def start(self, start: float, end: float) -> None:
         self.end = end
-        self.bench.sched.call_at(start + self._gap(), self._tick)
+        self.world.sched.call_at(start + self._gap(), self._tick)
 
     def _gap(self) -> float:
         if not self.poisson:
@@ -143,7 +140,7 @@ class _Traffic:
         return -math.log(1.0 - u) * self.interval
 
     def _tick(self, _arg: object) -> None:
-        b = self.bench
+        b = self.world
         t = b.sched.now
         if t >= self.end:
             return

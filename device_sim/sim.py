@@ -33,8 +33,8 @@ class DeviceSim:
         self.seed = seed
         self.metrics = Metrics()
         self.app = AppModel(self)
-        self.ios = IosPolicy(self)
-        self.android = AndroidPolicy(self)
+        self.ios = IosPolicy(self, self.params.ios)
+        self.android = AndroidPolicy(self, self.params.android, self.params.app, seed)
         self.devices: dict[int, Device] = {}
         self._expiry: dict[int, Timer] = {}
         self.events = 0
@@ -100,7 +100,7 @@ class DeviceSim:
     def online(self, d: Device, t: float) -> bool:
         if d.forced_online is not None:
             return d.forced_online
-        off = d.p.offline
+        off = d.profile.offline
         if off <= 0.0:
             return True
         if off >= 1.0:
@@ -111,12 +111,12 @@ class DeviceSim:
         return d.conn_up
 
     def next_online(self, d: Device, t: float) -> float | None:
-        if d.forced_online is not None or d.p.offline >= 1.0:
+        if d.forced_online is not None or d.profile.offline >= 1.0:
             return None            # forced offline: only set_state(online=True) brings it back
         slot_len = self.params.connectivity_slot
         slot = int(t // slot_len) + 1
         for _ in range(100_000):
-            if unit(self.seed, d.index, 4, slot) >= d.p.offline:
+            if unit(self.seed, d.index, 4, slot) >= d.profile.offline:
                 return slot * slot_len
             slot += 1
         return None
@@ -181,7 +181,7 @@ class DeviceSim:
         if self.clock.mode != "virtual":
             self.advance()
         t = self.sched.now
-        self.interventions.append((t, self.ledger._next_seq, index, dict(changes)))
+        self.interventions.append((t, self.ledger.next_seq, index, dict(changes)))
         d = self.device(index, t)
         policy = self.ios if d.ios else self.android
         for key, value in changes.items():
@@ -192,13 +192,13 @@ class DeviceSim:
             elif key == "online":
                 d.forced_online = None if value is None else bool(value)
             elif key in ("low_power", "bar", "charging", "doze"):
-                setattr(d.p, key, bool(value))
+                setattr(d.profile, key, bool(value))
             elif key == "bucket":
                 if value not in BUCKETS:
                     raise ValueError(f"unknown standby bucket {value!r}")
-                d.p.bucket = str(value)
+                d.profile.bucket = str(value)
             elif key == "os_version":
-                d.p.os_version = int(value)
+                d.profile.os_version = int(value)
             elif key != "open":
                 raise ValueError(f"unknown device setting {key!r}")
         if changes.get("open"):
@@ -227,9 +227,9 @@ class DeviceSim:
                     "bucket": p.bucket, "active": False}
         t = self.sched.now
         out: dict[str, object] = {
-            "app_state": d.state, "os_version": d.p.os_version, "online": self.online(d, t),
-            "low_power": d.p.low_power, "background_app_refresh": d.p.bar, "charging": d.p.charging,
-            "doze": d.p.doze, "bucket": d.p.bucket, "active": True, "content_version": d.version,
+            "app_state": d.state, "os_version": d.profile.os_version, "online": self.online(d, t),
+            "low_power": d.profile.low_power, "background_app_refresh": d.profile.bar, "charging": d.profile.charging,
+            "doze": d.profile.doze, "bucket": d.profile.bucket, "active": True, "content_version": d.version,
             "stored": d.stored_count(), "held": d.held.seq if d.held is not None else None,
             "deferred": len(d.deferred),
         }

@@ -1,4 +1,4 @@
-"""Prometheus text exposition of the bench's accounting, overall and per service.
+"""Prometheus text exposition of the testbed's accounting, overall and per service.
 
 Overall counters come straight from the ledger (exact). Per-service counts are kept here: requests
 by reading new journal entries at scrape time (only the entries added since the previous scrape),
@@ -26,8 +26,8 @@ def _labels(**kv: object) -> str:
 
 
 class Metrics:
-    def __init__(self, bench: Any) -> None:
-        self.bench = bench
+    def __init__(self, testbed: Any) -> None:
+        self.testbed = testbed
         self._unsubscribe: Callable[[], None] | None = None
         self.reset()
 
@@ -36,7 +36,7 @@ class Metrics:
         self.requests: Counter[tuple[str, int]] = Counter()         # (service, status)
         self.accepted: Counter[str] = Counter()
         self.rejected: Counter[tuple[str, str]] = Counter()         # (service, reason)
-        self._journal_seen = self.bench.journal.next_id
+        self._journal_seen = self.testbed.journal.next_id
 
     def close(self) -> None:
         if self._unsubscribe is not None:
@@ -48,21 +48,21 @@ class Metrics:
             return
         # Same thread as the ledger's writers (the event loop): nothing settles between the scan
         # and the subscription.
-        for rec in self.bench.ledger.records.values():
+        for rec in self.testbed.ledger.records.values():
             if rec.outcome is not Outcome.PENDING:
                 self.settled[(rec.note.service, rec.outcome.value, rec.reason or "")] += 1
-        self._unsubscribe = self.bench.ledger.subscribe(self._on_settle)
+        self._unsubscribe = self.testbed.ledger.subscribe(self._on_settle)
 
     def _on_settle(self, rec: Record, at: float | None) -> None:
         if rec.outcome is not Outcome.PENDING:
             self.settled[(rec.note.service, rec.outcome.value, rec.reason or "")] += 1
 
     def _catch_up(self) -> None:
-        journal = self.bench.journal
+        journal = self.testbed.journal
         start = self._journal_seen
         if journal.next_id == start:
             return
-        if journal.next_id < start:   # the bench was reset behind our back: start over
+        if journal.next_id < start:   # the testbed was reset behind our back: start over
             self.reset()
             start = 0
         new = []
@@ -81,7 +81,7 @@ class Metrics:
     def render(self) -> str:
         self._follow_settles()
         self._catch_up()
-        led = self.bench.ledger
+        led = self.testbed.ledger
         out: list[str] = []
 
         def family(name: str, kind: str, help_: str, samples: list[tuple[str, object]]) -> None:
@@ -108,5 +108,5 @@ class Metrics:
                [(_labels(service=s, reason=r), n) for (s, o, r), n in settled if o == "dropped"])
         family("pushsim_requests_total", "counter", "Requests answered, by service and HTTP status.",
                [(_labels(service=s, status=st), n) for (s, st), n in sorted(self.requests.items())])
-        family("pushsim_devices", "gauge", "Installs in the simulated fleet.", [("", len(self.bench.fleet))])
+        family("pushsim_devices", "gauge", "Installs in the simulated fleet.", [("", len(self.testbed.fleet))])
         return "\n".join(out) + "\n"

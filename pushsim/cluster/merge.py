@@ -1,10 +1,53 @@
-"""Pure functions that make N workers' control-API answers look like one server's."""
+"""Pure functions that make N workers' control-API answers look like one server's.
+
+The control-API table (pushsim/control.py `ROUTES`) names a merged route's function here: `journal`,
+`fleet_stats`, `metrics`. Each takes the workers' `Answers` and returns (content type, body); the
+`merge_*` functions under them do the work on parsed data.
+"""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every worker's 200 answer to the same GET, in worker order."""
+    bodies: list[bytes]
+    content_type: str              # worker 0's
+    query: Mapping[str, str]       # the request's (the workers have validated it)
+    workers: int
+    asked_at: float                # wall time the hub started asking
+    stats: dict[str, Any] | None   # the hub's consistent /stats, for a merge in NEEDS_STATS
+
+
+NEEDS_STATS = {"fleet_stats"}
+
+
+def journal(a: Answers) -> tuple[str, bytes]:
+    if a.query.get("format") == "jsonl":
+        return "application/x-ndjson", b"".join(merge_jsonl([b.splitlines(keepends=True) for b in a.bodies]))
+    pages = [orjson.loads(b) for b in a.bodies]
+    since = int(a.query.get("since") or 0)
+    limit = int(a.query.get("limit") or 100)
+    return JSON, orjson.dumps(merge_journal(pages, since, limit, a.workers, a.asked_at))
+
+
+def fleet_stats(a: Answers) -> tuple[str, bytes]:
+    assert a.stats is not None
+    funnel = {k: a.stats[k] for k in ("accepted", "rejected", "delivered", "dropped", "pending")}
+    return JSON, orjson.dumps(merge_fleet_stats([orjson.loads(b) for b in a.bodies], funnel),
+                              option=orjson.OPT_NON_STR_KEYS)
+
+
+def metrics(a: Answers) -> tuple[str, bytes]:
+    return a.content_type, merge_metrics([b.decode() for b in a.bodies]).encode()
 
 
 # /journal ----------------------------------------------------------------------------------------
@@ -18,7 +61,7 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
     """Each worker's `/journal` page for the same `since` → one page.
 
     Worker journal ids are time-ordered and unique across workers (microseconds × N + worker, see
-    worker._time_ordered_journal_ids). The page is the first `limit` entries by id. A full page's
+    worker.WorkerRole.journal_id). The page is the first `limit` entries by id. A full page's
     `next_since` is its last id + 1. A short page returned everything up to the moment each worker
     answered, and anything later gets an id of at least `id_floor(asked_at)`: that is the cursor (an
     entry that arrived while the hub was asking may show again on the next page; none is skipped).

@@ -18,15 +18,15 @@ import logging
 from typing import Any
 
 from . import frames as F
-from .fast_frames import (_ACK, _ACTIVE, _CALM, _END, _IDLE, _OPEN, _PEER_RESET, _RESET, _TOO_BIG,
-                          DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW, APNS_SETTINGS, _ENDED,
-                          _Stream)
+from .fast_frames import (_ACK, _ACTIVE, _CALM, _END, _HELD, _IDLE, _OPEN, _PEER_GOAWAY, _PEER_RESET,
+                          _RESET, _TOO_BIG, DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW,
+                          APNS_SETTINGS, PeerFailed, _ENDED, _Stream)
 from .guard import ConnGuard
 from .hpack_fast import encode_block
 from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
     too_large_reply
 from .limits import DEFAULT_LIMITS, EdgeLimits
-from .types import ConnInfo, Reply, Service
+from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Reply, Service
 
 log = logging.getLogger(__name__)
 __all__ = ["FastH2Protocol", "ConnError"]
@@ -64,9 +64,14 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         self.conn: ConnInfo | None = None
         self.transport: Any = None
         self._active = 0                       # streams owed an answer (what the limit counts)
+        # Streams owed an answer that wait for a free slot under the limit we last announced, in
+        # stream order (they were opened before the peer had acknowledged that limit).
+        self._held: dict[int, _Stream] = {}
         self._dead = False
         self._closing = False                  # GOAWAY sent or received: close once drained
         self._goaway_last: int | None = None
+        # `_limit` is the MAX_CONCURRENT_STREAMS the peer has acknowledged: beyond it a new stream
+        # is refused. `_announced` is the one we last sent: beyond it a new stream waits.
         self._limit = self._announced = DEFAULT_MAX_STREAMS
         self._blocked: dict[int, _Stream] = {}
         self._drain_timer: asyncio.TimerHandle | None = None
@@ -81,9 +86,13 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         self._max_body = body_limit(self.service, conn, self.limits)
         self._guard_start()
         initial = self.service.initial_max_streams(conn)
-        self._limit = self._announced = DEFAULT_MAX_STREAMS if initial is None else initial
-        self._unacked.append(None)
-        transport.write(F.settings(APNS_SETTINGS + [(F.MAX_CONCURRENT_STREAMS, self._limit)])
+        # Until the peer acknowledges our first SETTINGS it cannot know the limit (RFC 9113 §6.5.3:
+        # it starts unlimited), so what it opens meanwhile is held and answered in turn, not
+        # refused; DEFAULT_MAX_STREAMS bounds what it may open before the acknowledgement.
+        self._announced = DEFAULT_MAX_STREAMS if initial is None else initial
+        self._limit = max(self._announced, DEFAULT_MAX_STREAMS)
+        self._unacked.append(self._announced)
+        transport.write(F.settings(APNS_SETTINGS + [(F.MAX_CONCURRENT_STREAMS, self._announced)])
                         + F.window_update(0, CONN_WINDOW - F.DEFAULT_WINDOW))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -97,6 +106,7 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
                 st.timer.cancel()
         self.streams.clear()
         self._blocked.clear()
+        self._held.clear()
         if self._drain_timer is not None:
             self._drain_timer.cancel()
 
@@ -117,6 +127,11 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
             self._events.clear()
             self._fail(err.code)
             return
+        except PeerFailed:
+            self._handle_events()                     # what came before the peer's GOAWAY
+            if not self._dead:
+                self._out_and_close()
+            return
         if self._events:
             self._handle_events()
         self._flush()
@@ -132,19 +147,24 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
             if kind == _OPEN:
                 if self._goaway_last is not None and st.sid > self._goaway_last:
                     st.state = _IDLE                  # RFC 9113 §6.8: ignored, never answered
-                elif self._active >= self._limit:
-                    st.state = _IDLE
+                elif self._active >= max(self._limit, self._announced):
+                    st.state = _IDLE                  # over a limit the peer has seen
                     if st.open:
                         self._reset(st, F.REFUSED_STREAM)
                     if self._count_reset():
                         self._fail(F.ENHANCE_YOUR_CALM)
                         return
+                elif self._held or self._active >= self._announced:
+                    st.state = _HELD                  # behind earlier streams, or no free slot yet
+                    self._held[st.sid] = st
+                    self._active += 1
                 else:
                     st.state = _ACTIVE
                     self._active += 1
             elif kind == _END:
-                if st.state == _ACTIVE:
+                if st.state == _ACTIVE and not st.over:   # an over one was answered (`_too_big`)
                     self._dispatch(st)
+                # a held stream is dispatched when it gets a slot (`_admit_held`)
             elif kind == _PEER_RESET:
                 self._release(st)
                 if self._count_reset():
@@ -153,16 +173,33 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
             elif kind == _ACK:
                 if st is not None:
                     self._limit = st
+            elif kind == _PEER_GOAWAY:
+                self._closing = True                  # answer what is in flight, then close
             elif kind == _TOO_BIG:
                 if st.state == _ACTIVE:
                     self._too_big(st)
-                elif st.size:
-                    self._unbuffer(st)
+                elif st.state != _HELD:               # a held one is answered when admitted
+                    st.body = []
+                    if st.size:
+                        self._unbuffer(st)
             elif kind == _CALM:                       # request bodies over the connection's budget
                 self._fail(F.ENHANCE_YOUR_CALM)
                 return
             elif self._blocked:                       # _WINDOW
                 self._unblock()
+        if self._held:
+            self._admit_held()
+
+    def _admit_held(self) -> None:
+        """Give held streams the slots the announced limit allows, oldest first."""
+        held = self._held
+        while held and not self._dead and self._active - len(held) < self._announced:
+            st = held.pop(next(iter(held)))
+            st.state = _ACTIVE
+            if st.over:
+                self._too_big(st)
+            elif not st.recv_open:
+                self._dispatch(st)
 
     def _dispatch(self, st: _Stream) -> None:
         line = _request_line(st.headers)
@@ -180,7 +217,7 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         except Exception:                            # the contract: a raise becomes a 500
             log.exception("service.handle raised for %r %r", line[0], line[1])
             reply = internal_error_reply()
-        if reply.fault == "stall":
+        if reply.fault == STALL:
             return                                   # stays open (and counts) until the peer resets it
         if reply.delay > 0:
             st.timer = asyncio.get_running_loop().call_later(reply.delay, self._delayed, st, reply)
@@ -213,6 +250,8 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         if self._dead or st.state != _ACTIVE:
             return                                   # reset or forgotten meanwhile
         self._answer(st, reply)
+        if self._held:
+            self._admit_held()
         self._flush()
 
     def _answer(self, st: _Stream, reply: Reply) -> None:
@@ -246,16 +285,16 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
     def _fault(self, st: _Stream, reply: Reply) -> bool:
         """Apply an injected fault the way the h2 engine does; True when it replaces the reply."""
         fault = reply.fault
-        if fault == "rst_stream":
+        if fault == RST_STREAM:
             self._release(st)
             if st.open:
                 self._reset(st, F.REFUSED_STREAM)    # refused = never processed: safe to retry
             self._announce(reply)
-        elif fault == "tcp_reset":
+        elif fault == TCP_RESET:
             self._dead = True
             self._out.clear()
             reset_connection(self.transport)
-        elif fault == "goaway":                      # this stream and later ones: unprocessed
+        elif fault == GOAWAY:                      # this stream and later ones: unprocessed
             self._goaway(reply.goaway or b"", st.sid - 2)
         else:
             log.warning("ignoring unknown fault %r", fault)
@@ -298,6 +337,9 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         """We no longer owe this stream an answer (answered, refused, reset or forgotten)."""
         if st.state == _ACTIVE:
             self._active -= 1
+        elif st.state == _HELD:
+            self._active -= 1
+            del self._held[st.sid]
         st.state = _IDLE
         if st.timer is not None:
             st.timer.cancel()

@@ -26,13 +26,25 @@ MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's b
 CLOSED_MEMORY = 4096                 # closed stream ids remembered with how they closed
 
 _ENDED, _RESET = 1, 2                               # how a stream closed
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _TOO_BIG, _CALM = range(7)  # phase-1 events
-_NEW, _ACTIVE, _IDLE = 0, 1, 2                      # phase-2 view: not yet seen / owed an answer / not
+# Phase-1 events. _PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
+# _TOO_BIG: its body passed the service's limit; _CALM: bodies passed the connection's budget.
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY, _TOO_BIG, _CALM = range(8)
+# Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
+# stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
+_NEW, _ACTIVE, _IDLE, _HELD = 0, 1, 2, 3
 _U32 = struct.Struct(">L").unpack_from
 _HDR = struct.Struct(">BHBBL").unpack_from
 
 
 class ConnError(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class PeerFailed(Exception):
+    """The peer sent GOAWAY with an error code: it closes the connection (RFC 9113 §5.4.1), so
+    nothing after that frame matters and nothing more can reach it."""
+
     def __init__(self, code: int) -> None:
         self.code = code
 
@@ -166,7 +178,7 @@ class FrameLoop:
             elif st.recv_open:
                 raise ConnError(F.PROTOCOL_ERROR)
             else:
-                self._reset(st, F.STREAM_CLOSED)
+                self._reset_in_frame_loop(st, F.STREAM_CLOSED)
             return
         if sid <= self.highest:
             how = self._closed.get(sid)
@@ -198,7 +210,7 @@ class FrameLoop:
             if sid > self.highest:
                 raise ConnError(F.PROTOCOL_ERROR)     # DATA on an idle stream
             if st is not None:
-                self._reset(st, F.STREAM_CLOSED)
+                self._reset_in_frame_loop(st, F.STREAM_CLOSED)
             else:
                 self._out.append(F.rst_stream(sid, F.STREAM_CLOSED))
             return
@@ -240,6 +252,7 @@ class FrameLoop:
             if n % 6:
                 raise ConnError(F.FRAME_SIZE_ERROR)
             self._ready = True
+            self._control_frame()
             self._peer_settings(payload)
             self._out.append(F.SETTINGS_ACK)
             self._events.append((_WINDOW, None))
@@ -250,6 +263,7 @@ class FrameLoop:
                 raise ConnError(F.FRAME_SIZE_ERROR)
             if not flags & F.ACK:
                 self._out.append(F.ping_ack(payload))
+                self._control_frame()
         elif ftype == F.WINDOW_UPDATE:
             if n != 4:
                 raise ConnError(F.FRAME_SIZE_ERROR)
@@ -289,10 +303,25 @@ class FrameLoop:
                 raise ConnError(F.PROTOCOL_ERROR)
             if n < 8:
                 raise ConnError(F.FRAME_SIZE_ERROR)
-            self._closing = True                     # answer what is in flight, then close
+            code = _U32(payload, 4)[0]
+            if code != F.NO_ERROR:
+                raise PeerFailed(code)
+            # A graceful GOAWAY only says the peer opens no more streams: the ones in flight are
+            # still answered (§6.8), then we close.
+            self._events.append((_PEER_GOAWAY, None))
         elif ftype in (F.PUSH_PROMISE, F.CONTINUATION):
             raise ConnError(F.PROTOCOL_ERROR)
         # unknown frame types are ignored (RFC 9113 §4.1)
+
+    def _control_frame(self) -> None:
+        """A PING or SETTINGS we must acknowledge: past the budget, the connection ends in phase 2
+        (in order with the other events, as the h2 engine does)."""
+        if self._count_control() and not self._over_budget:
+            self._over_budget = True
+            self._events.append((_CALM, None))
+
+    def _count_control(self) -> bool:      # supplied by pushsim.edge.guard.ConnGuard
+        return False
 
     def _peer_settings(self, payload: bytes) -> None:
         window = None
@@ -349,6 +378,12 @@ class FrameLoop:
     def _reset(self, st: _Stream, code: int) -> None:
         self._out.append(F.rst_stream(st.sid, code))
         self._close(st, _RESET)
+
+    def _reset_in_frame_loop(self, st: _Stream, code: int) -> None:
+        """A stream error found while parsing: the stream is closed, so phase 2 must stop owing it
+        an answer too (else a stalled stream reset this way would keep a GOAWAY from draining)."""
+        self._reset(st, code)
+        self._events.append((_PEER_RESET, st))
 
 def _unpad(payload: bytes) -> bytes:
     if not payload:

@@ -6,7 +6,8 @@ engine supplies `_owes_answers()` and `_calm(code, abort)` (GOAWAY with `code`, 
 - preface: the client preface and a first SETTINGS must arrive within `handshake_timeout`;
 - idle: no bytes read and nothing owed for `idle_timeout` → GOAWAY(NO_ERROR) and close. Checked
   by a timer every quarter of it, so a busy connection costs nothing per frame but a counter;
-- resets: peer RST_STREAMs plus streams we refuse, per `reset_window` → ENHANCE_YOUR_CALM;
+- resets: peer RST_STREAMs plus streams we refuse, per `budget_window` → ENHANCE_YOUR_CALM;
+- control frames: PINGs and SETTINGS (each makes us queue an ack), per `budget_window`, likewise;
 - writes: when the transport's buffer passes its high-water mark, reading pauses (asyncio flow
   control) so a peer that does not read cannot make us queue replies; a buffer that still grows
   past `max_write_buffer` (one read's worth of replies is already in it) ends the connection.
@@ -33,10 +34,12 @@ class ConnGuard:
     _paused = False                 # the transport asked us to stop writing
     _resets = 0
     _reset_start = 0.0
+    _controls = 0
+    _control_start = 0.0
     _tick_handle: asyncio.TimerHandle | None = None
 
     def _guard_start(self) -> None:
-        self._reset_start = time.monotonic()
+        self._reset_start = self._control_start = time.monotonic()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:         # driven by hand (tests): no timers
@@ -73,8 +76,19 @@ class ConnGuard:
         if self._resets <= self.limits.reset_budget:
             return False
         now = time.monotonic()
-        if now - self._reset_start > self.limits.reset_window:
+        if now - self._reset_start > self.limits.budget_window:
             self._resets, self._reset_start = 1, now
+            return False
+        return True
+
+    def _count_control(self) -> bool:
+        """One more PING or SETTINGS from the peer; True when the budget is spent."""
+        self._controls += 1
+        if self._controls <= self.limits.control_budget:
+            return False
+        now = time.monotonic()
+        if now - self._control_start > self.limits.budget_window:
+            self._controls, self._control_start = 1, now
             return False
         return True
 

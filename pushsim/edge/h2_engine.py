@@ -17,6 +17,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
     SettingsAcknowledged,
@@ -33,7 +34,7 @@ from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_r
     too_large_reply
 from .guard import ConnGuard
 from .limits import DEFAULT_LIMITS, EdgeLimits
-from .types import ConnInfo, Headers, Reply, Service
+from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,12 @@ class _ServerSettings(Settings):
 
 
 class _Stream:
-    __slots__ = ("headers", "body", "timer", "out", "size", "over")
+    __slots__ = ("headers", "body", "timer", "out", "ended", "size", "over")
 
     def __init__(self, headers: Headers) -> None:
         self.headers = headers
         self.body: list[bytes] = []
+        self.ended = False                              # the request is complete (held streams)
         self.size = 0                                   # body bytes buffered (in the budgets)
         self.over = False                               # past the body limit: answered, dropped
         self.timer: asyncio.TimerHandle | None = None   # pending delayed reply
@@ -121,7 +123,7 @@ class _Stream:
 
 
 class H2Protocol(ConnGuard, asyncio.Protocol):
-    """One HTTP/2 server connection. See INTERFACES.md "Engines" for the contract."""
+    """One HTTP/2 server connection (the engine contract: docs/ARCHITECTURE.md, "Contracts")."""
 
     drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
 
@@ -138,10 +140,13 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._h2: H2Connection | None = None
         self._streams: dict[int, _Stream] = {}   # open streams we owe an answer (the limit counts these)
+        # Those of them waiting for a slot under the limit we last announced, in stream order: they
+        # were opened before the peer acknowledged that limit, so they are held, not refused.
+        self._held: dict[int, _Stream] = {}
         self._blocked: set[int] = set()           # streams whose body waits for WINDOW_UPDATE
         self._out = bytearray()                   # our raw frames, ordered after h2's earlier output
-        self._limit = DEFAULT_MAX_STREAMS         # acknowledged MAX_CONCURRENT_STREAMS (enforced)
-        self._announced = DEFAULT_MAX_STREAMS     # last value sent (may be unacknowledged)
+        self._limit = DEFAULT_MAX_STREAMS         # acknowledged MAX_CONCURRENT_STREAMS: refuse beyond
+        self._announced = DEFAULT_MAX_STREAMS     # last value sent (may be unacknowledged): hold beyond
         self._goaway_last: int | None = None      # last-stream-id of the GOAWAY we sent
         self._closed = False
         self._flush_handle: asyncio.Handle | None = None
@@ -155,7 +160,10 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         conn.state = self.service.open(conn)
         n = self.service.initial_max_streams(conn)
         n = DEFAULT_MAX_STREAMS if n is None else n
-        self._limit = self._announced = n
+        # Until our first SETTINGS is acknowledged the peer cannot know the limit (RFC 9113 §6.5.3),
+        # so what it opens meanwhile is held and answered in turn, up to DEFAULT_MAX_STREAMS.
+        self._announced = n
+        self._limit = max(n, DEFAULT_MAX_STREAMS)
         self._max_body = body_limit(self.service, conn, self.limits)
         self._guard_start()
         try:
@@ -223,6 +231,8 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
                 if self._closed:
                     return
                 self._on_event(event)
+            if self._held:
+                self._admit_held()
         except ProtocolError:   # e.g. the peer's GOAWAY closed h2 before we could answer
             log.debug("HTTP/2 connection closed while answering", exc_info=True)
             self._close_now()
@@ -244,6 +254,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             if stream.timer is not None:
                 stream.timer.cancel()
         self._streams.clear()
+        self._held.clear()
         self._blocked.clear()
         for handle in (self._drain_timer, self._flush_handle):
             if handle is not None:
@@ -282,9 +293,16 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             if self._count_reset():
                 self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
         elif kind is WindowUpdated or kind is RemoteSettingsChanged:
-            self._ready = True
+            if kind is RemoteSettingsChanged:
+                self._ready = True
+                if self._count_control():
+                    self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
+                    return
             if self._blocked:
                 self._resume_bodies()
+        elif kind is PingReceived:
+            if self._count_control():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
         elif kind is SettingsAcknowledged:
             self._limit = self._h2.local_settings[MAX_STREAMS]  # type: ignore[union-attr]
         elif kind is ConnectionTerminated:
@@ -296,12 +314,26 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
     def _on_request(self, sid: int, headers: Headers) -> None:
         if self._goaway_last is not None and sid > self._goaway_last:
             return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
-        if len(self._streams) >= self._limit:
-            self._reset(sid, ErrorCodes.REFUSED_STREAM)
+        owed = len(self._streams)
+        if owed >= max(self._limit, self._announced):
+            self._reset(sid, ErrorCodes.REFUSED_STREAM)   # over a limit the peer has seen
             if self._count_reset():
                 self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
             return
-        self._streams[sid] = _Stream(headers)
+        stream = self._streams[sid] = _Stream(headers)
+        if self._held or owed >= self._announced:
+            self._held[sid] = stream                      # behind earlier streams, or no slot yet
+
+    def _admit_held(self) -> None:
+        """Give held streams the slots the announced limit allows, oldest first."""
+        held = self._held
+        while held and not self._closed and len(self._streams) - len(held) < self._announced:
+            sid = next(iter(held))
+            stream = held.pop(sid)
+            if stream.over:
+                self._too_big(sid, stream)
+            elif stream.ended:
+                self._on_end(sid)
 
     def _buffer(self, sid: int, stream: _Stream, data: bytes) -> None:
         """Keep a body chunk, within the stream's limit and the connection's and edge's budgets."""
@@ -313,7 +345,8 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         stream.body.append(data)
         if stream.size > self._max_body:
             stream.over = True
-            self._too_big(sid, stream)
+            if sid not in self._held:                    # a held one is answered when admitted
+                self._too_big(sid, stream)
         elif (self._body_bytes > self.limits.conn_body_bytes or bodies.used > bodies.limit) \
                 and not self._over_budget:
             self._over_budget = True
@@ -351,6 +384,11 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         stream = self._streams.get(sid)
         if stream is None:
             return
+        if sid in self._held:
+            stream.ended = True          # answered when it gets a slot (`_admit_held`)
+            return
+        if stream.over:
+            return                       # answered already (`_too_big`)
         method = path = None
         for name, value in stream.headers:
             if name[:1] != b":":
@@ -373,7 +411,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         except Exception:
             log.exception("service.handle raised for %r %r", method, path)
             reply = internal_error_reply()
-        if reply.fault == "stall":
+        if reply.fault == STALL:
             self._apply_effects(reply)
             return   # stays open (and counts against the limit) until the peer resets it
         if reply.delay > 0:
@@ -391,6 +429,8 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         stream.timer = None
         try:
             self._deliver(sid, reply)
+            if self._held:
+                self._admit_held()
         except ProtocolError:
             self._close_now()
             return
@@ -404,16 +444,16 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
     def _deliver(self, sid: int, reply: Reply) -> None:
         fault = reply.fault
         if fault is not None:
-            if fault == "tcp_reset":
+            if fault == TCP_RESET:
                 self._closed = True
                 reset_connection(self.transport)  # type: ignore[arg-type]
                 return
-            if fault == "rst_stream":
+            if fault == RST_STREAM:
                 del self._streams[sid]
                 self._reset(sid, ErrorCodes.REFUSED_STREAM)
                 self._apply_effects(reply)
                 return
-            if fault == "goaway":
+            if fault == GOAWAY:
                 # This stream and every later one are declared unprocessed (safe to retry).
                 self._emit_goaway(reply.goaway or b"", ErrorCodes.NO_ERROR, last=sid - 2)
                 return
@@ -485,6 +525,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             pass   # already closed by the peer: nothing to refuse
 
     def _forget(self, sid: int) -> None:
+        self._held.pop(sid, None)
         stream = self._streams.pop(sid, None)
         if stream is not None:
             if stream.timer is not None:

@@ -36,10 +36,12 @@ class EdgeLimits:
     max_body: int = 4 * MiB              # per request, when the service names no limit of its own
     conn_body_bytes: int = 16 * MiB      # request bodies buffered on one connection
     global_body_bytes: int = 256 * MiB   # request bodies buffered on every connection together
-    # Streams the peer resets, plus streams we refuse, per connection: more than `reset_budget`
-    # within `reset_window` seconds is a rapid-reset attack (CVE-2023-44487) → ENHANCE_YOUR_CALM.
+    # Per connection and `budget_window` seconds, past each budget → GOAWAY(ENHANCE_YOUR_CALM):
+    # streams the peer resets plus streams we refuse (rapid reset, CVE-2023-44487), and PING and
+    # SETTINGS frames, whose acknowledgements a peer can make us queue without reading them.
     reset_budget: int = 1000
-    reset_window: float = 10.0
+    control_budget: int = 5000
+    budget_window: float = 10.0
     # Output queued for a peer that does not read, beyond what is in flight when reading pauses.
     max_write_buffer: int = 4 * MiB
     bodies: Budget = field(default=None)  # type: ignore[assignment]   # shared; made from the limit

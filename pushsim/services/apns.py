@@ -13,8 +13,8 @@ from fake_apns.auth import KeyStore
 from fake_apns.connection import ApnsConnection, initial_max_streams, next_max_streams
 from fake_apns.ids import IdGenerator, is_uuid
 from fake_apns.provider import Rules, Target, decide
-from pushsim.bench import Bench
 from pushsim.edge.types import ConnInfo, Headers, Reply
+from pushsim.testbed import Testbed
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,13 @@ _MISS = object()
 
 
 class ApnsService:
-    def __init__(self, bench: Bench, keys: KeyStore, *, env_key_reason: str | None = None,
+    def __init__(self, testbed: Testbed, keys: KeyStore, *, env_key_reason: str | None = None,
                  wedge_on_expired: bool | None = None) -> None:
-        cfg = bench.config
-        self.bench, self.keys = bench, keys
-        self._now = bench.now
-        self._ledger, self._journal, self._dispatcher = bench.ledger, bench.journal, bench.dispatcher
-        self._fleet = bench.fleet
+        cfg = testbed.config
+        self.testbed, self.keys = testbed, keys
+        self._now = testbed.now
+        self._ledger, self._journal, self._dispatcher = testbed.ledger, testbed.journal, testbed.dispatcher
+        self._fleet = testbed.fleet
         self.limit = cfg.max_streams
         self.throttle = cfg.throttle_on_reject
         self.sandbox = cfg.environment == "sandbox"
@@ -73,11 +73,6 @@ class ApnsService:
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
         try:
-            faults = self.bench.faults
-            if faults.active:   # injected faults (pushsim.faults) are journaled and counted there
-                r = faults.intercept("apns", self, conn, method, path, headers, body)
-                if r is not None:
-                    return r
             return self._handle(conn, method, path, headers, body)
         except Exception:       # the contract: never raise; the sender sees what APNs would send
             log.exception("fake APNs failed on %r %r", method, path)

@@ -21,9 +21,10 @@ from fake_fcm import errors, iid
 from fake_fcm.errors import FcmFailure
 from fake_fcm.oauth import AccessToken, TokenAuthority
 from fake_fcm.quota import SlidingWindow
+from fake_fcm.send import failure_for
 from fake_fcm.topics import TopicRegistry, valid_topic
-from pushsim.bench import Bench
 from pushsim.edge.types import Headers, Reply
+from pushsim.testbed import Testbed
 
 JSON = (b"content-type", b"application/json; charset=UTF-8")
 # Anything shaped like a registration token (instance id, ':', long url-safe tail) that we did not
@@ -61,31 +62,25 @@ class TokenResolver:
         return i
 
 
-def failure_for(kind: str) -> FcmFailure:
-    if kind == "SENDER_ID_MISMATCH":
-        return errors.sender_id_mismatch()
-    return errors.unregistered() if kind == "UNREGISTERED" else errors.invalid_token()
-
-
 def reply(f: FcmFailure) -> Reply:
     hdrs = [] if any(k == b"content-type" for k, _ in f.headers) else [JSON]
     return Reply(f.status, hdrs + f.headers, f.body)
 
 
 class TopicEndpoints:
-    def __init__(self, bench: Bench, authority: TokenAuthority, registry: TopicRegistry,
+    def __init__(self, testbed: Testbed, authority: TokenAuthority, registry: TopicRegistry,
                  resolver: TokenResolver, project_ids: tuple[str, str]) -> None:
-        self.bench, self.authority, self.registry = bench, authority, registry
+        self.testbed, self.authority, self.registry = testbed, authority, registry
         self.resolver, self.project_ids = resolver, project_ids
         self.rate = SlidingWindow(TOPIC_QPS, window=1)
 
     def _journal(self, now: float, service: str, method: bytes, path: str, token: str | None, status: int,
                  reason: str | None) -> None:
-        self.bench.journal.add(now, service, method.decode("latin-1"), path, token, status, reason, None)
+        self.testbed.journal.add(now, service, method.decode("latin-1"), path, token, status, reason, None)
 
     # FCM v1 registrations -------------------------------------------------------------------
     def subscription(self, m: re.Match[bytes], method: bytes, path: bytes, headers: Headers) -> Reply:
-        now = self.bench.now()
+        now = self.testbed.now()
         text = path.decode("latin-1")
         project, token = m.group(1).decode("latin-1"), unquote(m.group(2).decode("latin-1"))
         f = self._check(headers, project, now)
@@ -148,7 +143,7 @@ class TopicEndpoints:
         return isinstance(self.authority.check(hmap.get(b"authorization"), now), AccessToken)
 
     def iid(self, op: str, path: bytes, headers: Headers, body: bytes) -> Reply:
-        now = self.bench.now()
+        now = self.testbed.now()
         text = path.decode("latin-1")
         if not self._iid_authorized(headers, now):
             return self._iid_error(now, text, 401, "Unauthorized")
@@ -174,7 +169,7 @@ class TopicEndpoints:
 
     def info(self, path: bytes, headers: Headers) -> Reply:
         """`GET /iid/info/{token}[?details=true]`: what IID knows of an instance, its topics included."""
-        now = self.bench.now()
+        now = self.testbed.now()
         text = path.decode("latin-1")
         if not self._iid_authorized(headers, now):
             return self._iid_error(now, text, 401, "Unauthorized", method=b"GET")
@@ -185,7 +180,7 @@ class TopicEndpoints:
             return self._iid_error(now, text, 404 if who != "INVALID_ARGUMENT" else 400,
                                    "No information found about this instance id." if who != "INVALID_ARGUMENT"
                                    else "InvalidToken", method=b"GET")
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         ios = fleet.platform_of(who) == "ios"
         app = fleet.app_of(who)
         doc: dict[str, object] = {"application": app.bundle_id if ios else app.package, "subtype": "",

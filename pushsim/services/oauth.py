@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from fake_fcm.oauth import TokenAuthority
-from pushsim.bench import Bench
 from pushsim.edge.types import Headers, Reply
+from pushsim.testbed import Testbed
 
 TOKEN_PATHS = frozenset({b"/token", b"/oauth2/v4/token", b"/o/oauth2/token"})
 
@@ -22,12 +22,12 @@ def own_token_url(headers: Headers, tls: bool) -> str | None:
 
 
 class OAuthService:
-    def __init__(self, bench: Bench, authority: TokenAuthority) -> None:
-        self.bench = bench
+    def __init__(self, testbed: Testbed, authority: TokenAuthority) -> None:
+        self.testbed = testbed
         self.authority = authority
 
     def handle(self, tls: bool, path: str, headers: Headers, body: bytes) -> Reply:
-        now = self.bench.now()
+        now = self.testbed.now()
         result = self.authority.grant(body, now, own_token_url(headers, tls))
-        self.bench.journal.add(now, "oauth", "POST", path, None, result.status, result.error, None)
+        self.testbed.journal.add(now, "oauth", "POST", path, None, result.status, result.error, None)
         return Reply(result.status, result.headers, result.body)

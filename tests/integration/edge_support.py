@@ -175,6 +175,19 @@ class RawClient:
             self.conn.send_data(sid, body, end_stream=True)
         return sid
 
+    def open_streams(self, paths: list[str], body: bytes = b"{}") -> list[int]:
+        """All HEADERS first, then every body, as Node's http2 client writes a burst of requests:
+        every stream is open before any request is complete."""
+        sids = []
+        for path in paths:
+            sid = self.conn.get_next_available_stream_id()
+            self.conn.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"http"),
+                                         (b":path", path.encode()), (b":authority", b"localhost")])
+            sids.append(sid)
+        for sid in sids:
+            self.conn.send_data(sid, body, end_stream=True)
+        return sids
+
     async def flush(self) -> None:
         self.writer.write(self.conn.data_to_send())
         await self.writer.drain()

@@ -17,17 +17,11 @@ import trustme
 
 from fake_fcm.oauth import ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account
-from pushsim.bench import Bench
 from pushsim.config import Config
-from pushsim.edge.http1 import Http1Protocol
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
-try:
-    from pushsim.edge.listener import start_listener
-    HAVE_H2 = True
-except ImportError:                      # the edge branch is not merged into this tree yet
-    start_listener = None                # type: ignore[assignment]
-    HAVE_H2 = False
+from pushsim.edge.listener import start_listener
 
 _SA: dict[str, str] | None = None
 _CERTS: tuple[trustme.CA, trustme.LeafCert] | None = None
@@ -52,7 +46,7 @@ class SkewClock:
 
 @dataclass
 class Harness:
-    bench: Bench
+    testbed: Testbed
     service: FcmService
     clock: SkewClock
     url: str
@@ -65,13 +59,13 @@ class Harness:
 
     @property
     def project_id(self) -> str:
-        return self.bench.config.project_id
+        return self.testbed.config.project_id
 
     def send_url(self, base: str | None = None) -> str:
         return f"{base or self.url}/v1/projects/{self.project_id}/messages:send"
 
     def fcm_token(self, platform: str = "android", k: int = 0) -> str:
-        fleet = self.bench.fleet
+        fleet = self.testbed.fleet
         return fleet.fcm_token([i for i in range(len(fleet)) if fleet.platform_of(i) == platform][k])
 
     async def stop(self) -> None:
@@ -99,26 +93,21 @@ async def start(tmp: Path, devices: str = "ios=3,android=5", **cfg: Any) -> Harn
     ca_file = tmp / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     clock = SkewClock()
-    bench = Bench(Config(devices=devices, **cfg), schedule=loop.call_soon, now=clock)
+    testbed = Testbed(Config(devices=devices, **cfg), schedule=loop.call_soon, now=clock)
     info = service_account_info()
-    authority = TokenAuthority(ttl=lambda: bench.config.access_token_ttl)
+    authority = TokenAuthority(ttl=lambda: testbed.config.access_token_ttl)
     authority.add_account(ServiceAccount.from_info(info))
-    svc = FcmService(bench, authority)
+    svc = FcmService(testbed, authority)
     conns: set = set()
     servers = []
-    if HAVE_H2:
-        tls = await start_listener("127.0.0.1", 0, service=svc, ssl_context=_tls_context(leaf, ["h2", "http/1.1"]),
-                                   engine="h2", http1=True, conns=conns)
-        clear = await start_listener("127.0.0.1", 0, service=svc, ssl_context=None, engine="h2", http1=True,
-                                     conns=conns)
-    else:
-        tls = await loop.create_server(lambda: Http1Protocol(svc, conns), "127.0.0.1", 0,
-                                       ssl=_tls_context(leaf, ["http/1.1"]))
-        clear = await loop.create_server(lambda: Http1Protocol(svc, conns), "127.0.0.1", 0)
+    tls = await start_listener("127.0.0.1", 0, service=svc, ssl_context=_tls_context(leaf, ["h2", "http/1.1"]),
+                               engine="h2", http1=True, conns=conns)
+    clear = await start_listener("127.0.0.1", 0, service=svc, ssl_context=None, engine="h2", http1=True,
+                                 conns=conns)
     servers += [tls, clear]
     url = f"https://127.0.0.1:{tls.sockets[0].getsockname()[1]}"
     info["token_uri"] = url + "/token"
     sa_file = tmp / "fcm_service_account.json"
     sa_file.write_text(json.dumps(info))
-    return Harness(bench, svc, clock, url, f"http://127.0.0.1:{clear.sockets[0].getsockname()[1]}",
+    return Harness(testbed, svc, clock, url, f"http://127.0.0.1:{clear.sockets[0].getsockname()[1]}",
                    str(ca_file), str(sa_file), info, servers, conns)

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from device_sim.notification import Notification
 from device_sim.replay import export_jsonl, replay
-from pushsim.bench import Bench
 from pushsim.config import Config
+from pushsim.testbed import Testbed
 
 
 async def _backend(handler):
@@ -21,36 +21,36 @@ async def _backend(handler):
     return runner, f"http://127.0.0.1:{port}/ready"
 
 
-def _note(bench, i, k, push_type, payload=b"{}", priority=5):
-    return Notification("apns" if bench.fleet.platform[i] == 0 else "fcm", "t", i, f"m{k}", bench.now(),
+def _note(testbed, i, k, push_type, payload=b"{}", priority=5):
+    return Notification("apns" if testbed.fleet.platform[i] == 0 else "fcm", "t", i, f"m{k}", testbed.now(),
                         push_type, priority, payload, content_available=True)
 
 
 async def test_live_scaled_run_is_woken_by_the_loop_and_replays_to_the_same_digest():
     loop = asyncio.get_running_loop()
     # 600x: the 20-minute iOS budget refill takes 2 s of wall time
-    bench = Bench(Config(devices="ios=3,android=3", seed=5, clock="scaled:600"), schedule=loop.call_soon)
+    testbed = Testbed(Config(devices="ios=3,android=3", seed=5, clock="scaled:600"), schedule=loop.call_soon)
     for i in range(6):
-        bench.sim.set_state(i, app_state="background", online=True, low_power=False, bar=True, doze=False)
+        testbed.device_sim.set_state(i, app_state="background", online=True, low_power=False, bar=True, doze=False)
     k = 0
     for _ in range(4):                                   # four background pushes at once to install 0
-        bench.dispatcher.submit(_note(bench, 0, k, "background"))
+        testbed.dispatcher.submit(_note(testbed, 0, k, "background"))
         k += 1
     for i in (3, 4):
-        bench.dispatcher.submit(_note(bench, i, k, "data", priority=10))
+        testbed.dispatcher.submit(_note(testbed, i, k, "data", priority=10))
         k += 1
     await asyncio.sleep(0.05)
-    assert bench.ledger.pending == {"held-budget": 1}   # burst of 3 spent, the 4th is held
-    held = [s for s, r in bench.ledger.records.items() if r.reason == "held-budget"][0]
+    assert testbed.ledger.pending == {"held-budget": 1}   # burst of 3 spent, the 4th is held
+    held = [s for s, r in testbed.ledger.records.items() if r.reason == "held-budget"][0]
     deadline = loop.time() + 5.0
-    while bench.ledger.records[held].outcome.value == "pending" and loop.time() < deadline:
+    while testbed.ledger.records[held].outcome.value == "pending" and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    assert bench.ledger.records[held].outcome.value == "delivered"   # nobody called advance(): the driver did
+    assert testbed.ledger.records[held].outcome.value == "delivered"   # nobody called advance(): the driver did
     await asyncio.sleep(0.1)
-    lines = list(export_jsonl(bench))
+    lines = list(export_jsonl(testbed.world))
     res = replay(lines)
-    assert res.matches and res.funnel == bench.ledger.stats()
-    bench.sim.driver.close()
+    assert res.matches and res.funnel == testbed.ledger.stats()
+    testbed.device_sim.driver.close()
 
 
 async def test_make_ready_fetch_is_a_real_request_bounded_by_the_os_window():
@@ -66,25 +66,25 @@ async def test_make_ready_fetch_is_a_real_request_bounded_by_the_os_window():
     runner, url = await _backend(ready)
     try:
         # at 10x the 10 s onMessageReceived window is 1 s of wall time; the slow backend takes 1.6 s
-        bench = Bench(Config(devices="android=2", seed=1, clock="scaled:10"), schedule=loop.call_soon)
-        bench.sim.params.app.failure_rate = 0.0
+        testbed = Testbed(Config(devices="android=2", seed=1, clock="scaled:10"), schedule=loop.call_soon)
+        testbed.device_sim.params.app.failure_rate = 0.0
         for i in range(2):
-            bench.sim.set_state(i, app_state="background", online=True, doze=False)
+            testbed.device_sim.set_state(i, app_state="background", online=True, doze=False)
         ok = f'{{"message":{{"data":{{"fetch_url":"{url}"}}}}}}'.encode()
         slow = f'{{"message":{{"data":{{"fetch_url":"{url}?slow=1"}}}}}}'.encode()
-        bench.dispatcher.submit(_note(bench, 0, 0, "data", ok, priority=10))
-        bench.dispatcher.submit(_note(bench, 1, 1, "data", slow, priority=10))
+        testbed.dispatcher.submit(_note(testbed, 0, 0, "data", ok, priority=10))
+        testbed.dispatcher.submit(_note(testbed, 1, 1, "data", slow, priority=10))
         deadline = loop.time() + 6.0
-        m = bench.sim.metrics
+        m = testbed.device_sim.metrics
         while m.tasks_succeeded + m.tasks_failed + m.tasks_killed < 2 and loop.time() < deadline:
             await asyncio.sleep(0.05)
         assert sorted(hits) == ["0", "1"]
         assert m.fetches == 2
         assert m.tasks_killed == 1                         # the slow backend overran onMessageReceived
         assert m.tasks_succeeded == 1
-        assert bench.sim.describe(0)["content_version"] == 1     # made ready by the fetch
-        assert bench.sim.describe(1)["content_version"] == 0     # killed: not ready
-        await bench.sim.fetcher.close()
-        bench.sim.driver.close()
+        assert testbed.device_sim.describe(0)["content_version"] == 1     # made ready by the fetch
+        assert testbed.device_sim.describe(1)["content_version"] == 0     # killed: not ready
+        await testbed.device_sim.fetcher.close()
+        testbed.device_sim.driver.close()
     finally:
         await runner.cleanup()

@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-pytest.importorskip("pushsim.server")
-pytest.importorskip("pushsim.services.apns")
 
 import httpx  # noqa: E402
 import jwt  # noqa: E402
@@ -30,11 +28,11 @@ async def test_journal_from_a_live_server_replays_to_the_same_outcomes(tmp_path)
         key = open(apns["key_file"]).read()
         bearer = jwt.encode({"iss": apns["team_id"], "iat": int(time.time())}, key, algorithm="ES256",
                             headers={"kid": apns["key_id"]})
-        bench = sim.bench
+        testbed = sim.testbed
         for i in range(4):   # make the fleet predictable: background, online, no power saving
-            bench.sim.set_state(i, app_state="background", online=True, low_power=False, bar=True)
-        bench.sim.set_state(3, online=False)
-        tokens = [bench.fleet.apns_token(i) for i in range(4)]
+            testbed.device_sim.set_state(i, app_state="background", online=True, low_power=False, bar=True)
+        testbed.device_sim.set_state(3, online=False)
+        tokens = [testbed.fleet.apns_token(i) for i in range(4)]
         async with httpx.AsyncClient(http1=False, http2=True, timeout=10) as client:
             for k in range(24):
                 i = k % 4
@@ -45,13 +43,13 @@ async def test_journal_from_a_live_server_replays_to_the_same_outcomes(tmp_path)
                 assert r.status_code == 200, r.text
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
-        bench.sim.set_state(3, online=True)
+        testbed.device_sim.set_state(3, online=True)
         await asyncio.sleep(0.3)
-        live = bench.ledger.stats()
+        live = testbed.ledger.stats()
         assert live["accepted"] == 24
         assert live["dropped"].get("coalesced", 0) + live["dropped"].get("superseded", 0) > 0
-        res = replay(list(export_jsonl(bench)))
+        res = replay(list(export_jsonl(testbed.world)))
         assert res.matches, (res.funnel, live)
-        assert res.funnel == bench.ledger.stats()
+        assert res.funnel == testbed.ledger.stats()
     finally:
         await sim.stop()

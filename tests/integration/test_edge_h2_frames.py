@@ -50,6 +50,8 @@ async def test_ping_is_acknowledged_with_its_payload() -> None:
 async def test_streams_over_the_limit_are_refused_not_the_connection() -> None:
     async with serving(ScriptedService(initial_max_streams=2)) as s:
         c = await RawClient.connect(s.port, limitless=True)
+        # the limit binds once the client has seen it: our SETTINGS ack precedes these streams
+        assert await c.wait(lambda c: c.of(RemoteSettingsChanged))
         stalled = [c.request("/fault/stall") for _ in range(2)]
         refused = c.request("/echo")
         assert await c.wait(lambda c: c.responses[refused].reset is not None)
@@ -271,4 +273,54 @@ async def test_header_list_over_8000_bytes_is_a_connection_error() -> None:
         c.request("/echo", headers=[(b"x-pad", b"p" * 9000)])
         assert await c.wait(lambda c: c.of(ConnectionTerminated))
         assert c.of(ConnectionTerminated)[0].error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        await c.close()
+
+
+# -- the first flight: streams a client opens before it has seen (and acknowledged) the limit ----
+
+@pytest.mark.parametrize("engine", ["h2", "fast"])
+async def test_first_flight_before_the_settings_ack_is_served_in_order(engine: str) -> None:
+    """APNs allows one stream until a valid token; a client that sends six at once on a new
+    connection cannot have seen that limit yet (RFC 9113 §6.5.3), so all six are answered: the first
+    at once, the rest held until its reply raises the limit."""
+    async with serving(ScriptedService(initial_max_streams=1), engine=engine) as s:
+        c = await RawClient.connect(s.port, limitless=True)
+        sids = c.open_streams(["/max/1000"] + [f"/echo?{i}" for i in range(5)])
+        assert await c.wait(lambda c: all(c.done(x)(c) for x in sids))
+        assert [c.responses[x].status for x in sids] == [200] * 6
+        assert [p for _, p, _ in s.service.handled] == [b"/max/1000"] + [b"/echo?%d" % i for i in range(5)]
+        assert not c.of(ConnectionTerminated)
+        await c.close()
+
+
+@pytest.mark.parametrize("engine", ["h2", "fast"])
+async def test_first_flight_waits_its_turn_while_the_limit_stays_at_one(engine: str) -> None:
+    """No token has raised the limit: the held streams are still answered, one at a time, in order."""
+    async with serving(ScriptedService(initial_max_streams=1), engine=engine) as s:
+        c = await RawClient.connect(s.port, limitless=True)
+        sids = c.open_streams(["/delay/0.05"] + [f"/echo?{i}" for i in range(3)])
+        assert await c.wait(lambda c: all(c.done(x)(c) for x in sids))
+        assert [c.responses[x].status for x in sids] == [200] * 4
+        assert [p for _, p, _ in s.service.handled] == [b"/delay/0.05"] + [b"/echo?%d" % i for i in range(3)]
+        # once the client has acknowledged the limit of 1, a stream beyond it is refused
+        stalled = c.request("/fault/stall")
+        refused = c.request("/echo")
+        assert await c.wait(lambda c: c.responses[refused].reset is not None)
+        assert c.responses[refused].reset == ErrorCodes.REFUSED_STREAM
+        assert c.responses[stalled].reset is None and c.responses[stalled].status is None
+        await c.close()
+
+
+@pytest.mark.parametrize("engine", ["h2", "fast"])
+async def test_streams_in_flight_when_the_limit_drops_are_served(engine: str) -> None:
+    """The drop to 1 after a rejection binds only once acknowledged: streams the client sent with
+    the rejected one, before it could see the new SETTINGS, are answered, not refused."""
+    async with serving(ScriptedService(initial_max_streams=1), engine=engine) as s:
+        c = await RawClient.connect(s.port, limitless=True)
+        first = c.request("/max/100")
+        assert await c.wait(lambda c: c.done(first)(c) and len(c.of(RemoteSettingsChanged)) >= 2)
+        burst = c.open_streams(["/reject/1"] + ["/delay/0.02"] * 4)
+        assert await c.wait(lambda c: all(c.done(x)(c) for x in burst))
+        assert [c.responses[x].status for x in burst] == [400] + [200] * 4
+        assert all(c.responses[x].reset is None for x in burst)
         await c.close()

@@ -405,10 +405,11 @@ def test_a_peer_that_never_reads_cannot_queue_replies(server: Server, kind: str)
         chunk = b"".join(HeadersFrame(1 + 2 * i, block, flags=["END_HEADERS", "END_STREAM"]).serialize()
                          for i in range(200_000))
     with Probe(server.port("apns", "h2c_url")) as probe:
-        if kind == "ping":
-            _send_for(sock, chunk, 3.0)
-        else:
-            _send_for(sock, chunk, 3.0)
+        _send_for(sock, chunk, 3.0)
+    if kind == "ping":
+        # Closed past the control-frame budget: GOAWAY(ENHANCE_YOUR_CALM), or a TCP reset when the
+        # kernel still held unread PINGs at close (the reset discards the GOAWAY).
+        assert _goaway_code(sock) in (CALM, None)
     sock.close()
     assert server.rss_kb() - rss < RSS_BOUND_KB
     assert probe.worst < LATENCY_BOUND

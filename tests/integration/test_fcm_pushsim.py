@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-server = pytest.importorskip("pushsim.server", reason="PushSim (serve branch) not in this tree")
+from pushsim import server
 firebase_admin = pytest.importorskip("firebase_admin")
 from firebase_admin import credentials, messaging  # noqa: E402
 
@@ -71,14 +71,14 @@ def test_topic_fan_out_seen_through_devices(sim: Any, app: Any) -> None:
             reached.append(tok)
     assert sorted(reached) == sorted(chosen)
     with pytest.raises(messaging.UnregisteredError):
-        messaging.send(messaging.Message(token=sim.bench.fleet.codec.fcm_token(10**6)), app=app)
+        messaging.send(messaging.Message(token=sim.testbed.fleet.codec.fcm_token(10**6)), app=app)
 
 
 def test_send_each_async(sim: Any, app: Any) -> None:
     """The async batch path (httpx, HTTP/2 when ALPN offers it) against the served TLS port."""
     import asyncio
 
-    fleet = sim.bench.fleet
+    fleet = sim.testbed.fleet
     msgs = [messaging.Message(data={"n": str(i)}, token=fleet.fcm_token(i)) for i in range(6)]
 
     async def go() -> Any:
@@ -89,6 +89,6 @@ def test_send_each_async(sim: Any, app: Any) -> None:
 
     batch = asyncio.run(go())
     assert batch.success_count == 6
-    seen = [e for e in sim.bench.journal.entries if e.service == "fcm" and e.message_id in
+    seen = [e for e in sim.testbed.journal.entries if e.service == "fcm" and e.message_id in
              {r.message_id for r in batch.responses}]
     assert len(seen) == 6

@@ -15,10 +15,9 @@ import httpx
 import pytest
 from firebase_admin import credentials, messaging
 
-from fcm_harness import HAVE_H2, Harness, start
+from fcm_harness import Harness, start
 
 pytestmark = pytest.mark.timeout(30)
-needs_h2 = pytest.mark.skipif(not HAVE_H2, reason="HTTP/2 engines (edge branch) not in this tree")
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ async def in_thread(fn, *args):  # type: ignore[no-untyped-def]
 
 
 def installs_reached(fcm: Harness) -> set[int]:
-    return {i for i in range(len(fcm.bench.fleet)) if fcm.bench.ledger.deliveries(i)}
+    return {i for i in range(len(fcm.testbed.fleet)) if fcm.testbed.ledger.deliveries(i)}
 
 
 async def test_firebase_admin_send_data_message(fcm: Harness, app: firebase_admin.App) -> None:
@@ -54,13 +53,13 @@ async def test_firebase_admin_send_data_message(fcm: Harness, app: firebase_admi
     name = await in_thread(messaging.send, messaging.Message(data={"k": "v"}, token=token), False, app)
     assert name.startswith(f"projects/{fcm.project_id}/messages/0:")
     await asyncio.sleep(0.05)
-    [d] = fcm.bench.ledger.deliveries(fcm.bench.fleet.resolve_fcm(token))
+    [d] = fcm.testbed.ledger.deliveries(fcm.testbed.fleet.resolve_fcm(token))
     assert d["id"] == name and d["push_type"] == "data"
-    fcm.bench.ledger.check()
+    fcm.testbed.ledger.check()
 
 
 async def test_firebase_admin_unknown_token_is_unregistered(fcm: Harness, app: firebase_admin.App) -> None:
-    stranger = fcm.bench.fleet.codec.fcm_token(99_999)        # well-formed, never issued to an install
+    stranger = fcm.testbed.fleet.codec.fcm_token(99_999)        # well-formed, never issued to an install
     with pytest.raises(messaging.UnregisteredError):
         await in_thread(messaging.send, messaging.Message(data={"k": "v"}, token=stranger), False, app)
     with pytest.raises(messaging.SenderIdMismatchError):
@@ -75,12 +74,12 @@ async def test_firebase_admin_expired_token_refreshes(fcm: Harness, app: firebas
     assert fcm.service.authority.expire_all(fcm.clock()) == 1   # the client still trusts its token
     name = await in_thread(messaging.send, messaging.Message(token=token), False, app)
     assert name.startswith("projects/")
-    reasons = [(e.service, e.status, e.reason) for e in fcm.bench.journal.entries]
+    reasons = [(e.service, e.status, e.reason) for e in fcm.testbed.journal.entries]
     assert reasons[-3:] == [("fcm", 401, "ACCESS_TOKEN_EXPIRED"), ("oauth", 200, None), ("fcm", 200, None)]
 
 
 async def test_firebase_admin_topics_fan_out(fcm: Harness, app: firebase_admin.App) -> None:
-    fleet = fcm.bench.fleet
+    fleet = fcm.testbed.fleet
     chosen = [0, 4, 6]
     resp = await in_thread(messaging.subscribe_to_topic, [fleet.fcm_token(i) for i in chosen], "news", app)
     assert (resp.success_count, resp.failure_count) == (3, 0)
@@ -91,7 +90,7 @@ async def test_firebase_admin_topics_fan_out(fcm: Harness, app: firebase_admin.A
     await in_thread(messaging.unsubscribe_from_topic, [fleet.fcm_token(4)], "news", app)
     await in_thread(messaging.send, messaging.Message(condition="'news' in topics"), False, app)
     await asyncio.sleep(0.05)
-    assert [len(fcm.bench.ledger.deliveries(i)) for i in chosen] == [2, 1, 2]
+    assert [len(fcm.testbed.ledger.deliveries(i)) for i in chosen] == [2, 1, 2]
     again = await in_thread(messaging.subscribe_to_topic, [fleet.fcm_token(0), "junk"], "news", app)
     assert again.success_count == 1 and again.errors[0].reason == "INVALID_ARGUMENT"   # re-subscribe = 409 = ok
 
@@ -99,7 +98,7 @@ async def test_firebase_admin_topics_fan_out(fcm: Harness, app: firebase_admin.A
 async def test_firebase_admin_legacy_iid_topics(fcm: Harness, app: firebase_admin.App) -> None:
     import warnings
 
-    fleet = fcm.bench.fleet
+    fleet = fcm.testbed.fleet
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         resp = await in_thread(messaging.subscribe_to_topic_legacy,
@@ -110,10 +109,9 @@ async def test_firebase_admin_legacy_iid_topics(fcm: Harness, app: firebase_admi
     assert installs_reached(fcm) == {1}
 
 
-@needs_h2
 async def test_firebase_admin_send_each_async_over_http2(fcm: Harness, app: firebase_admin.App) -> None:
     tokens = [fcm.fcm_token("android", k) for k in range(5)]
-    stranger = fcm.bench.fleet.codec.fcm_token(99_999)
+    stranger = fcm.testbed.fleet.codec.fcm_token(99_999)
     msgs = [messaging.Message(data={"n": str(i)}, token=t) for i, t in enumerate(tokens + [stranger])]
     # The SDK refreshes its access token with a blocking call inside the client's event loop, so the
     # client gets a loop of its own (in a thread) while this loop serves.
@@ -127,7 +125,7 @@ async def test_firebase_admin_send_each_async_over_http2(fcm: Harness, app: fire
     assert batch.success_count == 5 and batch.failure_count == 1
     assert isinstance(batch.responses[-1].exception, messaging.UnregisteredError)
     assert len({r.message_id for r in batch.responses[:5]}) == 5
-    assert all(e.status in (200, 404) for e in fcm.bench.journal.entries if e.service == "fcm")
+    assert all(e.status in (200, 404) for e in fcm.testbed.journal.entries if e.service == "fcm")
 
 
 async def test_pyfcm_send_and_refresh(fcm: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,14 +143,14 @@ async def test_pyfcm_send_and_refresh(fcm: Harness, monkeypatch: pytest.MonkeyPa
                                                  apns_config={"headers": {"apns-priority": "5"}}))
     assert result["name"].startswith(f"projects/{fcm.project_id}/messages/")
     with pytest.raises(FCMNotRegisteredError):
-        await in_thread(lambda: push.notify(fcm_token=fcm.bench.fleet.codec.fcm_token(99_999), data_payload={"a": "b"}))
+        await in_thread(lambda: push.notify(fcm_token=fcm.testbed.fleet.codec.fcm_token(99_999), data_payload={"a": "b"}))
     fcm.service.authority.expire_all(fcm.clock())
     result = await in_thread(lambda: push.notify(fcm_token=token, data_payload={"a": "b"}))
     assert result["name"].startswith("projects/")
-    expired = [e for e in fcm.bench.journal.entries if e.reason == "ACCESS_TOKEN_EXPIRED"]
+    expired = [e for e in fcm.testbed.journal.entries if e.reason == "ACCESS_TOKEN_EXPIRED"]
     assert len(expired) == 1
     await asyncio.sleep(0.05)
-    notes = [r.note for r in fcm.bench.ledger.records.values()]
+    notes = [r.note for r in fcm.testbed.ledger.records.values()]
     assert [(n.push_type, n.priority) for n in notes] == [("alert", 5), ("background", 5)]
     one.shutdown()
 
@@ -167,7 +165,7 @@ async def _token(client: httpx.AsyncClient, fcm: Harness, base: str) -> str:
     return r.json()["access_token"]
 
 
-@pytest.mark.parametrize("http2", [False, pytest.param(True, marks=needs_h2)])
+@pytest.mark.parametrize("http2", [False, True])
 async def test_httpx_tls(fcm: Harness, http2: bool) -> None:
     async with httpx.AsyncClient(http2=http2, verify=fcm.ca_file) as client:
         access = await _token(client, fcm, fcm.url)
@@ -183,7 +181,7 @@ async def test_httpx_tls(fcm: Harness, http2: bool) -> None:
         assert none.status_code == 401
 
 
-@pytest.mark.parametrize("http2", [False, pytest.param(True, marks=needs_h2)])
+@pytest.mark.parametrize("http2", [False, True])
 async def test_httpx_cleartext(fcm: Harness, http2: bool) -> None:
     # Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge, told apart by the connection preface.
     async with httpx.AsyncClient(http1=not http2, http2=http2) as client:

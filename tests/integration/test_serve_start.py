@@ -85,7 +85,7 @@ async def test_start_and_stop_on_the_callers_loop(tmp_path):
     sim = PushSim(ephemeral_config(tmp_path, devices="3"))
     endpoints = await sim.start()
     try:
-        assert len(sim.bench.fleet) == 3 and endpoints is sim.endpoints
+        assert len(sim.testbed.fleet) == 3 and endpoints is sim.endpoints
         reader, writer = await asyncio.open_connection("127.0.0.1", _port(endpoints["admin"]["url"]))
         writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert (await reader.read()).startswith(b"HTTP/1.1 200")

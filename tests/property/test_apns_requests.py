@@ -15,10 +15,10 @@ from device_sim.tokens import TokenCodec
 from fake_apns import reasons
 from fake_apns.auth import KeyStore
 from fake_apns.testing import make_jwt, make_push_cert, new_key
-from pushsim.bench import Bench
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo
 from pushsim.services.apns import ApnsService
+from pushsim.testbed import Testbed
 
 T0 = 1_700_000_000.0
 TOPIC = "com.example.app"
@@ -89,15 +89,15 @@ request = st.tuples(st.one_of(coherent, st.tuples(methods, paths, headers, bodie
 
 
 def world(mode: str, throttle: bool) -> ApnsService:
-    bench = Bench(Config(devices="ios=5,android=2", mismatch_mode=mode, throttle_on_reject=throttle),
+    testbed = Testbed(Config(devices="ios=5,android=2", mismatch_mode=mode, throttle_on_reject=throttle),
                   now=lambda: clock[0])
-    bench.fleet.add("ios", 1, environment="production")
-    bench.fleet.uninstall(1, 123)
+    testbed.fleet.add("ios", 1, environment="production")
+    testbed.fleet.uninstall(1, 123)
     keys = KeyStore()
     keys.add("KEY1AAAAAA", TEAM, _K1.public_key())
     keys.add("KEY2AAAAAA", TEAM, _K2.public_key(), environments=frozenset({"sandbox"}))
     keys.add("KEY3BBBBBB", "TEAMBBBBBB", _K3.public_key())
-    return ApnsService(bench, keys)
+    return ApnsService(testbed, keys)
 
 
 clock = [T0]
@@ -115,7 +115,7 @@ def _canonical_uuid(value: bytes) -> bool:
 def test_every_request_has_exactly_one_documented_outcome(mode, throttle, cert, requests):
     clock[0] = T0
     service = world(mode, throttle)
-    ledger, journal = service.bench.ledger, service.bench.journal
+    ledger, journal = service.testbed.ledger, service.testbed.journal
     conn = ConnInfo(tls=True, alpn="h2", http2=True, peer_cert_der=cert)
     conn.state = service.open(conn)
     announced = service.initial_max_streams(conn)

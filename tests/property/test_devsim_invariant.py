@@ -3,7 +3,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from device_sim.notification import Outcome
-from device_sim.testing import push, virtual_bench
+from device_sim.testing import push, virtual_world
 
 N = 4   # installs 0,1 iOS; 2,3 Android
 
@@ -11,7 +11,7 @@ N = 4   # installs 0,1 iOS; 2,3 Android
 class FleetMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.b = virtual_bench("ios=2,android=2", seed=11,
+        self.b = virtual_world("ios=2,android=2", seed=11,
                                profile={"ios": {"opens_per_day": 3.0}, "android": {"opens_per_day": 3.0,
                                                                                   "doze": 0.5}},
                                ios={"budget_burst": 2}, android={"max_pending": 3, "deprioritize_after": 2},
@@ -37,19 +37,19 @@ class FleetMachine(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, N - 1), state=st.sampled_from(["foreground", "background", "force_quit"]))
     def app_state(self, i, state):
-        self.b.sim.set_state(i, app_state=state)
+        self.b.device_sim.set_state(i, app_state=state)
 
     @rule(i=st.integers(0, N - 1), up=st.sampled_from([True, False, None]))
     def connectivity(self, i, up):
-        self.b.sim.set_state(i, online=up)
+        self.b.device_sim.set_state(i, online=up)
 
     @rule(i=st.integers(0, N - 1), which=st.sampled_from(["low_power", "bar", "charging", "doze"]), on=st.booleans())
     def power(self, i, which, on):
-        self.b.sim.set_state(i, **{which: on})
+        self.b.device_sim.set_state(i, **{which: on})
 
     @rule(i=st.integers(0, N - 1))
     def open_app(self, i):
-        self.b.sim.open_app(i)
+        self.b.device_sim.open_app(i)
 
     @rule(dt=st.sampled_from([0.5, 10.0, 31.0, 900.0, 3600.0, 86_400.0, 8 * 86_400.0]))
     def time_passes(self, dt):
@@ -72,7 +72,7 @@ class FleetMachine(RuleBasedStateMachine):
     def every_pending_one_is_somewhere(self):
         # a pending notification is held, stored, deferred or not yet handled — never lost
         places = set()
-        for d in self.b.sim.devices.values():
+        for d in self.b.device_sim.devices.values():
             for n in [d.held, d.stored, *d.stored_list, *d.collapse.values(), *d.deferred]:
                 if n is not None:
                     places.add(n.seq)

@@ -24,7 +24,7 @@ def test_token_is_valid_up_to_exactly_one_hour_after_iat():
 def test_fresh_token_after_expiry_is_accepted_unless_the_connection_is_wedged():
     for wedge, expected in ((False, 200), (True, 403)):
         w = World(extra={"apns_wedge_on_expired": str(wedge).lower()})
-        w.service = ApnsService(w.bench, w.keys)
+        w.service = ApnsService(w.testbed, w.keys)
         c = w.conn()
         assert w.send(c, auth=w.jwt(iat=T0)).status == 200
         w.clock.t = T0 + 3700

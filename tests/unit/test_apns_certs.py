@@ -37,7 +37,7 @@ def test_single_topic_cert_supplies_the_default_topic():
     w = World()
     reply = w.send(w.conn(make_push_cert([TOPIC], ("sandbox",))), headers=w.headers(topic=None))
     assert reply.status == 200
-    assert w.bench.ledger.records[0].note.push_type == "alert"
+    assert w.testbed.ledger.records[0].note.push_type == "alert"
 
 
 def test_legacy_cert_without_topic_extension_uses_the_subject_uid():
@@ -62,5 +62,5 @@ def test_voip_topic_from_cert_accepted_with_voip_push_type():
     w = World()
     reply = w.send(w.cert_conn(), topic=TOPIC + ".voip", push_type="voip", body=b'{"call":1}')
     assert reply.status == 200
-    note = w.bench.ledger.records[0].note
+    note = w.testbed.ledger.records[0].note
     assert (note.push_type, note.drop_reason) == ("voip", None)

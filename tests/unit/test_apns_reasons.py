@@ -36,7 +36,7 @@ def refresh_too_soon(w: World) -> Reply:
 def internal_error(w: World) -> Reply:
     def boom(token: str) -> int:
         raise RuntimeError("fleet is on fire")
-    w.bench.fleet.resolve_apns = boom  # type: ignore[method-assign]
+    w.testbed.fleet.resolve_apns = boom  # type: ignore[method-assign]
     return w.send(w.conn(), id=SENT_ID)
 
 
@@ -121,9 +121,9 @@ def test_rejection(case: str, reason: str, make: Callable[[World], Reply]) -> No
     else:
         assert set(body) == {"reason"}
     assert header(reply, b"apns-unique-id") is None
-    assert w.bench.ledger.accepted == w.accepted_before
-    assert w.bench.ledger.rejected[reason] >= 1
-    last = w.bench.journal.entries[-1]
+    assert w.testbed.ledger.accepted == w.accepted_before
+    assert w.testbed.ledger.rejected[reason] >= 1
+    last = w.testbed.journal.entries[-1]
     assert (last.status, last.reason, last.message_id) == (reply.status, reason, sent.decode())
 
 
@@ -151,7 +151,7 @@ def test_rows_cover_every_reason_the_pipeline_can_produce():
 def test_environment_key_reason_can_use_the_documented_spelling():
     w = World(extra={"apns_env_key_reason": "doc"})
     from pushsim.services.apns import ApnsService
-    w.service = ApnsService(w.bench, w.keys)
+    w.service = ApnsService(w.testbed, w.keys)
     reply = w.send(w.conn(), auth=w.jwt("kenv"))
     assert (reply.status, orjson.loads(reply.body)) == (403, {"reason": "BadEnvironmentKeyIdInToken"})
 

@@ -21,14 +21,14 @@ def test_accepted_request_becomes_one_notification():
     assert (reply.status, reply.body) == (200, b"")
     assert header(reply, b"apns-id") == SENT_ID.encode()
     assert header(reply, b"content-type") is None
-    led = w.bench.ledger
+    led = w.testbed.ledger
     assert led.accepted == 1 and led.delivered == 1       # DeliverAtOnce settles synchronously
     note = led.records[0].note
     assert (note.service, note.token, note.install, note.message_id) == ("apns", w.token(0), 0, SENT_ID)
     assert (note.push_type, note.priority, note.expiration) == ("background", 5, T0 + 600)
     assert (note.collapse_id, note.payload, note.content_available) == ("grp-é", body, True)
     assert note.received_at == T0 and note.drop_reason is None
-    entry = w.bench.journal.entries[-1]
+    entry = w.testbed.journal.entries[-1]
     assert (entry.service, entry.method, entry.status, entry.reason, entry.token) == ("apns", "POST", 200, None, w.token(0))
     assert entry.note is note and entry.message_id == SENT_ID
 
@@ -37,7 +37,7 @@ def test_defaults_and_expiration_zero():
     w = World()
     assert w.send(w.conn(), expiration="0").status == 200
     assert w.send(w.conn()).status == 200
-    first, second = (w.bench.ledger.records[i].note for i in (0, 1))
+    first, second = (w.testbed.ledger.records[i].note for i in (0, 1))
     assert first.expiration == 0.0 and second.expiration is None
     assert (second.priority, second.push_type, second.collapse_id) == (10, "alert", None)
 
@@ -51,7 +51,7 @@ def test_defaults_and_expiration_zero():
 def test_push_type_is_inferred_when_the_header_is_absent(topic, body, expected):
     w = World()
     assert w.send(w.conn(), topic=topic, body=body, priority="5").status == 200
-    assert w.bench.ledger.records[0].note.push_type == expected
+    assert w.testbed.ledger.records[0].note.push_type == expected
 
 
 def test_generated_ids_are_distinct_lowercase_uuids_and_unique_ids_only_in_sandbox():
@@ -76,7 +76,7 @@ def test_apns_id_is_echoed_byte_for_byte_even_in_upper_case():
     w = World()
     upper = SENT_ID.upper()
     assert header(w.send(w.conn(), id=upper), b"apns-id") == upper.encode()
-    assert w.bench.ledger.records[0].note.message_id == upper
+    assert w.testbed.ledger.records[0].note.message_id == upper
 
 
 @pytest.mark.parametrize("push_type,topic,size", [("alert", TOPIC, 4096), ("voip", TOPIC + ".voip", 5120)])
@@ -97,7 +97,7 @@ def test_collapse_id_limit_counts_utf8_bytes():
 def test_documented_priorities_are_accepted(priority):
     w = World()
     assert w.send(w.conn(), priority=priority).status == 200
-    assert w.bench.ledger.records[0].note.priority == int(priority)
+    assert w.testbed.ledger.records[0].note.priority == int(priority)
 
 
 def test_token_auth_stream_limit_opens_after_the_first_valid_token():
@@ -139,30 +139,30 @@ def test_drop_mode_accepts_mismatches_and_the_device_side_drops_them():
     ]
     for kw, reason in cases:
         assert w.send(w.conn(), **kw).status == 200, kw
-    notes = [w.bench.ledger.records[i] for i in range(len(cases))]
+    notes = [w.testbed.ledger.records[i] for i in range(len(cases))]
     assert [r.note.drop_reason for r in notes] == [r for _, r in cases]
     assert all(r.outcome is Outcome.DROPPED for r in notes)
-    assert w.bench.ledger.dropped == {"background-priority-10": 1, "push-type-topic-mismatch": 1,
+    assert w.testbed.ledger.dropped == {"background-priority-10": 1, "push-type-topic-mismatch": 1,
                                       "push-type-payload-mismatch": 2}
 
 
 def test_non_json_body_is_accepted_but_never_delivered():
     w = World()
     assert w.send(w.conn(), body=b"hello").status == 200
-    rec = w.bench.ledger.records[0]
+    rec = w.testbed.ledger.records[0]
     assert (rec.outcome, rec.reason) == (Outcome.DROPPED, "payload-not-json-object")
 
 
 def test_install_lookup_is_cached_but_uninstall_is_seen_at_once():
     w = World()
     calls: list[str] = []
-    real = w.bench.fleet.resolve_apns
-    w.bench.fleet.resolve_apns = lambda t: calls.append(t) or real(t)  # type: ignore[method-assign]
+    real = w.testbed.fleet.resolve_apns
+    w.testbed.fleet.resolve_apns = lambda t: calls.append(t) or real(t)  # type: ignore[method-assign]
     c = w.conn()
     for _ in range(10):
         assert w.send(c).status == 200
     assert len(calls) == 1
-    w.bench.fleet.uninstall(0, 1234)
+    w.testbed.fleet.uninstall(0, 1234)
     reply = w.send(c)
     assert reply.status == 410 and orjson.loads(reply.body) == {"reason": "Unregistered", "timestamp": 1234}
 
@@ -170,7 +170,7 @@ def test_install_lookup_is_cached_but_uninstall_is_seen_at_once():
 def test_uppercase_hex_token_reaches_the_same_install():
     w = World()
     assert w.send(w.conn(), path=b"/3/device/" + w.token(0).upper().encode()).status == 200
-    assert w.bench.ledger.records[0].note.install == 0
+    assert w.testbed.ledger.records[0].note.install == 0
 
 
 def test_handle_tolerates_a_connection_without_state():
@@ -183,6 +183,6 @@ def test_handle_tolerates_a_connection_without_state():
 def test_journal_records_rejections_with_their_token():
     w = World()
     w.send(w.conn(), install=1, id=SENT_ID)
-    e = w.bench.journal.entries[-1]
+    e = w.testbed.journal.entries[-1]
     assert (e.status, e.reason, e.token, e.message_id, e.note) == (410, "Unregistered", w.token(1), SENT_ID, None)
-    assert w.bench.ledger.stats()["rejected"] == {"Unregistered": 1}
+    assert w.testbed.ledger.stats()["rejected"] == {"Unregistered": 1}

@@ -1,4 +1,4 @@
-"""A small fake-APNs world for the test_apns_* modules: bench, fleet, keys, clock, connections."""
+"""A small fake-APNs world for the test_apns_* modules: testbed, fleet, keys, clock, connections."""
 from __future__ import annotations
 
 import orjson
@@ -6,10 +6,10 @@ import orjson
 from device_sim.fleet import App
 from fake_apns.auth import KeyStore
 from fake_apns.testing import make_jwt, make_push_cert, new_key
-from pushsim.bench import Bench
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo, Reply
 from pushsim.services.apns import ApnsService
+from pushsim.testbed import Testbed
 
 T0 = 1_700_000_000.0
 TOPIC = "com.example.app"
@@ -32,8 +32,8 @@ class World:
     def __init__(self, devices: str = "ios=5,android=2", **config: object) -> None:
         self.clock = Clock()
         self.config = Config(devices=devices, **config)
-        self.bench = Bench(self.config, now=self.clock)
-        fleet = self.bench.fleet
+        self.testbed = Testbed(self.config, now=self.clock)
+        fleet = self.testbed.fleet
         other_app = fleet.add_app(App("com.other.app", "com.other.app"))
         self.other_app_install = fleet.add("ios", 1, app=other_app)[0]
         other_env = "production" if self.config.environment == "sandbox" else "sandbox"
@@ -49,11 +49,11 @@ class World:
         self.keys.add(self.kid["kenv"], TEAM, self.pk["kenv"].public_key(), environments=frozenset({other_env}))
         self.keys.add(self.kid["ktopic"], TEAM, self.pk["ktopic"].public_key(),
                       topics=frozenset({"com.other.app"}))
-        self.service = ApnsService(self.bench, self.keys)
+        self.service = ApnsService(self.testbed, self.keys)
         self._jwts: dict[tuple[str, float, str], bytes] = {}
 
     def token(self, install: int = 0) -> str:
-        tok = self.bench.fleet.apns_token(install)
+        tok = self.testbed.fleet.apns_token(install)
         assert tok is not None
         return tok
 
@@ -90,9 +90,9 @@ class World:
         if headers is None:
             kw.setdefault("auth", self.jwt())
             headers = self.headers(**kw)   # type: ignore[arg-type]
-        self.accepted_before = self.bench.ledger.accepted
+        self.accepted_before = self.testbed.ledger.accepted
         reply = self.service.handle(conn, method, path, headers, body)
-        self.bench.ledger.check()
+        self.testbed.ledger.check()
         return reply
 
 
@@ -108,7 +108,7 @@ def header(reply: Reply, name: bytes) -> bytes | None:
 
 def test_world_installs_are_what_the_docstring_says():
     w = World()
-    fleet = w.bench.fleet
+    fleet = w.testbed.fleet
     assert fleet.resolve_apns(w.token(0)) == 0
     assert fleet.apns_token(5) is None and fleet.apns_token(6) is None
     assert fleet.app_of(w.other_app_install).bundle_id == "com.other.app"
@@ -120,4 +120,4 @@ def test_a_plain_valid_request_is_accepted():
     w = World()
     reply = w.send(w.conn())
     assert reply.status == 200 and reply.body == b"", reply
-    assert w.bench.ledger.accepted == 1
+    assert w.testbed.ledger.accepted == 1

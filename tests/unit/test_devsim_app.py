@@ -1,67 +1,67 @@
 """The simulated app: task outcomes, content versions and freshness at open."""
-from device_sim.testing import push, virtual_bench
+from device_sim.testing import push, virtual_world
 
 
 def test_failure_rate_fails_tasks_that_finish_in_time():
-    b = virtual_bench("ios=1", app={"failure_rate": 1.0, "task_median": 1.0, "task_sigma": 0.0})
+    b = virtual_world("ios=1", app={"failure_rate": 1.0, "task_median": 1.0, "task_sigma": 0.0})
     push(b, 0)
     b.sched.run_until(b.sched.now + 5)
-    m = b.sim.stats()["background"]
+    m = b.device_sim.stats()["background"]
     assert (m["succeeded"], m["failed"], m["killed"]) == (0, 1, 0)
 
 
 def test_task_durations_follow_the_configured_distribution():
-    b = virtual_bench("ios=1", app={"task_median": 2.0, "task_sigma": 0.5}, ios={"throttle": False})
+    b = virtual_world("ios=1", app={"task_median": 2.0, "task_sigma": 0.5}, ios={"throttle": False})
     for _ in range(400):
         push(b, 0, at=b.sched.now + 60)
     b.sched.run_until(b.sched.now + 60)
-    d = b.sim.stats()["task_duration"]
+    d = b.device_sim.stats()["task_duration"]
     assert d["count"] == 400
     assert 1.6 < d["p50"] < 2.5 and d["p90"] > 3.0
 
 
 def test_open_after_a_successful_background_task_is_fresh_and_ready():
-    b = virtual_bench("ios=1", app={"failure_rate": 0.0, "task_median": 1.0, "task_sigma": 0.0})
+    b = virtual_world("ios=1", app={"failure_rate": 0.0, "task_median": 1.0, "task_sigma": 0.0})
     push(b, 0)
     b.sched.run_until(b.sched.now + 10)
-    b.sim.open_app(0)
-    f = b.sim.stats()["freshness"]
+    b.device_sim.open_app(0)
+    f = b.device_sim.stats()["freshness"]
     assert (f["opens"], f["fresh"], f["ready"]) == (1, 1, 1)
 
 
 def test_open_while_the_push_is_held_is_stale_and_counts_staleness():
-    b = virtual_bench("ios=1", profile={"ios": {"low_power": 1.0}},
+    b = virtual_world("ios=1", profile={"ios": {"low_power": 1.0}},
                       app={"failure_rate": 0.0, "task_median": 1.0, "task_sigma": 0.0})
     push(b, 0)
     b.sched.run_until(b.sched.now + 100)
-    b.sim.open_app(0)                          # the held push is handed over only now: content not ready
-    f = b.sim.stats()["freshness"]
+    b.device_sim.open_app(0)                          # the held push is handed over only now: content not ready
+    f = b.device_sim.stats()["freshness"]
     assert (f["opens"], f["fresh"]) == (1, 0) and f["mean_staleness"] == 100.0
     b.sched.run_until(b.sched.now + 10)
-    b.sim.open_app(0)
-    assert b.sim.stats()["freshness"]["fresh"] == 1
+    b.device_sim.open_app(0)
+    assert b.device_sim.stats()["freshness"]["fresh"] == 1
 
 
 def test_explicit_content_version_in_the_payload_is_used():
-    b = virtual_bench("android=1", app={"failure_rate": 0.0, "task_median": 1.0, "task_sigma": 0.0})
+    b = virtual_world("android=1", app={"failure_rate": 0.0, "task_median": 1.0, "task_sigma": 0.0})
     push(b, 0, payload=b'{"message":{"data":{"content_version":"7"}}}')
     b.sched.run_until(b.sched.now + 5)
-    assert b.sim.describe(0)["content_version"] == 7
+    assert b.device_sim.describe(0)["content_version"] == 7
     push(b, 0, payload=b'{"message":{"data":{"content_version":"5"}}}')   # older content: no change
     b.sched.run_until(b.sched.now + 5)
-    assert b.sim.describe(0)["content_version"] == 7
+    assert b.device_sim.describe(0)["content_version"] == 7
 
 
 def test_users_open_apps_at_the_profile_rate():
-    b = virtual_bench("ios=1", profile={"ios": {"opens_per_day": 24.0}})
+    b = virtual_world("ios=1", profile={"ios": {"opens_per_day": 24.0}})
     push(b, 0)
     b.sched.run_until(b.sched.now + 10 * 86_400)
-    opens = b.sim.metrics.opens
+    opens = b.device_sim.metrics.opens
     assert 60 < opens < 600       # 24/day × 0.25..1.75 per-install factor × 10 days
 
 
 def test_metrics_expose_receipt_rate_and_funnel():
-    b = virtual_bench("ios=1", ios={"budget_burst": 1})
+    b = virtual_world("ios=1", ios={"budget_burst": 1})
     push(b, 0)
     push(b, 0)
     s = b.stats()

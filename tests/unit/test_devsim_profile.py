@@ -1,6 +1,6 @@
 from device_sim.fleet import Fleet
 from device_sim.profile import FleetMix, PlatformMix, DEFAULT_IOS, mix64, unit
-from device_sim.testing import push, virtual_bench
+from device_sim.testing import push, virtual_world
 
 
 def test_an_install_profile_depends_only_on_seed_and_index():
@@ -20,7 +20,7 @@ def test_profile_mix_follows_the_distribution():
 
 def test_traffic_to_one_install_does_not_change_another_installs_outcomes():
     def run(noise: bool):
-        b = virtual_bench("ios=3", seed=4, profile={"ios": {"opens_per_day": 5.0, "offline": 0.3}})
+        b = virtual_world("ios=3", seed=4, profile={"ios": {"opens_per_day": 5.0, "offline": 0.3}})
         out = []
         t0 = b.sched.now
         for k in range(60):
@@ -42,7 +42,7 @@ def test_hash_helpers_are_stable():
 def test_million_install_fleet_creates_no_device_state_until_traffic():
     f = Fleet(seed=1)
     f.add("ios", 1000)
-    b = virtual_bench("ios=1000")
-    assert b.sim.devices == {}
+    b = virtual_world("ios=1000")
+    assert b.device_sim.devices == {}
     push(b, 999)
-    assert list(b.sim.devices) == [999]
+    assert list(b.device_sim.devices) == [999]

@@ -7,13 +7,13 @@ import pytest
 
 from device_sim.notification import Notification
 from device_sim.replay import export_jsonl, replay
-from pushsim.bench import Bench
 from pushsim.config import Config
+from pushsim.testbed import Testbed
 
 
-def _live_run(clock: str = "real", n: int = 300, seed: int = 3) -> Bench:
+def _live_run(clock: str = "real", n: int = 300, seed: int = 3) -> Testbed:
     wall = [1_700_000_000.0]
-    b = Bench(Config(devices="ios=15,android=15", seed=seed, clock=clock), now=lambda: wall[0])
+    b = Testbed(Config(devices="ios=15,android=15", seed=seed, clock=clock), now=lambda: wall[0])
     r = random.Random(1)
     for k in range(n):
         wall[0] += r.random() * 90
@@ -25,9 +25,9 @@ def _live_run(clock: str = "real", n: int = 300, seed: int = 3) -> Bench:
                             expiration=exp, collapse_id=r.choice([None, "a", "b"]))
         b.dispatcher.submit(note)
         if k == 100:
-            b.sim.set_state(4, online=False)
+            b.device_sim.set_state(4, online=False)
         if k == 200:
-            b.sim.set_state(4, online=True, open=True)
+            b.device_sim.set_state(4, online=True, open=True)
     wall[0] += 7200
     return b
 
@@ -35,7 +35,7 @@ def _live_run(clock: str = "real", n: int = 300, seed: int = 3) -> Bench:
 @pytest.mark.parametrize("clock", ["real", "scaled:30"])
 def test_replay_reproduces_the_live_outcomes(clock):
     live = _live_run(clock)
-    lines = list(export_jsonl(live))
+    lines = list(export_jsonl(live.world))
     assert json.loads(lines[0])["digest"]
     res = replay(lines)
     assert res.matches, (res.digest, res.live_digest)
@@ -44,14 +44,14 @@ def test_replay_reproduces_the_live_outcomes(clock):
 
 
 def test_a_different_seed_or_an_edited_journal_does_not_match():
-    lines = list(export_jsonl(_live_run()))
+    lines = list(export_jsonl(_live_run().world))
     assert not replay(lines, seed=4).matches
     edited = [lines[0]] + [l.replace('"priority":5', '"priority":10') for l in lines[1:]]
     assert not replay(edited).matches
 
 
 def test_trace_follows_one_notification():
-    lines = list(export_jsonl(_live_run()))
+    lines = list(export_jsonl(_live_run().world))
     res = replay(lines, trace=7)
     assert res.trace[0]["outcome"] == "pending" and res.trace[0]["message_id"] == "m7"
     assert len(res.trace) >= 2
@@ -65,9 +65,9 @@ def test_not_an_export_is_a_clean_error():
 def test_replay_command(tmp_path, capsys):
     import argparse
 
-    from pushsim import cmd_replay
+    from pushsim.cli import replay as cmd_replay
     path = tmp_path / "journal.jsonl"
-    path.write_text("".join(export_jsonl(_live_run())))
+    path.write_text("".join(export_jsonl(_live_run().world)))
     parser = argparse.ArgumentParser()
     cmd_replay.register(parser.add_subparsers())
     args = parser.parse_args(["replay", str(path), "--seed", "3", "--json"])
@@ -83,8 +83,8 @@ def test_replay_command(tmp_path, capsys):
 
 def test_a_synchronous_caller_on_the_real_clock_sees_due_timers_fire_on_stats():
     wall = [1_700_000_000.0]
-    b = Bench(Config(devices="ios=1", seed=0, clock="real"), now=lambda: wall[0])
-    b.sim.set_state(0, app_state="background", online=True, low_power=False, bar=True)
+    b = Testbed(Config(devices="ios=1", seed=0, clock="real"), now=lambda: wall[0])
+    b.device_sim.set_state(0, app_state="background", online=True, low_power=False, bar=True)
     notes = []
     for k in range(5):
         notes.append(Notification("apns", "t", 0, f"m{k}", wall[0], "background", 5, b"{}"))

@@ -8,7 +8,7 @@ import h2.connection
 import h2.errors
 import h2.settings
 import pytest
-from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from fake_apns.auth import KeyStore, MAX_TOKEN_BYTES
 from pushsim.edge import hpack_fast
@@ -148,6 +148,19 @@ def test_refused_streams_count_against_the_reset_budget(name: str) -> None:
     w = _wire(name, ScriptService(initial_max_streams=1), limits)
     _raw_requests(w, range(1, 21, 2), end=False)             # the first held open, the rest refused
     assert _goaways(w)[-1][1] == CALM
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("frame", ["ping", "settings"])
+def test_control_frames_past_the_budget_end_the_connection(name: str, frame: str) -> None:
+    w = _wire(name, ScriptService(), EdgeLimits(control_budget=50))
+    sid = w.request(b"/ok")
+    raw = PingFrame(0, b"12345678").serialize() if frame == "ping" else SettingsFrame(0).serialize()
+    w.send_raw(raw * 40)
+    assert not _goaways(w)                                   # 40 (+1 at start) is within 50
+    w.send_raw(raw * 40)
+    assert _goaways(w)[-1][1:] == (CALM, sid)
+    assert w.transport.closed
 
 
 @pytest.mark.parametrize("name", ENGINES)

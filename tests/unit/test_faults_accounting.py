@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-pytest.importorskip("pushsim.services.apns", reason="pushsim.services.apns not merged yet")
-pytest.importorskip("fake_apns.testing", reason="fake_apns.testing not merged yet")
 
 from fake_apns.auth import KeyStore  # noqa: E402
 from fake_apns.testing import make_jwt, new_key
-from pushsim.bench import Bench
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo
+from pushsim.faults import FaultingService
 from pushsim.services.apns import ApnsService
+from pushsim.testbed import Testbed
 
 NOW = 1_700_000_000.0
 
@@ -34,26 +33,26 @@ RULES = st.lists(st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 1000), rules=RULES, targets=st.lists(st.integers(0, 3), min_size=1, max_size=30))
 def test_every_request_journaled_once_and_ledger_balanced(seed: int, rules: list, targets: list[int]) -> None:
-    bench = Bench(Config(devices="ios=4", seed=seed, clock="virtual"), now=lambda: NOW)
+    testbed = Testbed(Config(devices="ios=4", seed=seed, clock="virtual"), now=lambda: NOW)
     key = new_key()
     keys = KeyStore()
     keys.add("KEY0000001", "TEAM000001", key.public_key())
-    svc = ApnsService(bench, keys)
-    bench.faults.add_many(rules)
+    svc = FaultingService(ApnsService(testbed, keys), "apns", testbed.faults)   # as the server serves it
+    testbed.faults.add_many(rules)
     conn = ConnInfo(tls=False, alpn=None, http2=True)
     conn.state = svc.open(conn)
     auth = b"bearer " + make_jwt(key, "KEY0000001", "TEAM000001", NOW)
     replaced = 0
     for i in targets:
-        token = bench.fleet.apns_token(i).encode()
+        token = testbed.fleet.apns_token(i).encode()
         headers = [(b":method", b"POST"), (b":path", b"/3/device/" + token), (b"authorization", auth),
                    (b"apns-topic", b"com.example.app"), (b"apns-push-type", b"alert")]
-        before = bench.ledger.accepted
+        before = testbed.ledger.accepted
         r = svc.handle(conn, b"POST", b"/3/device/" + token, headers, b'{"aps":{"alert":"x"}}')
         if r.fault is not None or r.status != 200:
-            assert bench.ledger.accepted == before         # nothing a fault replaced was accepted
+            assert testbed.ledger.accepted == before         # nothing a fault replaced was accepted
             replaced += r.fault is not None
-    bench.dispatcher.flush()
-    assert len(bench.journal.entries) == len(targets)
-    assert bench.ledger.accepted + sum(bench.ledger.rejected.values()) == len(targets)
-    bench.ledger.check()
+    testbed.dispatcher.flush()
+    assert len(testbed.journal.entries) == len(targets)
+    assert testbed.ledger.accepted + sum(testbed.ledger.rejected.values()) == len(targets)
+    testbed.ledger.check()

@@ -21,7 +21,7 @@ def _status(r) -> str:
 
 def test_default_is_240_per_minute(info: dict) -> None:
     w = World(info)
-    assert (w.bench.config.fcm_device_quota_minute, w.bench.config.fcm_device_quota_hour) == (240, 5000)
+    assert (w.testbed.config.fcm_device_quota_minute, w.testbed.config.fcm_device_quota_hour) == (240, 5000)
     tok = w.fleet.fcm_token(w.android(0))
     for _ in range(240):
         assert w.send({"token": tok}).status == 200

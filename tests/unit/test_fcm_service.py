@@ -9,10 +9,11 @@ import pytest
 from device_sim.notification import Outcome
 from fake_fcm.oauth import JWT_BEARER, ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account, sign_assertion
-from pushsim.bench import Bench
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo, Reply
+from pushsim.faults import FaultingService
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
 CONN = ConnInfo(tls=True, alpn="h2", http2=True)
 SEND = b"/v1/projects/pushsim-project/messages:send"
@@ -34,12 +35,12 @@ def info() -> dict[str, str]:
 class World:
     def __init__(self, info: dict[str, str], **cfg: object) -> None:
         self.clock = Clock()
-        self.bench = Bench(Config(devices="ios=4,android=6", **cfg), now=self.clock)
-        self.authority = TokenAuthority(ttl=lambda: self.bench.config.access_token_ttl)
+        self.testbed = Testbed(Config(devices="ios=4,android=6", **cfg), now=self.clock)
+        self.authority = TokenAuthority(ttl=lambda: self.testbed.config.access_token_ttl)
         self.authority.add_account(ServiceAccount.from_info(info))
-        self.svc = FcmService(self.bench, self.authority)
+        self.svc = FcmService(self.testbed, self.authority)
         self.token = self.authority.issue(info["client_email"], True, self.clock())
-        self.fleet = self.bench.fleet
+        self.fleet = self.testbed.fleet
 
     def post(self, path: bytes, body: bytes, token: str | None = "default", extra: list | None = None) -> Reply:
         token = self.token if token == "default" else token
@@ -80,12 +81,12 @@ def test_send_to_fleet_token_reaches_the_install(w: World) -> None:
     assert name.startswith("projects/pushsim-project/messages/0:")
     mid = name.rsplit("/", 1)[1]
     assert len(mid.split(":")[1].split("%")[0]) == 16 and len(mid.split("%")[1]) == 16
-    [d] = w.bench.ledger.deliveries(i)
+    [d] = w.testbed.ledger.deliveries(i)
     # The OS policy decides when it is delivered; the service's part is one accepted notification.
     assert d["outcome"] in {o.value for o in Outcome} and d["id"] == name and d["push_type"] == "data"
     assert d["priority"] == 5
-    w.bench.ledger.check()
-    assert w.bench.journal.entries[-1].status == 200
+    w.testbed.ledger.check()
+    assert w.testbed.journal.entries[-1].status == 200
 
 
 def test_message_names_are_unique(w: World) -> None:
@@ -97,7 +98,7 @@ def test_message_names_are_unique(w: World) -> None:
 def test_validate_only_sends_nothing(w: World) -> None:
     i = w.android()
     assert w.send({"token": w.fleet.fcm_token(i)}, validate_only=True).status == 200
-    assert w.bench.ledger.accepted == 0
+    assert w.testbed.ledger.accepted == 0
 
 
 def test_numeric_project_and_wrong_project(w: World) -> None:
@@ -119,8 +120,8 @@ def test_uninstalled_unknown_foreign_and_garbage_tokens(w: World) -> None:
     assert r.status == 403 and error_of(r)["details"][0]["errorCode"] == "SENDER_ID_MISMATCH"
     r = w.send({"token": "not-a-token"})
     assert r.status == 400 and error_of(r)["message"] == "The registration token is not a valid FCM registration token"
-    assert w.bench.ledger.accepted == 0
-    assert w.bench.ledger.rejected["UNREGISTERED"] == 2
+    assert w.testbed.ledger.accepted == 0
+    assert w.testbed.ledger.rejected["UNREGISTERED"] == 2
 
 
 def test_restricted_package_name(w: World) -> None:
@@ -194,12 +195,12 @@ def test_topic_fan_out_reaches_exactly_the_subscribers(w: World) -> None:
     assert orjson.loads(r.body)["results"] == [{}, {}, {}, {"error": "INVALID_ARGUMENT"},
                                               {"error": "PERMISSION_DENIED"}]
     assert w.send({"topic": "news", "notification": {"title": "t"}}).status == 200
-    reached = {i for i in range(len(w.fleet)) if w.bench.ledger.deliveries(i)}
+    reached = {i for i in range(len(w.fleet)) if w.testbed.ledger.deliveries(i)}
     assert reached == set(subs)
     w.iid("batchRemove", "news", [w.fleet.fcm_token(subs[0])])
     w.send({"topic": "news"})
-    assert len(w.bench.ledger.deliveries(subs[0])) == 1 and len(w.bench.ledger.deliveries(subs[1])) == 2
-    w.bench.ledger.check()
+    assert len(w.testbed.ledger.deliveries(subs[0])) == 1 and len(w.testbed.ledger.deliveries(subs[1])) == 2
+    w.testbed.ledger.check()
 
 
 def test_condition_fan_out(w: World) -> None:
@@ -207,9 +208,9 @@ def test_condition_fan_out(w: World) -> None:
     w.iid("batchAdd", "A", [w.fleet.fcm_token(a), w.fleet.fcm_token(b)])
     w.iid("batchAdd", "B", [w.fleet.fcm_token(b), w.fleet.fcm_token(c)])
     assert w.send({"condition": "'A' in topics && !('B' in topics)"}).status == 200
-    assert [bool(w.bench.ledger.deliveries(i)) for i in (a, b, c)] == [True, False, False]
+    assert [bool(w.testbed.ledger.deliveries(i)) for i in (a, b, c)] == [True, False, False]
     assert w.send({"condition": "'A' in topics || 'B' in topics"}).status == 200
-    assert [len(w.bench.ledger.deliveries(i)) for i in (a, b, c)] == [2, 1, 1]
+    assert [len(w.testbed.ledger.deliveries(i)) for i in (a, b, c)] == [2, 1, 1]
 
 
 def test_iid_needs_access_token_auth(w: World) -> None:
@@ -224,12 +225,12 @@ def test_fid_target(w: World) -> None:
     i = w.android(2)
     fid = w.fleet.fcm_token(i).split(":")[0]
     assert w.send({"fid": fid}).status == 200
-    assert len(w.bench.ledger.deliveries(i)) == 1
+    assert len(w.testbed.ledger.deliveries(i)) == 1
     assert w.send({"fid": "AAAAAAAAAAAAAAAAAAAAAA"}).status == 404
 
 
 def notes(w: World) -> list:
-    return [rec.note for rec in w.bench.ledger.records.values()]
+    return [rec.note for rec in w.testbed.ledger.records.values()]
 
 
 def test_android_delivery_fields(w: World) -> None:
@@ -304,12 +305,12 @@ async def test_large_fan_out_is_spread_over_loop_turns(w: World, monkeypatch: py
     subs = list(range(len(w.fleet)))
     w.iid("batchAdd", "all", [w.fleet.fcm_token(i) for i in subs])
     assert w.send({"topic": "all"}).status == 200
-    assert w.bench.ledger.accepted == 3                     # the first chunk only, so far
+    assert w.testbed.ledger.accepted == 3                     # the first chunk only, so far
     for _ in range(5):
         await asyncio.sleep(0)
-    assert w.bench.ledger.accepted == len(subs)
-    assert all(len(w.bench.ledger.deliveries(i)) == 1 for i in subs)
-    w.bench.ledger.check()
+    assert w.testbed.ledger.accepted == len(subs)
+    assert all(len(w.testbed.ledger.deliveries(i)) == 1 for i in subs)
+    w.testbed.ledger.check()
 
 
 def test_fault_hook_is_consulted(w: World) -> None:
@@ -319,15 +320,16 @@ def test_fault_hook_is_consulted(w: World) -> None:
         def __init__(self) -> None:
             self.seen: list[bytes] = []
 
-        def intercept(self, name: str, svc: object, conn: ConnInfo, method: bytes, path: bytes,
-                      headers: list, body: bytes) -> Reply | None:
+        def consult(self, name: str, method: bytes, path: bytes, headers: list, body: bytes) -> Reply | None:
+            assert name == "fcm"
             self.seen.append(path)
             return Reply(503, [], b"injected") if b"messages:send" in path else None
 
-    hook = w.svc._faults = Hook()
+    hook = Hook()
+    w.svc = FaultingService(w.svc, "fcm", hook)   # type: ignore[assignment,arg-type]  # as the server serves it
     assert w.send({"token": w.fleet.fcm_token(0)}).status == 503
     assert w.post(b"/nope", b"").status == 404                       # the hook passed: the service answered
-    assert hook.seen == [SEND, b"/nope"] and w.bench.ledger.accepted == 0
+    assert hook.seen == [SEND, b"/nope"] and w.testbed.ledger.accepted == 0
 
 
 def test_bench_reset_clears_quotas_and_subscriptions(w: World) -> None:
@@ -336,7 +338,7 @@ def test_bench_reset_clears_quotas_and_subscriptions(w: World) -> None:
     for _ in range(240):
         w.send({"token": tok})
     assert w.send({"token": tok}).status == 429
-    w.bench.reset()
+    w.testbed.reset()
     assert w.svc.topics.subscribers("t") == set()      # at reset time, not at the next request
     assert w.send({"token": tok}).status == 200
 
@@ -344,7 +346,7 @@ def test_bench_reset_clears_quotas_and_subscriptions(w: World) -> None:
 def test_rejected_sends_are_journaled_under_their_token(w: World) -> None:
     tok = w.fleet.fcm_token(w.android())
     assert w.send({"token": tok, "data": {"from": "x"}}).status == 400
-    [e] = w.bench.journal.query(token=tok)
+    [e] = w.testbed.journal.query(token=tok)
     assert (e.status, e.reason, e.message_id) == (400, "INVALID_ARGUMENT", None)
 
 
@@ -377,7 +379,7 @@ def test_remembered_send_paths_answer_like_the_first_time(w: World) -> None:
         get = w.svc.handle(CONN, b"GET", path, [(b"authorization", f"Bearer {w.token}".encode())], b"")
         assert get.status == 405                            # the memo serves POST only
     assert w.post(SEND, body, token=None).status == 401     # auth is still checked on a remembered path
-    assert [e.path for e in w.bench.journal.entries if e.method == "POST"][:2] == [SEND.decode()] * 2
+    assert [e.path for e in w.testbed.journal.entries if e.method == "POST"][:2] == [SEND.decode()] * 2
 
 
 def test_message_names_keep_sixteen_digits_before_2001(info: dict[str, str]) -> None:
