@@ -392,12 +392,14 @@ def test_a_burst_of_streams_in_one_read_is_refused_and_bounded(server: Server) -
     _served_and_balanced(server)
 
 
-@pytest.mark.parametrize("kind", ["ping", "request"])
+@pytest.mark.parametrize("kind", ["ping", "request", "http1"])
 def test_a_peer_that_never_reads_cannot_queue_replies(server: Server, kind: str) -> None:
     rss = server.rss_kb()
-    sock = _raw(server.port("fcm", "h2c_url"))
+    sock = _connect(server.port("fcm", "h2c_url")) if kind == "http1" else _raw(server.port("fcm", "h2c_url"))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    if kind == "ping":
+    if kind == "http1":                                         # pipelined, answered 404
+        chunk = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" * 20_000
+    elif kind == "ping":
         chunk = PingFrame(0, b"12345678").serialize() * 4096
     else:
         enc = hpack.Encoder()
