@@ -85,7 +85,7 @@ def test_max_streams_reply_sends_settings_and_is_enforced_after_ack():
     assert ("max_streams", 1) in w.events
     s1 = w.request(b"/ok", end=False)                       # stays open
     # the client believes the limit is 1 and would refuse, so bypass its bookkeeping
-    raw = w.client.encoder.encode([(b":method", b"POST"), (b":path", b"/ok")])
+    raw = w.client.encoder.encode([(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/ok")])
     w.send_raw(F.header(len(raw), F.HEADERS, F.END_HEADERS | F.END_STREAM, s1 + 2) + raw)
     assert w.transport.writes[-1] == F.rst_stream(s1 + 2, E.REFUSED_STREAM)
     w.client.end_stream(s1)
@@ -183,7 +183,7 @@ def test_data_after_end_stream_is_stream_closed():
 def test_headers_reusing_a_finished_stream_is_connection_stream_closed():
     w, _ = wire()
     sid = w.request(b"/ok")
-    raw = w.client.encoder.encode([(b":method", b"POST"), (b":path", b"/ok")])
+    raw = w.client.encoder.encode([(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/ok")])
     w.send_raw(F.header(len(raw), F.HEADERS, F.END_HEADERS | F.END_STREAM, sid) + raw)
     assert _last_goaway(w)[1] == E.STREAM_CLOSED
 
