@@ -5,9 +5,8 @@ Both HTTP/2 engines call `check_request` on every request's decoded header list 
 error, as §8.1.1 asks, so one bad request never costs a client its other streams (h2's own
 validation would make it a connection error, and it is off in the h2 engine for speed).
 
-The pass replaces the one the engines already made to find `:method` and `:path`, so the added
-cost per request is a set lookup per regular field (names seen are memoised: a bounded set of
-short names) and three byte searches per value.
+The pass replaces the one the engines already made to find `:method` and `:path`; a field already
+seen costs one dict lookup (a bounded memo), any other field three memchr and a few compares.
 """
 from __future__ import annotations
 
@@ -27,20 +26,33 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connectio
 # pseudo-header prefix. `bytes.translate(None, these)` drops them, so a change in length = bad.
 _BAD_NAME_BYTES = bytes(range(0x21)) + bytes(range(0x41, 0x5B)) + b":" + bytes(range(0x7F, 0x100))
 _EDGE_SPACE = (0x20, 0x09)              # SP, HTAB
+_PSEUDO = {b":method": 0, b":scheme": 1, b":path": 2, b":authority": 3}   # RFC 9113 §8.3.1
+_PATH = _PSEUDO[b":path"]
+_REGULAR = -1
 _MAX_LENGTH_DIGITS = 18                 # a content-length beyond 10**18 bytes is not a real body
-_NAMES_MAX = 4096                       # memo bound: a client inventing names only slows itself
-_NAME_MEMO_LEN = 64                     # longer names are checked every time, never kept
+_MEMO_MAX = 4096                        # fields remembered; the memo is emptied when full
+_MEMO_FIELD_MAX = 1024                  # bytes of name + value; longer fields are never kept
 
-# Regular field names that passed the name rules (and are neither `te` nor `content-length`,
-# whose values matter): clients send the same few names on every request.
-_good_names: set[bytes] = set()
+# Fields (name, value) that passed every rule → their _PSEUDO slot, or _REGULAR; never
+# content-length or :path. Senders repeat most fields on every request (authorization with the
+# same JWT, apns-topic, :method...), and HPACK hands them back as the same objects, so one dict
+# lookup replaces a field's checks. A sender varying its values (apns-id) only refills the memo;
+# its bounds hold for any input.
+_known: dict[tuple[bytes, bytes], int] = {}
 
 
-def _value_ok(value: bytes) -> bool:
-    """RFC 9113 §8.2.1: no NUL, CR or LF; no leading or trailing space or tab.
+def _remember(field: tuple[bytes, bytes], slot: int) -> None:
+    if len(field[0]) + len(field[1]) <= _MEMO_FIELD_MAX:
+        if len(_known) >= _MEMO_MAX:
+            _known.clear()
+        _known[field] = slot
 
-    `13 in value` (an int) is a plain memchr; `b"\\r" in value` first tries the argument as an
-    int, fails, clears the exception and then searches: several times slower per field.
+
+def value_ok(value: bytes) -> bool:
+    """RFC 9113 §8.2.1: no NUL, CR or LF; no leading or trailing SP or HTAB.
+
+    `13 in value` (an int) is a plain memchr; `b"\\r" in value` would first try the argument as
+    an int, fail and clear the exception: several times slower, on every field of every request.
     """
     if 13 in value or 10 in value or 0 in value:
         return False
@@ -69,53 +81,41 @@ def check_request(headers: Headers) -> RequestLine | None:
     CONNECT (§8.5) takes `:authority` and no `:scheme` / `:path`; its path is reported as b"".
     `host` in place of `:authority` is fine (§8.3.1), and neither is required.
     """
-    method = scheme = path = authority = None
+    pseudo: list[bytes | None] = [None, None, None, None]   # indexed by _PSEUDO
     length: int | None = None
     regular = False                     # a regular field was seen: no pseudo-header may follow
-    good = _good_names
+    known = _known
     edge = _EDGE_SPACE
-    for name, value in headers:
-        # _value_ok, inlined: this runs for every field of every request
-        if 13 in value or 10 in value or 0 in value or (value and (value[0] in edge or value[-1] in edge)):
-            return None
-        if name in good:
+    for field in headers:
+        slot = known.get(field)
+        if slot is None:                # not seen before (or forgotten): the full rules
+            name, value = field
+            # value_ok, inlined
+            if 13 in value or 10 in value or 0 in value or (value and (value[0] in edge or value[-1] in edge)):
+                return None
+            slot = _PSEUDO.get(name)
+            if slot is None:
+                if name[:1] == b":":
+                    return None         # unknown, or a response pseudo-header
+                if name == b"content-length":   # never remembered: its value is needed
+                    regular = True
+                    n = _content_length(value)
+                    if n is None or (length is not None and n != length):
+                        return None
+                    length = n
+                    continue
+                if name in CONNECTION_SPECIFIC or not _name_ok(name) or (name == b"te" and value != b"trailers"):
+                    return None
+                slot = _REGULAR
+            if slot != _PATH:           # paths name one device each: too many to keep
+                _remember(field, slot)
+        if slot == _REGULAR:
             regular = True
-            continue
-        if name[:1] == b":":
-            if regular:
-                return None
-            if name == b":method":
-                if method is not None:
-                    return None
-                method = value
-            elif name == b":path":
-                if path is not None:
-                    return None
-                path = value
-            elif name == b":scheme":
-                if scheme is not None:
-                    return None
-                scheme = value
-            elif name == b":authority":
-                if authority is not None:
-                    return None
-                authority = value
-            else:
-                return None
-            continue
-        regular = True
-        if name == b"content-length":
-            n = _content_length(value)
-            if n is None or (length is not None and n != length):
-                return None
-            length = n
-        elif name == b"te":
-            if value != b"trailers":
-                return None
-        elif name in CONNECTION_SPECIFIC or not _name_ok(name):
-            return None
-        elif len(good) < _NAMES_MAX and len(name) <= _NAME_MEMO_LEN:
-            good.add(name)
+        elif regular or pseudo[slot] is not None:
+            return None                 # a pseudo-header after a regular field, or twice
+        else:
+            pseudo[slot] = field[1]
+    method, scheme, path, authority = pseudo
     if method is None:
         return None
     if method == b"CONNECT":
@@ -129,12 +129,13 @@ def check_request(headers: Headers) -> RequestLine | None:
 
 def check_trailers(headers: Headers) -> bool:
     """Trailers (RFC 9113 §8.1): the field rules of `check_request` and no pseudo-header at all."""
-    good = _good_names
-    for name, value in headers:
-        if not _value_ok(value):
-            return False
-        if name in good:
+    known = _known
+    for field in headers:
+        if known.get(field) == _REGULAR:
             continue
+        name, value = field
+        if not value_ok(value):
+            return False
         if name[:1] == b":" or name in CONNECTION_SPECIFIC or not _name_ok(name):
             return False
         if name == b"te" and value != b"trailers":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hypothesis import example, given, strategies as st
 
+from pushsim.edge import fields
 from pushsim.edge.fields import body_fits, check_request, check_trailers
 
 NAME_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~"
@@ -95,3 +96,17 @@ def test_trailers_take_regular_fields_only(fields: list) -> None:
     assert not check_trailers(fields + [(b":path", b"/")])
     assert not check_trailers([(b"Upper", b"1")] + fields)
     assert not check_trailers(fields + [(b"x-v", b"a\nb")])
+
+
+def test_the_field_memo_is_bounded_and_never_hides_a_rule() -> None:
+    """A sender inventing fields only refills the memo; a remembered field still counts for the
+    pseudo-header order and duplicate rules, and long fields are never kept."""
+    base = [(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/")]
+    for i in range(fields._MEMO_MAX + 500):
+        assert check_request(base + [(b"x-id", b"%d" % i), (b"x-long", b"v" * 2000)]) is not None
+        assert len(fields._known) <= fields._MEMO_MAX
+    assert all(len(n) + len(v) <= fields._MEMO_FIELD_MAX for n, v in fields._known)
+    check_request(base + [(b"apns-topic", b"t")])                      # now remembered, all four
+    assert check_request([(b"apns-topic", b"t")] + base) is None       # pseudo after regular
+    assert check_request(base + [(b":method", b"POST")]) is None       # a remembered duplicate
+    assert check_request(base[:2] + [(b"apns-topic", b"t")]) is None   # :path missing
