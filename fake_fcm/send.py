@@ -9,6 +9,7 @@ state, and they live in fake_fcm.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,9 @@ from .quota import Quotas
 from .topics import TopicRegistry
 
 _US_LOW, _US_HIGH = 10**15, 10**16
+# Anything shaped like a registration token (instance id, ':', long url-safe tail) that the registry
+# does not know is a token FCM has forgotten: UNREGISTERED. Other strings are not tokens at all: 400.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-]{8,}:[A-Za-z0-9_\-]{20,}")
 
 
 class MessageNamer:
@@ -84,6 +88,11 @@ class SendDecision:
                  name: str | None = None, install: int = -1, installs: list[int] | None = None) -> None:
         self.failure, self.token, self.request, self.name = failure, token, request, name
         self.install, self.installs = install, installs
+
+
+def unknown_token_code(token: str) -> str:
+    """The error code for a token no install has (nor another project): see TOKEN_SHAPE."""
+    return "UNREGISTERED" if TOKEN_SHAPE.fullmatch(token) else "INVALID_ARGUMENT"
 
 
 def failure_for(code: str) -> FcmFailure:

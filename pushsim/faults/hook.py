@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from pushsim.edge.types import ConnInfo, Headers, Reply
+from pushsim.edge.types import Headers, Reply
 
 from .actions import ErrorBuilders, modify, replacement
 from .engine import Decision, FaultEngine, RequestView

@@ -22,12 +22,13 @@ from fake_fcm.message import SendRequest
 from fake_fcm.oauth import TokenAuthority
 from fake_fcm.quota import Quotas
 from fake_fcm.send import MessageNamer, SendRules, decide
+from fake_fcm.topic_api import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TopicAnswer, TopicApi
 from fake_fcm.topics import TopicRegistry
 from pushsim.edge.http1 import MAX_BODY, error_reply
 from pushsim.edge.types import ConnInfo, Headers, Reply
 from pushsim.testbed import Testbed
 
-from .fcm_topics import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, reply
+from .fcm_tokens import TokenResolver, reply
 from .oauth import TOKEN_PATHS, OAuthService
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ class FcmService:
         self.quotas = Quotas(cfg.fcm_project_quota, cfg.fcm_device_quota_minute, cfg.fcm_device_quota_hour)
         self.foreign = TokenCodec(f"{cfg.seed}/foreign-project")
         self.resolver = TokenResolver(testbed.fleet, self.foreign)
-        self.topic_api = TopicEndpoints(testbed, authority, self.topics, self.resolver,
-                                        (self.project_id, self.project_number))
+        self.topic_api = TopicApi(authority, self.topics, self.resolver.resolve, self._describe,
+                                  (self.project_id, self.project_number))
         self.namer = MessageNamer(self.project_id)
         fleet = testbed.fleet
         self.rules = SendRules(authority, self.project_id, self.project_number, self.quotas, self.topics,
@@ -125,28 +126,37 @@ class FcmService:
         if op is not None:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
-            return self.topic_api.iid(op, path, headers, body)
+            now = self.testbed.now()
+            return self._answer(now, method, text, self.topic_api.iid(op, headers, body, now))
         m = SUBSCRIPTIONS_RE.fullmatch(bare)
         if m is not None:
-            return self.topic_api.subscription(m, method, path, headers)
+            now = self.testbed.now()
+            return self._answer(now, method, text,
+                                self.topic_api.subscription(m, method, path, _authorization(headers), now))
         if bare.startswith(IID_INFO) and len(bare) > len(IID_INFO):
             if method != b"GET":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
-            return self.topic_api.info(path, headers)
+            now = self.testbed.now()
+            return self._answer(now, method, text, self.topic_api.info(path, headers, now))
         return self._reply(errors.not_found_page(text))
 
     _reply = staticmethod(reply)
 
+    def _answer(self, now: float, method: bytes, path: str, a: TopicAnswer) -> Reply:
+        self.testbed.journal.add(now, a.service, method.decode("latin-1"), path, a.token, a.status, a.reason, None)
+        return Reply(a.status, a.headers, a.body)
+
+    def _describe(self, install: int) -> tuple[bool, str]:
+        fleet = self.testbed.fleet
+        ios = fleet.platform_of(install) == "ios"
+        app = fleet.app_of(install)
+        return ios, app.bundle_id if ios else app.package
+
     # sends ------------------------------------------------------------------------------------
     def _send(self, project: str, path: str, headers: Headers, body: bytes) -> Reply:
-        auth = None
-        for name, value in headers:
-            if name == b"authorization":
-                auth = value
-                break
         testbed = self.testbed
         now = testbed.now()
-        d = decide(self.rules, project, auth, body, now)
+        d = decide(self.rules, project, _authorization(headers), body, now)
         f = d.failure
         if f is not None:
             testbed.ledger.reject(f.reason)
@@ -210,3 +220,10 @@ def build_fcm_service(testbed: Testbed, creds: object) -> FcmService:
     authority = TokenAuthority(ttl=lambda: testbed.config.access_token_ttl)
     authority.add_account(ServiceAccount.from_file(getattr(creds, "fcm_service_account")))
     return FcmService(testbed, authority)
+
+
+def _authorization(headers: Headers) -> bytes | None:
+    for name, value in headers:
+        if name == b"authorization":
+            return value
+    return None
