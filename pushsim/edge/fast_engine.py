@@ -202,8 +202,11 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         assert line is not None                      # a malformed request never becomes _ACTIVE
         body = st.body[0] if len(st.body) == 1 else b"".join(st.body)
         st.body = []
-        if st.size:
-            self._unbuffer(st)
+        n = st.size
+        if n:                                        # `_unbuffer`, inline: once per request
+            st.size = 0
+            self._body_bytes -= n
+            self._bodies.used -= n
         if not body_fits(line, len(body)):
             self._malformed(st)
             return

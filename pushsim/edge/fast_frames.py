@@ -221,16 +221,15 @@ class FrameLoop:
             raise ConnError(F.FLOW_CONTROL_ERROR)
         if payload and not st.over:
             n = len(payload)
-            st.size += n
-            self._body_bytes += n
+            size = st.size = st.size + n
+            total = self._body_bytes = self._body_bytes + n
             bodies = self._bodies
             bodies.used += n
             st.body.append(payload)
-            if st.size > self._max_body:
+            if size > self._max_body:
                 st.over = True                       # answered in phase 2; the rest is dropped
                 self._events.append((_TOO_BIG, st))
-            elif (self._body_bytes > self._conn_body_max or bodies.used > bodies.limit) \
-                    and not self._over_budget:
+            elif (total > self._conn_body_max or bodies.used > bodies.limit) and not self._over_budget:
                 self._over_budget = True
                 self._events.append((_CALM, None))
         if flags & F.END_STREAM:
