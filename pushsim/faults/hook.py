@@ -80,8 +80,12 @@ class Faults:
         if d.rule.action.replaces:
             rep = replacement(d, service_name, headers, self.builders)
             if self.journal is not None:
+                reply = rep.reply
+                state = conn.state    # the service's connection state, if it made one yet
                 self.journal.add(now, service_name, method.decode("latin-1"), view.path, view.token,
-                                 rep.status, rep.reason, None)
+                                 rep.status, rep.reason, None, None, getattr(state, "id", None),
+                                 getattr(state, "sender", None), headers, body,
+                                 _retry_after(reply.headers), reply.goaway is not None)
             if self.ledger is not None:
                 self.ledger.reject(rep.reason)
             return rep.reply
@@ -90,7 +94,11 @@ class Faults:
             reply = service.handle(conn, method, path, headers, body)
         finally:
             self._inside = False
-        return modify(reply, d)
+        reply = modify(reply, d)
+        if reply.goaway is not None and self.journal is not None and self.journal.entries:
+            # The service journaled this request just now (handle is synchronous): mark the GOAWAY.
+            self.journal.entries[-1].goaway = True
+        return reply
 
     def _view(self, service_name: str, path: bytes, headers: Headers, body: bytes) -> RequestView:
         spath = path.decode("latin-1")
@@ -121,3 +129,10 @@ class Faults:
                 a = self.fleet.app_of(i)
                 app = a.bundle_id if self.fleet.platform_of(i) == "ios" else a.package
         return token, app if isinstance(app, str) else None
+
+
+def _retry_after(headers: Headers) -> float | None:
+    for name, value in headers:
+        if name == b"retry-after" and value.isdigit():
+            return float(int(value))
+    return None
