@@ -20,7 +20,8 @@ from .config import Config
 
 # Modules that may add subcommands: each defines `register(subparsers)` and gives its parser a
 # `func(args) -> int` default. Missing ones are skipped, so each can land on its own.
-COMMAND_MODULES = ("pushsim.cmd_replay", "pushsim.cmd_run", "pushsim.cmd_push", "pushsim.cmd_stats")
+COMMAND_MODULES = ("pushsim.cmd_replay", "pushsim.cmd_run", "pushsim.cmd_push", "pushsim.cmd_stats",
+                   "pushsim.cmd_report")
 
 HELP = {
     "host": "address every listener binds (default 127.0.0.1)",

@@ -14,10 +14,14 @@ import orjson
 from aiohttp import web
 
 from device_sim.fleet import PLATFORMS
+from device_sim.journal import FILTERS as JOURNAL_FILTERS
 from device_sim.ledger import Record
 
 from . import control_faults
 from .metrics import CONTENT_TYPE
+from .report import DEFAULTS as REPORT_RULES
+from .report import parse_policy
+from .report.live import report_of_world
 
 if TYPE_CHECKING:
     from .server import PushSim
@@ -164,17 +168,54 @@ async def fleet_stats(request: web.Request) -> web.Response:
     return _json(_sim(request).testbed.stats())
 
 
+_PAGING = ("since", "limit", "format", "detail")
+
+
+def _journal_filters(request: web.Request) -> dict[str, str | None]:
+    """The filter query parameters; an unknown name is a 400 listing the known ones (a typo must
+    not silently return the whole journal)."""
+    filters = {k: v for k, v in request.query.items() if k not in _PAGING}
+    unknown = sorted(set(filters) - set(JOURNAL_FILTERS))
+    if unknown:
+        raise BadRequest(f"unknown journal filter(s): {', '.join(unknown)}; known: "
+                         f"{', '.join(JOURNAL_FILTERS + _PAGING)}")
+    for name in ("status", "connection"):
+        if filters.get(name) and not filters[name].lstrip("-").isdigit():  # type: ignore[union-attr]
+            raise BadRequest(f"{name} must be an integer, got {filters[name]!r}")
+    return filters  # type: ignore[return-value]
+
+
 async def journal(request: web.Request) -> web.StreamResponse:
     if request.query.get("format") == "jsonl":
         return await _journal_jsonl(request)
     j = _sim(request).testbed.journal
+    filters = _journal_filters(request)
     since = _int_param(request, "since", 0, 0)
     limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    entries = j.query(token=request.query.get("token") or None, since=since, limit=limit,
-                      service=request.query.get("service") or None)
+    detail = request.query.get("detail", "") in ("1", "true", "yes")
+    entries = j.query(since=since, limit=limit, **filters)
     # A short page means the whole journal was scanned, so the next poll can start at its end.
     nxt = entries[-1].id + 1 if len(entries) >= limit else max(since, j.next_id)
-    return _json({"entries": [e.to_json() for e in entries], "next_since": nxt})
+    return _json({"entries": [e.to_json(detail) for e in entries], "next_since": nxt})
+
+
+async def journal_count(request: web.Request) -> web.Response:
+    filters = _journal_filters(request)
+    j = _sim(request).testbed.journal
+    return _json({"count": j.count(since=_int_param(request, "since", 0, 0), **filters)})
+
+
+async def report(request: web.Request) -> web.Response:
+    """The conformance report (pushsim/report): findings and delivery metrics, as `pushsim report --format json`."""
+    ignore = [r for r in request.query.get("ignore", "").split(",") if r]
+    unknown = sorted(set(request.query) - {"ignore"})
+    if unknown:
+        raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}; known: ignore")
+    try:
+        policy = parse_policy({"ignore": ignore}, REPORT_RULES)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return _json(report_of_world(_sim(request).testbed.world, policy))
 
 
 async def _journal_jsonl(request: web.Request) -> web.StreamResponse:
@@ -285,6 +326,8 @@ def make_app(sim: PushSim) -> web.Application:
     app.router.add_post("/devices", register_devices)
     app.router.add_get("/devices/{token}", get_device)
     app.router.add_get("/journal", journal)
+    app.router.add_get("/journal/count", journal_count)
+    app.router.add_get("/report", report)
     app.router.add_get("/stats", stats)
     app.router.add_get("/stats/fleet", fleet_stats)
     app.router.add_post("/reset", reset)
