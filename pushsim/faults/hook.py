@@ -13,6 +13,7 @@ itself switched off — and then changes that reply, so the service journals and
 from __future__ import annotations
 
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -132,7 +133,14 @@ class Faults:
 
 
 def _retry_after(headers: Headers) -> float | None:
+    """The reply's Retry-After in seconds (delta-seconds or an HTTP date), for the journal."""
     for name, value in headers:
-        if name == b"retry-after" and value.isdigit():
+        if name != b"retry-after":
+            continue
+        if value.isdigit():
             return float(int(value))
+        try:
+            return max(0.0, parsedate_to_datetime(value.decode("latin-1")).timestamp() - time.time())
+        except (TypeError, ValueError, IndexError):
+            return None
     return None

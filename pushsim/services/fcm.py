@@ -29,6 +29,8 @@ from pushsim.testbed import Testbed
 from pushsim.edge.types import ConnInfo, Headers, Reply
 
 from .fcm_topics import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, failure_for, reply
+from .fcm_data import PATH_RE as DELIVERY_DATA_RE
+from .fcm_data import FcmDataApi
 from .oauth import TOKEN_PATHS, OAuthService
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class FcmService:
         self.resolver = TokenResolver(testbed.fleet, self.foreign)
         self.topic_api = TopicEndpoints(testbed, authority, self.topics, self.resolver,
                                         (self.project_id, self.project_number))
+        self.data_api = FcmDataApi(testbed, authority, (self.project_id, self.project_number))
         self._suffix = "%" + hashlib.blake2b(self.project_id.encode(), digest_size=4).hexdigest() * 2
         self._prefixes: dict[str, str] = {}   # project → "projects/<project>/messages/0:"
         self._last_us = 0
@@ -131,6 +134,9 @@ class FcmService:
         m = SUBSCRIPTIONS_RE.fullmatch(bare)
         if m is not None:
             return self.topic_api.subscription(m, method, path, headers)
+        m = DELIVERY_DATA_RE.fullmatch(bare)
+        if m is not None:
+            return self.data_api.handle(m, method, path, headers)
         if bare.startswith(IID_INFO) and len(bare) > len(IID_INFO):
             if method != b"GET":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
