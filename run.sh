@@ -35,10 +35,16 @@ need_debs() {  # install Debian packages only when a command is missing (CI runs
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 }
 
+need_node_clients() {  # the real Node.js APNs clients the integration tests drive (tests/node)
+    [[ -d tests/node/node_modules ]] && return 0
+    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
     serve)  ensure_venv; exec "$venv/bin/pushsim" serve "$@" ;;
-    test)   need_debs curl:curl h2load:nghttp2-client; ensure_venv; exec "$venv/bin/python" -m pytest "$@" ;;
+    test)   need_debs curl:curl h2load:nghttp2-client node:nodejs npm:npm; need_node_clients; ensure_venv
+            exec "$venv/bin/python" -m pytest "$@" ;;
     bench)  need_debs h2load:nghttp2-client nghttpd:nghttp2-server; ensure_venv
             exec "$venv/bin/python" -m benchmarks "${@:-quick}" ;;
     pushsim) ensure_venv; exec "$venv/bin/pushsim" "$@" ;;

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import benchmarks.__main__ as H  # noqa: E402
 from benchmarks.ab_serve import start  # noqa: E402
+from pushsim.cli.sender_auth import apns_provider_token  # noqa: E402
 
 async def main(src, out, n):
     tmp = Path(out).resolve().parent
@@ -21,7 +22,7 @@ async def main(src, out, n):
     try:
         apns = ep["apns"]
         toks = H._fleet_tokens(ep["admin"]["url"], 1000)
-        jwt = H._apns_jwt(apns)
+        jwt = apns_provider_token(apns)
         port = int(apns["h2c_url"].rsplit(":", 1)[1])
         chunks = []
         async def handle(r, w):

@@ -12,6 +12,7 @@ import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import benchmarks.__main__ as H  # noqa
+from pushsim.cli.sender_auth import apns_provider_token
 
 PY = sys.executable
 
@@ -51,7 +52,7 @@ def main():
             proc, ep = start(name, src, tmp, a.devices)
             apns = ep["apns"]
             toks = H._fleet_tokens(ep["admin"]["url"], 1000)
-            w = {"payload": payload, "topic": apns["topic"], "jwt": H._apns_jwt(apns), "tokens": toks}
+            w = {"payload": payload, "topic": apns["topic"], "jwt": apns_provider_token(apns), "tokens": toks}
             uris = tmp / f"uris-{name}.txt"
             uris.write_text("".join(f"{apns['h2c_url']}/3/device/{t}\n" for t in toks))
             servers[name] = (proc, w, uris)

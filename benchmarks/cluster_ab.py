@@ -19,11 +19,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import jwt
+
+from pushsim.cli.sender_auth import apns_provider_token
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -51,8 +51,7 @@ def one(workers: int, n: int, state: Path) -> tuple[float, float, int]:
         uris.write_text("".join(f"{a['h2c_url']}/3/device/{d['token']}\n" for d in devices))
         body = state / "body.json"
         body.write_text('{"aps":{"content-available":1},"data":"' + "z" * 160 + '"}')
-        token = jwt.encode({"iss": a["team_id"], "iat": int(time.time())}, Path(a["key_file"]).read_text(),
-                           algorithm="ES256", headers={"kid": a["key_id"]})
+        token = apns_provider_token(a)
 
         def h2load(count: int) -> str:
             return subprocess.run(

@@ -8,15 +8,11 @@ Android fleet install (the per-device quota is switched off for the benchmark).
 from __future__ import annotations
 
 import json
-import ssl
-import time
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
-from cryptography.hazmat.primitives import serialization
+from pushsim.cli.sender_auth import apns_provider_token, fcm_access_token
 
 COMPACT = (",", ":")
 
@@ -50,33 +46,12 @@ def apns_payload(tmp: Path, size: int = 200) -> Path:
     return path
 
 
-def apns_jwt(apns: dict) -> str:
-    key = serialization.load_pem_private_key(Path(apns["key_file"]).read_bytes(), None)
-    return jwt.encode({"iss": apns["team_id"], "iat": int(time.time())}, key, algorithm="ES256",
-                      headers={"kid": apns["key_id"]})
-
-
 def apns(endpoints: dict, tmp: Path, tokens: int) -> Workload:
     a = endpoints["apns"]
     toks = fleet_tokens(endpoints["admin"]["url"], tokens, "ios")
     headers = ("apns-push-type: background", "apns-priority: 5", f"apns-topic: {a['topic']}",
-               f"authorization: bearer {apns_jwt(a)}")
+               f"authorization: bearer {apns_provider_token(a)}")
     return Workload("apns", tuple(f"/3/device/{t}" for t in toks), apns_payload(tmp), headers)
-
-
-def fcm_access_token(endpoints: dict) -> str:
-    """A Bearer token from the fake's OAuth endpoint: the JWT-bearer grant, as google-auth does it."""
-    from fake_fcm.testing import sign_assertion
-    f = endpoints["fcm"]
-    info = json.loads(Path(f["service_account_file"]).read_text())
-    assertion = sign_assertion(info, time.time(), aud=f["token_uri"])
-    form = urllib.parse.urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                                   "assertion": assertion}).encode()
-    ctx = ssl.create_default_context(cafile=endpoints.get("ca_file") or f.get("ca_file"))
-    req = urllib.request.Request(f["token_uri"], data=form,
-                                 headers={"content-type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
-        return json.load(r)["access_token"]
 
 
 def fcm_payload(tmp: Path, token: str, size: int = 200) -> Path:

@@ -21,7 +21,8 @@ class Policy(Protocol):
 
 
 class DeliverAtOnce:
-    """First cut until OS policies exist: every accepted notification reaches its app at once."""
+    """Every accepted notification reaches its app at once: the policy when no OS rules apply
+    (tests and tools that check accounting, not device behaviour)."""
 
     def __init__(self, ledger: Ledger, now: Callable[[], float]) -> None:
         self.ledger, self.now = ledger, now

@@ -150,11 +150,20 @@ def matcher(**filters: str | None) -> Callable[[Entry], bool]:
     return lambda e: all(t(e) for t in tests)
 
 
+IdAllocator = Callable[[float, int], int]     # (entry time, next free id) → the id to give the entry
+
+
 class Journal:
     def __init__(self, limit: int = 200_000, detail_budget: int = DETAIL_BUDGET) -> None:
         self.limit = limit
         self.detail_budget = detail_budget
+        self._ids: IdAllocator | None = None
         self.reset()
+
+    def allocate_ids(self, ids: IdAllocator) -> None:
+        """Take entry ids from `ids` instead of counting 0, 1, 2, ... It must return an id at least
+        the next free one (ids stay increasing); e.g. a cluster worker's time-ordered ids."""
+        self._ids = ids
 
     def reset(self) -> None:
         self.entries: deque[Entry] = deque(maxlen=self.limit)
@@ -166,9 +175,11 @@ class Journal:
             reason: str | None, message_id: str | None, note: Notification | None = None,
             conn: int | None = None, sender: str | None = None, headers: Headers | None = None,
             body: bytes | None = None, retry_after: float | None = None, goaway: bool = False) -> Entry:
-        e = Entry(self.next_id, t, service, method, path, token, status, reason, message_id, note,
+        ids = self._ids
+        eid = self.next_id if ids is None else ids(t, self.next_id)
+        e = Entry(eid, t, service, method, path, token, status, reason, message_id, note,
                   conn, sender, headers, body, retry_after, goaway)
-        self.next_id += 1
+        self.next_id = eid + 1
         self.entries.append(e)
         if headers is not None or body is not None:
             cost = _ENTRY_COST + (len(body) if body is not None else 0) + (

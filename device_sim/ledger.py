@@ -134,6 +134,11 @@ class Ledger:
         self.forgotten = 0
         self._old_settled = 0
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next accepted notification gets: a position in the traffic (replays use it)."""
+        return self._next_seq
+
     # transitions ---------------------------------------------------------------------------
     def accept(self, note: Notification, pending_reason: str = "queued") -> int:
         seq = note.seq = self._next_seq

@@ -57,6 +57,11 @@ class Notification:
         return e
 
     @property
+    def extra_or_none(self) -> dict[str, object] | None:
+        """The annotations if any were made, without creating an empty dict."""
+        return self._extra
+
+    @property
     def note(self) -> Notification:
         """The ledger's record of a notification is the notification itself (the old `Record.note`)."""
         return self

@@ -188,7 +188,7 @@ class DeviceSim:
         if self.clock.mode != "virtual":
             self.advance()
         t = self.sched.now
-        self.interventions.append((t, self.ledger._next_seq, index, dict(changes)))
+        self.interventions.append((t, self.ledger.next_seq, index, dict(changes)))
         d = self.device(index, t)
         policy = self.ios if d.ios else self.android
         for key, value in changes.items():

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from .clock import Scheduler, parse_clock
 from .dispatch import Dispatcher
 from .fleet import App, Fleet, parse_device_mix
 from .journal import Journal
 from .ledger import Ledger
+from .notification import Notification
 from .params import SimParams
 from .profile import FleetMix
 from .sim import DeviceSim, Fetcher
 
 VIRTUAL_EPOCH = 1_700_000_000.0   # where virtual time starts unless told otherwise
+
+
+class Submitter(Protocol):
+    """Where the fakes hand accepted notifications: `submit` records it pending and returns its seq."""
+    def submit(self, note: Notification) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +51,13 @@ class World:
     def __init__(self, settings: WorldSettings, *, schedule: Callable[[Callable[[], None]], object] | None = None,
                  now: Callable[[], float] = time.time,
                  rules: tuple[SimParams, FleetMix] | None = None,
-                 fetcher: Fetcher | None = None) -> None:
+                 fetcher: Fetcher | None = None,
+                 route: Callable[[World], Submitter] | None = None) -> None:
         """`schedule` runs the dispatcher's flush later (e.g. loop.call_soon; None = at once);
         `rules` = OS/app rule settings and fleet distributions (default: the defaults; a scenario file's
         come from device_sim.scenario.sim_settings); `fetcher` performs apps' real HTTP fetches (None = none; unused on
-        the virtual clock)."""
+        the virtual clock); `route` builds what accepted notifications go through instead of this
+        process's dispatcher (a cluster worker's router, which hands it the installs it owns)."""
         self.settings = settings
         self.sched = Scheduler()
         self.clock = parse_clock(settings.clock, self.sched, now)
@@ -65,7 +73,8 @@ class World:
         self.device_sim = DeviceSim(self.fleet, self.ledger, self.clock, self.sched, params, mix, seed=settings.seed)
         if self.clock.mode != "virtual":    # virtual time has no real time to wait for a real fetch in
             self.device_sim.fetcher = fetcher
-        self.dispatcher = Dispatcher(self.ledger, self.device_sim, schedule)
+        self.local_dispatcher = Dispatcher(self.ledger, self.device_sim, schedule)   # this process's OS policies
+        self.dispatcher: Submitter = self.local_dispatcher if route is None else route(self)
         # Parts with traffic state of their own (FCM quotas, topic subscriptions) forget it here too.
         self.reset_hooks: list[Callable[[], None]] = []
 

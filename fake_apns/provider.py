@@ -8,7 +8,7 @@ Unregistered) run *after* auth, unlike pushy, which does them before. Real APNs 
 InvalidProviderToken to a bad JWT whatever the device token (firebase-ios-sdk#4042: both an FCM token
 and an APNs token got 403 InvalidProviderToken), and a server that told unauthenticated callers
 whether a token is registered, and since when (410 timestamp), would leak device state. Token
-*syntax* stays in pushy's place, as the brief asks.
+*syntax* stays in pushy's place (before auth): a malformed token says nothing about any device.
 
 Mismatches Apple says "may" be rejected or dropped (background push with priority 10, push type vs
 topic suffix, push type vs payload) follow `mismatch_mode`:

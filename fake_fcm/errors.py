@@ -8,6 +8,7 @@ to blame, a `BadRequest` detail naming it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import orjson
 
@@ -148,3 +149,36 @@ def method_not_allowed(method: str) -> FcmFailure:
             f"<p><b>405.</b> <ins>That's an error.</ins>\n<p>The request method <code>{safe}</code> is "
             "inappropriate for the URL.  <ins>That's all we know.</ins>\n")
     return FcmFailure(405, html.encode(), "METHOD_NOT_ALLOWED", [(b"content-type", b"text/html; charset=UTF-8")])
+
+
+def _plain(status: int, message: str, code: str) -> Callable[[], FcmFailure]:
+    return lambda: FcmFailure(status, status_body(status, message, [fcm_detail(code)]), code)
+
+
+# Every error a send can get, by the code a sender's library switches on (FcmError code or, for
+# auth, the ErrorInfo reason). Fault injection answers with these, so an injected error is
+# byte-for-byte the one the fake sends for the real thing.
+BY_CODE: dict[str, Callable[[], FcmFailure]] = {
+    "INVALID_ARGUMENT": invalid_token,
+    "UNREGISTERED": unregistered,
+    "SENDER_ID_MISMATCH": sender_id_mismatch,
+    "QUOTA_EXCEEDED": lambda: quota_exceeded(
+        "Quota exceeded for quota metric 'Messages' and limit 'Messages per minute'.",
+        "projects/pushsim", "Per-project message quota exceeded", 60),
+    "UNAVAILABLE": _plain(503, "The service is currently unavailable.", "UNAVAILABLE"),
+    "INTERNAL": _plain(500, "Internal error encountered.", "INTERNAL"),
+    "UNSPECIFIED_ERROR": _plain(500, "Internal error encountered.", "UNSPECIFIED_ERROR"),
+    "THIRD_PARTY_AUTH_ERROR": _plain(401, "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR"),
+    "ACCESS_TOKEN_EXPIRED": access_token_expired,
+    "CREDENTIALS_MISSING": missing_credential,
+}
+
+
+def by_code(code: str, message: str | None = None) -> FcmFailure:
+    """The error for `code` (KeyError if FCM has no such code), its message replaced if given."""
+    f = BY_CODE[code]()
+    if message is not None:
+        doc = orjson.loads(f.body)
+        doc["error"]["message"] = message
+        f.body = orjson.dumps(doc)
+    return f

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from . import errors
 from .errors import FcmFailure
 from .schema import ParseError, load, parse_duration, parse_obj
@@ -234,3 +236,13 @@ def fast_path(obj: Any) -> SendRequest | None:
     elif "android" in msg:
         return None
     return SendRequest(False, msg, "token", token, None, ttl, collapse, priority, None, note is not None)
+
+
+def token_of(body: bytes) -> str | None:
+    """Best effort, error path only: the target token of a rejected body, so the journal can show it."""
+    try:
+        msg = orjson.loads(body).get("message")
+        token = msg.get("token") or msg.get("fid")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None
+    return token if isinstance(token, str) else None

@@ -133,13 +133,20 @@ class TopicRegistry:
     def __init__(self) -> None:
         self.by_topic: dict[str, set[int]] = {}
         self.by_install: dict[int, set[str]] = {}
+        self._observer: Callable[[str, str, int], None] | None = None
+
+    def observe(self, observer: Callable[[str, str, int], None]) -> None:
+        """Call `observer(op, topic, install)`, op "add" | "remove", after each subscribe (that holds)
+        and unsubscribe made with notify=True: e.g. to replicate subscriptions to other processes."""
+        self._observer = observer
 
     def reset(self) -> None:
         self.by_topic.clear()
         self.by_install.clear()
 
-    def subscribe(self, topic: str, install: int) -> bool:
-        """False when the install is already at the per-instance topic limit."""
+    def subscribe(self, topic: str, install: int, notify: bool = True) -> bool:
+        """False when the install is already at the per-instance topic limit. notify=False: a change
+        that came from the observer's side (a replica applying it), not told back."""
         mine = self.by_install.get(install)
         if mine is None:
             mine = self.by_install[install] = set()
@@ -148,9 +155,16 @@ class TopicRegistry:
                 return False
             mine.add(topic)
             self.by_topic.setdefault(topic, set()).add(install)
+        if notify and self._observer is not None:
+            self._observer("add", topic, install)
         return True
 
-    def unsubscribe(self, topic: str, install: int) -> None:
+    def unsubscribe(self, topic: str, install: int, notify: bool = True) -> None:
+        self._remove(topic, install)
+        if notify and self._observer is not None:
+            self._observer("remove", topic, install)
+
+    def _remove(self, topic: str, install: int) -> None:
         mine = self.by_install.get(install)
         if mine is None or topic not in mine:
             return

@@ -1,8 +1,9 @@
 """Credentials the load users present: APNs provider tokens (ES256 JWT) and FCM OAuth access tokens.
 
-`ProviderTokens` is clock-driven and free of I/O, so its refresh rule is unit-tested directly.
-`FcmAccessTokens` uses google-auth, the library real Python senders use, to sign the RS256
-assertion and call the service account's `token_uri`.
+`ProviderTokens` is clock-driven and free of I/O, so its refresh rule is unit-tested directly; it
+signs with pushsim's sender-side credentials (pushsim/cli/sender_auth.py), as every pushsim tool does.
+`FcmAccessTokens` deliberately uses google-auth instead, the library real Python senders use, so the
+load test exercises the token endpoint the way a real sender's OAuth client does.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import jwt
+from pushsim.cli.sender_auth import load_apns_key, provider_token
 
 # Apple: refresh no more than once every 20 minutes and no less than once every 60 minutes.
 MIN_REFRESH_S = 20 * 60
@@ -37,7 +38,7 @@ class ProviderTokens:
     def __init__(self, key_pem: bytes, key_id: str, team_id: str, *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  window: tuple[float, float] = REFRESH_WINDOW_S) -> None:
-        self._key = key_pem
+        self._key = load_apns_key(key_pem)
         self.key_id = key_id
         self.team_id = team_id
         self._clock = clock
@@ -55,8 +56,7 @@ class ProviderTokens:
             return cls(f.read(), key_id, team_id, **kw)
 
     def _issue(self, now: float) -> _Issued:
-        value = jwt.encode({"iss": self.team_id, "iat": int(now)}, self._key, algorithm="ES256",
-                           headers={"kid": self.key_id})
+        value = provider_token(self._key, self.key_id, self.team_id, now)
         self.issued_count += 1
         self._issued = _Issued(value, now, self._rng.uniform(*self._window))
         return self._issued

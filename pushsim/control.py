@@ -1,13 +1,21 @@
-"""The control API (JSON over HTTP on the admin port): fleet, journal, stats, reset, metrics, events.
+"""The control API (JSON over HTTP on the admin port): fleet, journal, stats, reset, metrics, events,
+and (control_faults) fault rules and per-install control.
 
-Every error is a JSON body `{"error": "..."}` with a 4xx status; nothing here touches the hot path
-except `/events`, which subscribes to the ledger only while a client is listening.
+`ROUTES` is the one table of the API: each route names its handler, the query parameters it takes
+and how it behaves under `serve --workers N` (`Cluster`); the single process and the cluster hub
+(pushsim/cluster/control_proxy.py) both serve from it, so a new endpoint is one entry here.
+
+Every error is a JSON body `{"error": "..."}` with a 4xx status (control_input turns bad input into
+400); nothing here touches the hot path except `/events`, which subscribes to the ledger only while
+a client is listening.
 """
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
@@ -16,8 +24,10 @@ from aiohttp import web
 from device_sim.fleet import PLATFORMS
 from device_sim.journal import FILTERS as JOURNAL_FILTERS
 from device_sim.ledger import Record
+from device_sim.replay import export_jsonl
 
 from . import control_faults
+from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param, integer, json_object, quote
 from .metrics import CONTENT_TYPE
 from .report import DEFAULTS as REPORT_RULES
 from .report import parse_policy
@@ -28,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pushsim.control")
 SIM: web.AppKey[Any] = web.AppKey("sim", object)
+Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 STREAMS: web.AppKey[set[Callable[[], None]]] = web.AppKey("streams", set)
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
 MAX_REGISTER = 10_000
@@ -37,23 +48,6 @@ EVENT_BACKLOG = 100_000   # per /events client; a client that falls this far beh
 def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
                         content_type="application/json")
-
-
-class BadRequest(Exception):
-    pass
-
-
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if value < lo or (hi is not None and value > hi):
-        raise BadRequest(f"{name} must be between {lo} and {hi}" if hi is not None else f"{name} must be >= {lo}")
-    return value
 
 
 @web.middleware
@@ -66,6 +60,8 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     except web.HTTPException as e:
         if e.status < 400 or e.content_type == "application/json":   # redirects; bodies already JSON
             raise
+        if e.status == 413:   # aiohttp's client_max_size
+            return _json({"error": f"body larger than {MAX_BODY} bytes"}, 413)
         return _json({"error": e.reason}, e.status)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
@@ -75,17 +71,12 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 
 # handlers ------------------------------------------------------------------------------------
-def _sim(request: web.Request) -> PushSim:
-    return request.app[SIM]
-
-
-async def health(request: web.Request) -> web.Response:
-    sim = _sim(request)
+async def health(request: web.Request, sim: PushSim) -> web.Response:
     return _json({"status": "ok", "devices": len(sim.testbed.fleet), "services": [p.name for p in sim.plans]})
 
 
-async def endpoints(request: web.Request) -> web.Response:
-    return _json(_sim(request).endpoints)
+async def endpoints(request: web.Request, sim: PushSim) -> web.Response:
+    return _json(sim.endpoints)
 
 
 def _platform_indices(platform: bytearray, code: int, offset: int, limit: int) -> list[int]:
@@ -109,10 +100,10 @@ def _platform_indices(platform: bytearray, code: int, offset: int, limit: int) -
     return out
 
 
-async def list_devices(request: web.Request) -> web.Response:
-    fleet = _sim(request).testbed.fleet
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_param(request, "offset", 0, 0)
+async def list_devices(request: web.Request, sim: PushSim) -> web.Response:
+    fleet = sim.testbed.fleet
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_param(request, "offset", 0, 0)
     platform = request.query.get("platform") or None
     if platform is None:
         total = len(fleet)
@@ -122,39 +113,36 @@ async def list_devices(request: web.Request) -> web.Response:
         total = fleet.platform.count(code)
         indices = _platform_indices(fleet.platform, code, offset, limit) if offset < total else []
     else:
-        raise BadRequest(f"platform must be one of {sorted(PLATFORMS)}, got {platform!r}")
+        raise BadRequest(f"platform must be one of {sorted(PLATFORMS)}, got {quote(platform)}")
     return _json({"devices": [fleet.describe(i) for i in indices], "total": total,
                   "offset": offset, "limit": limit})
 
 
-async def register_devices(request: web.Request) -> web.Response:
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise BadRequest("body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    fleet = _sim(request).testbed.fleet
-    platform = body.get("platform", "ios")
-    count = body.get("count", 1)
+REGISTER_FIELDS = ("platform", "count", "app", "environment")
+
+
+async def register_devices(request: web.Request, sim: PushSim) -> web.Response:
+    body = await json_object(request)
+    unknown = sorted(set(body) - set(REGISTER_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(map(quote, unknown))}; allowed: {', '.join(REGISTER_FIELDS)}")
+    fleet = sim.testbed.fleet
+    platform = choice("platform", body.get("platform", "ios"), PLATFORMS)
+    count = integer("count", body.get("count", 1), 1, MAX_REGISTER)
     app = body.get("app")
     environment = body.get("environment")
-    if platform not in PLATFORMS:
-        raise BadRequest(f"platform must be one of {sorted(PLATFORMS)}")
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_REGISTER:
-        raise BadRequest(f"count must be an integer between 1 and {MAX_REGISTER}")
-    if environment is not None and environment not in ("sandbox", "production"):
-        raise BadRequest("environment must be sandbox or production")
-    if app is not None and (not isinstance(app, str) or not app):
-        raise BadRequest("app must be a bundle id / package name")
+    if environment is not None:
+        choice("environment", environment, ("sandbox", "production"))
+    if app is not None and (not isinstance(app, str) or not app or len(app) > 255):
+        raise BadRequest(f"app: expected a bundle id / package name, got {quote(app)}")
     app_index = 0 if app is None else fleet.app_index(platform, app)
     added = fleet.add(platform, count, app=app_index, environment=environment)
     return _json({"devices": [fleet.describe(i) for i in added], "total": len(fleet)}, 201)
 
 
 
-async def get_device(request: web.Request) -> web.Response:
-    testbed = _sim(request).testbed
+async def get_device(request: web.Request, sim: PushSim) -> web.Response:
+    testbed = sim.testbed
     token = request.match_info["token"]
     i = testbed.fleet.resolve(token)
     if i is None:
@@ -164,67 +152,52 @@ async def get_device(request: web.Request) -> web.Response:
     return _json(out)
 
 
-async def fleet_stats(request: web.Request) -> web.Response:
-    return _json(_sim(request).testbed.stats())
+async def fleet_stats(request: web.Request, sim: PushSim) -> web.Response:
+    return _json(sim.testbed.stats())
 
 
-_PAGING = ("since", "limit", "format", "detail")
-
-
-def _journal_filters(request: web.Request) -> dict[str, str | None]:
-    """The filter query parameters; an unknown name is a 400 listing the known ones (a typo must
-    not silently return the whole journal)."""
-    filters = {k: v for k, v in request.query.items() if k not in _PAGING}
-    unknown = sorted(set(filters) - set(JOURNAL_FILTERS))
-    if unknown:
-        raise BadRequest(f"unknown journal filter(s): {', '.join(unknown)}; known: "
-                         f"{', '.join(JOURNAL_FILTERS + _PAGING)}")
-    for name in ("status", "connection"):
-        if filters.get(name) and not filters[name].lstrip("-").isdigit():  # type: ignore[union-attr]
-            raise BadRequest(f"{name} must be an integer, got {filters[name]!r}")
-    return filters  # type: ignore[return-value]
-
-
-async def journal(request: web.Request) -> web.StreamResponse:
-    if request.query.get("format") == "jsonl":
-        return await _journal_jsonl(request)
-    j = _sim(request).testbed.journal
-    filters = _journal_filters(request)
-    since = _int_param(request, "since", 0, 0)
-    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    detail = request.query.get("detail", "") in ("1", "true", "yes")
-    entries = j.query(since=since, limit=limit, **filters)
+async def journal(request: web.Request, sim: PushSim) -> web.StreamResponse:
+    fmt = request.query.get("format")
+    if fmt is not None and fmt != "json":
+        choice("format", fmt, ("json", "jsonl"))
+        return await _journal_jsonl(request, sim)
+    j = sim.testbed.journal
+    since = int_param(request, "since", 0, 0)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    detail = choice("detail", request.query.get("detail", "0"), ("0", "1")) == "1"
+    entries = j.query(since=since, limit=limit, **_journal_filters(request))
     # A short page means the whole journal was scanned, so the next poll can start at its end.
     nxt = entries[-1].id + 1 if len(entries) >= limit else max(since, j.next_id)
     return _json({"entries": [e.to_json(detail) for e in entries], "next_since": nxt})
 
 
-async def journal_count(request: web.Request) -> web.Response:
-    filters = _journal_filters(request)
-    j = _sim(request).testbed.journal
-    return _json({"count": j.count(since=_int_param(request, "since", 0, 0), **filters)})
+def _journal_filters(request: web.Request) -> dict[str, str | None]:
+    """The journal's filters (the route table already refused unknown names, listing the known ones)."""
+    filters = {k: request.query.get(k) for k in JOURNAL_FILTERS}
+    for name in ("status", "connection"):
+        if filters[name]:
+            int_param(request, name, 0, 0)      # a 400 unless it is an integer
+    return filters
 
 
-async def report(request: web.Request) -> web.Response:
+async def journal_count(request: web.Request, sim: PushSim) -> web.Response:
+    j = sim.testbed.journal
+    return _json({"count": j.count(since=int_param(request, "since", 0, 0), **_journal_filters(request))})
+
+
+async def report(request: web.Request, sim: PushSim) -> web.Response:
     """The conformance report (pushsim/report): findings and delivery metrics, as `pushsim report --format json`."""
     ignore = [r for r in request.query.get("ignore", "").split(",") if r]
-    unknown = sorted(set(request.query) - {"ignore"})
-    if unknown:
-        raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}; known: ignore")
     try:
         policy = parse_policy({"ignore": ignore}, REPORT_RULES)
     except ValueError as e:
         raise BadRequest(str(e)) from None
-    return _json(report_of_world(_sim(request).testbed.world, policy))
+    return _json(report_of_world(sim.testbed.world, policy))
 
 
-async def _journal_jsonl(request: web.Request) -> web.StreamResponse:
+async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamResponse:
     """The replayable export (`pushsim replay FILE`): header, state changes, accepted notifications."""
-    try:
-        from device_sim.replay import export_jsonl
-    except ModuleNotFoundError:
-        return _json({"error": "journal export needs device_sim.replay"}, 501)
-    lines = list(export_jsonl(_sim(request).testbed.world))   # a snapshot: traffic goes on while we write
+    lines = list(export_jsonl(sim.testbed.world))   # a snapshot: traffic goes on while we write
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     chunk: list[str] = []
@@ -239,19 +212,18 @@ async def _journal_jsonl(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def stats(request: web.Request) -> web.Response:
-    return _json(_sim(request).testbed.ledger.stats())
+async def stats(request: web.Request, sim: PushSim) -> web.Response:
+    return _json(sim.testbed.ledger.stats())
 
 
-async def reset(request: web.Request) -> web.Response:
-    sim = _sim(request)
+async def reset(request: web.Request, sim: PushSim) -> web.Response:
     sim.testbed.reset()
     sim.metrics.reset()
     return _json({"status": "reset"})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=_sim(request).metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+async def metrics(request: web.Request, sim: PushSim) -> web.Response:
+    return web.Response(text=sim.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def _event(rec: Record, at: float | None) -> dict[str, Any]:
@@ -261,9 +233,8 @@ def _event(rec: Record, at: float | None) -> dict[str, Any]:
             "t": at if at is not None else time.time()}
 
 
-async def events(request: web.Request) -> web.StreamResponse:
+async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
     """Server-sent events: one `data: {json}` per settled or re-pended notification."""
-    sim = _sim(request)
     want_token = request.query.get("token") or None
     want_service = request.query.get("service") or None
     pending: list[bytes] = []
@@ -315,23 +286,81 @@ async def _end_streams(app: web.Application) -> None:
         close()
 
 
-def make_app(sim: PushSim) -> web.Application:
-    app = web.Application(middlewares=[_errors])
+# the table ---------------------------------------------------------------------------------------
+class Mode(enum.Enum):
+    """How a route is answered under `serve --workers N` (pushsim/cluster/control_proxy.py)."""
+    HUB = "hub"          # the hub answers itself (`Cluster.hub` names its answer in control_proxy)
+    ANY = "any"          # any one worker's answer is the cluster's: every worker holds the same fleet and rules
+    OWNER = "owner"      # the worker that owns the install `{token}`
+    ALL = "all"          # a change every worker makes, one change at a time in one order
+    MERGE = "merge"      # every worker answers; `Cluster.merge` names the function in cluster/merge.py
+    STREAM = "stream"    # every worker's event stream, interleaved
+
+
+@dataclass(frozen=True)
+class Cluster:
+    mode: Mode
+    merge: str = ""                      # MERGE: a function of pushsim.cluster.merge (answers, context)
+    hub: str = ""                        # HUB: the hub-side answer; ALL: a hub-side step after a 2xx
+    everywhere: Callable[[Any], bool] | None = None   # OWNER: a body that every worker must apply
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    cluster: Cluster
+    query: tuple[str, ...] = ()          # the query parameters it takes; any other is a 400
+
+
+ANY, OWNER, ALL, STREAM = Cluster(Mode.ANY), Cluster(Mode.OWNER), Cluster(Mode.ALL), Cluster(Mode.STREAM)
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", health, Cluster(Mode.HUB, hub="health")),
+    Route("GET", "/endpoints", endpoints, Cluster(Mode.HUB, hub="endpoints")),
+    Route("GET", "/devices", list_devices, ANY, query=("limit", "offset", "platform")),
+    Route("POST", "/devices", register_devices, Cluster(Mode.ALL, hub="mirror_registration")),
+    Route("GET", "/devices/{token}", get_device, OWNER),
+    Route("POST", "/devices/{token}/state", control_faults.post_state,
+          Cluster(Mode.OWNER, everywhere=control_faults.changes_every_worker)),
+    Route("POST", "/devices/{token}/open", control_faults.post_open, OWNER),
+    Route("GET", "/journal", journal, Cluster(Mode.MERGE, merge="journal"),
+          query=("format", "since", "limit", "detail") + JOURNAL_FILTERS),
+    Route("GET", "/journal/count", journal_count, Cluster(Mode.MERGE, merge="journal_count"),
+          query=("since",) + JOURNAL_FILTERS),
+    Route("GET", "/report", report, Cluster(Mode.HUB, hub="report"), query=("ignore",)),
+    Route("GET", "/stats", stats, Cluster(Mode.HUB, hub="stats")),
+    Route("GET", "/stats/fleet", fleet_stats, Cluster(Mode.MERGE, merge="fleet_stats")),
+    Route("POST", "/reset", reset, ALL),
+    Route("GET", "/metrics", metrics, Cluster(Mode.MERGE, merge="metrics")),
+    Route("GET", "/events", events, STREAM, query=("token", "service")),
+    Route("POST", "/faults", control_faults.post_faults, ALL),
+    Route("GET", "/faults", control_faults.get_faults, ANY),
+    Route("DELETE", "/faults", control_faults.delete_all, ALL),
+    Route("DELETE", "/faults/{id}", control_faults.delete_fault, ALL),
+)
+
+
+def _bind(route: Route, sim: Any) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        check_query(request.query, route.query)
+        return await route.handler(request, sim)
+    return handle
+
+
+def add_route(app: web.Application, route: Route, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+              ) -> None:
+    if route.method == "GET":
+        app.router.add_get(route.path, handler)   # and HEAD, as aiohttp does for GET
+    else:
+        app.router.add_route(route.method, route.path, handler)
+
+
+def make_app(sim: PushSim, routes: tuple[Route, ...] = ROUTES) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[SIM] = sim
     app[STREAMS] = set()
     app.on_shutdown.append(_end_streams)
-    app.router.add_get("/health", health)
-    app.router.add_get("/endpoints", endpoints)
-    app.router.add_get("/devices", list_devices)
-    app.router.add_post("/devices", register_devices)
-    app.router.add_get("/devices/{token}", get_device)
-    app.router.add_get("/journal", journal)
-    app.router.add_get("/journal/count", journal_count)
-    app.router.add_get("/report", report)
-    app.router.add_get("/stats", stats)
-    app.router.add_get("/stats/fleet", fleet_stats)
-    app.router.add_post("/reset", reset)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/events", events)
-    control_faults.add_routes(app, sim)   # /faults, /devices/{token}/state and /open
+    for route in routes:
+        add_route(app, route, _bind(route, sim))
     return app

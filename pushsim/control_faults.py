@@ -1,4 +1,4 @@
-"""Control API routes for fault rules and per-install control, added to the admin app by `add_routes`.
+"""Control API handlers for fault rules and per-install control (routes: `pushsim.control.ROUTES`).
 
     POST   /faults              one rule, a list of rules, or {"rules": [...]}  → 201 {"faults": [...]}
     GET    /faults              → {"faults": [...]} with per-rule matched/fired counters
@@ -7,16 +7,18 @@
     POST   /devices/{token}/state   change app state, connectivity, power, BAR, standby bucket, uninstall
     POST   /devices/{token}/open    the user opens the app
 
-Bad JSON or a bad rule → 400 {"error": "<what and where>"}; nothing is half-applied.
+Bad JSON or a bad rule → 400 {"error": "<what and where>"}; nothing is half-applied. At most
+MAX_RULES rules are held.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from pushsim.faults import RuleError
+
+from .control_input import BadRequest, choice, integer, json_body, quote
 
 # Accepted names → device_sim's `set_state` keyword. The first group is this API's vocabulary (the
 # issue's words); the second is device_sim's own, accepted as is so either kind of client works.
@@ -39,129 +41,109 @@ def _bad(msg: str, status: int = 400) -> web.Response:
     return web.json_response({"error": msg}, status=status)
 
 
-async def _json(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as e:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"body is not valid JSON: {e}"}),
-                                 content_type="application/json") from None
-
-
 def parse_state_change(raw: Any) -> tuple[dict[str, Any], bool]:
-    """Validate a state change → (device_sim set_state keywords, uninstall?). ValueError says what is wrong."""
+    """Validate a state change → (device_sim set_state keywords, uninstall?). BadRequest says what is wrong."""
     if not isinstance(raw, dict) or not raw:
-        raise ValueError("expected a non-empty JSON object such as {\"app_state\": \"background\"}")
+        raise BadRequest("expected a non-empty JSON object such as {\"app_state\": \"background\"}")
     out: dict[str, Any] = {}
     uninstall = False
     for key, val in raw.items():
         if key in ("uninstall", "installed"):
             wanted = key == "uninstall"          # {"uninstall": true} or {"installed": false}
             if val is not wanted:
-                raise ValueError(f"{key}: only {str(wanted).lower()} is supported (reinstalling is not)")
+                raise BadRequest(f"{key}: only {str(wanted).lower()} is supported (reinstalling is not)")
             uninstall = True
         elif key == "power":
-            if val not in POWER:
-                raise ValueError(f"power: expected one of {', '.join(POWER)}, got {val!r}")
-            out.update(POWER[val])
+            out.update(POWER[choice("power", val, POWER)])
         elif key == "connectivity":
-            if val not in ("online", "offline"):
-                raise ValueError(f"connectivity: expected online or offline, got {val!r}")
-            out["online"] = val == "online"
+            out["online"] = choice("connectivity", val, ("online", "offline")) == "online"
         elif key in STATE_FIELDS:
             name, kind = STATE_FIELDS[key]
             if not isinstance(val, kind) or (kind is int and isinstance(val, bool)):
-                raise ValueError(f"{key}: expected {kind.__name__}, got {val!r}")
-            if name == "app_state" and val not in APP_STATES:
-                raise ValueError(f"{key}: expected one of {', '.join(APP_STATES)}, got {val!r}")
-            if name == "bucket" and val not in BUCKETS:
-                raise ValueError(f"{key}: expected one of {', '.join(BUCKETS)}, got {val!r}")
+                raise BadRequest(f"{key}: expected {kind.__name__}, got {quote(val)}")
+            if name == "app_state":
+                choice(key, val, APP_STATES)
+            if name == "bucket":
+                choice(key, val, BUCKETS)
+            if name == "os_version":
+                integer(key, val, 0, 1000)
             if name == "open" and val is not True:
-                raise ValueError("open: expected true")
+                raise BadRequest("open: expected true")
             out[name] = val
         else:
-            raise ValueError(f"unknown field {key!r}; allowed: {', '.join(ALLOWED)}")
+            raise BadRequest(f"unknown field {quote(key)}; allowed: {', '.join(ALLOWED)}")
     return out, uninstall
 
 
 
-def _device_api(testbed: Any) -> Any:
-    """device_sim's per-install control, where this build has it (set_state / open_app)."""
-    for name in ("devices", "sim", "device_sim"):
-        api = getattr(testbed, name, None)
-        if api is not None and hasattr(api, "set_state"):
-            return api
-    return None
+MAX_RULES = 1000   # fault rules held at once: each is matched against every request while any is set
 
 
-def add_routes(app: web.Application, sim: Any) -> None:
+async def post_faults(request: web.Request, sim: Any) -> web.Response:
+    faults = sim.testbed.faults
+    body = await json_body(request)
+    specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
+    specs = specs if isinstance(specs, list) else [specs]
+    if not specs:
+        raise BadRequest("no rules given")
+    if len(faults.list()) + len(specs) > MAX_RULES:
+        raise BadRequest(f"at most {MAX_RULES} fault rules at once; delete some first")
+    try:
+        rules = faults.add_many(specs)
+    except RuleError as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"faults": [r.to_json() for r in rules]}, status=201)
+
+
+async def get_faults(request: web.Request, sim: Any) -> web.Response:
+    return web.json_response({"faults": [r.to_json() for r in sim.testbed.faults.list()]})
+
+
+async def delete_fault(request: web.Request, sim: Any) -> web.Response:
+    rid = request.match_info["id"]
+    if not sim.testbed.faults.remove(rid):
+        return _bad(f"no fault rule {quote(rid)}", 404)
+    return web.json_response({"deleted": rid})
+
+
+async def delete_all(request: web.Request, sim: Any) -> web.Response:
+    faults = sim.testbed.faults
+    n = len(faults.list())
+    faults.clear()
+    return web.json_response({"deleted": n})
+
+
+def changes_every_worker(body: Any) -> bool:
+    """An uninstall is seen by every worker (each answers 410 for the token from then on)."""
+    return isinstance(body, dict) and ("uninstall" in body or "installed" in body)
+
+
+async def post_state(request: web.Request, sim: Any) -> web.Response:
     testbed = sim.testbed
-    faults = testbed.faults
-
-    async def post_faults(request: web.Request) -> web.Response:
-        body = await _json(request)
-        specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
-        specs = specs if isinstance(specs, list) else [specs]
-        if not specs:
-            return _bad("no rules given")
+    token = request.match_info["token"]
+    index = testbed.fleet.resolve(token)
+    if index is None:
+        return _bad(f"unknown device token {quote(token)}", 404)
+    change, uninstall = parse_state_change(await json_body(request))
+    api = testbed.device_sim         # per-install OS-side control: set_state, open_app, describe
+    if change:
         try:
-            rules = faults.add_many(specs)
-        except RuleError as e:
-            return _bad(str(e))
-        return web.json_response({"faults": [r.to_json() for r in rules]}, status=201)
+            api.set_state(index, **change)
+        except (ValueError, TypeError) as e:
+            raise BadRequest(str(e)) from None
+    if uninstall:
+        testbed.fleet.uninstall(index, int(testbed.now() * 1000))
+    applied = {**change, "uninstall": True} if uninstall else change
+    out: dict[str, Any] = {**testbed.fleet.describe(index), "applied": applied}
+    out["os"] = api.describe(index)
+    return web.json_response(out)
 
-    async def get_faults(request: web.Request) -> web.Response:
-        return web.json_response({"faults": [r.to_json() for r in faults.list()]})
 
-    async def delete_fault(request: web.Request) -> web.Response:
-        rid = request.match_info["id"]
-        if not faults.remove(rid):
-            return _bad(f"no fault rule {rid!r}", 404)
-        return web.json_response({"deleted": rid})
-
-    async def delete_all(request: web.Request) -> web.Response:
-        n = len(faults.list())
-        faults.clear()
-        return web.json_response({"deleted": n})
-
-    async def post_state(request: web.Request) -> web.Response:
-        token = request.match_info["token"]
-        index = testbed.fleet.resolve(token)
-        if index is None:
-            return _bad(f"unknown device token {token!r}", 404)
-        try:
-            change, uninstall = parse_state_change(await _json(request))
-        except ValueError as e:
-            return _bad(str(e))
-        api = _device_api(testbed)
-        if change:
-            if api is None:
-                return _bad(f"this build cannot change {', '.join(sorted(change))} yet (only uninstall)", 501)
-            try:
-                api.set_state(index, **change)
-            except (ValueError, TypeError) as e:
-                return _bad(str(e))
-        if uninstall:
-            testbed.fleet.uninstall(index, int(testbed.now() * 1000))
-        applied = {**change, "uninstall": True} if uninstall else change
-        out: dict[str, Any] = {**testbed.fleet.describe(index), "applied": applied}
-        if api is not None and hasattr(api, "describe"):
-            out["os"] = api.describe(index)
-        return web.json_response(out)
-
-    async def post_open(request: web.Request) -> web.Response:
-        token = request.match_info["token"]
-        index = testbed.fleet.resolve(token)
-        if index is None:
-            return _bad(f"unknown device token {token!r}", 404)
-        api = _device_api(testbed)
-        if api is None or not hasattr(api, "open_app"):
-            return _bad("this build has no simulated app to open", 501)
-        api.open_app(index)
-        return web.json_response({"token": token, "opened": True})
-
-    app.router.add_post("/faults", post_faults)
-    app.router.add_get("/faults", get_faults)
-    app.router.add_delete("/faults", delete_all)
-    app.router.add_delete("/faults/{id}", delete_fault)
-    app.router.add_post("/devices/{token}/state", post_state)
-    app.router.add_post("/devices/{token}/open", post_open)
+async def post_open(request: web.Request, sim: Any) -> web.Response:
+    testbed = sim.testbed
+    token = request.match_info["token"]
+    index = testbed.fleet.resolve(token)
+    if index is None:
+        return _bad(f"unknown device token {quote(token)}", 404)
+    testbed.device_sim.open_app(index)
+    return web.json_response({"token": token, "opened": True})

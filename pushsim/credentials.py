@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import importlib
 import ipaddress
 import json
 import os
@@ -24,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from fake_apns.certs import ENV_OIDS, push_cert_extensions
 
 SERVER_NAMES = (
     "localhost", "api.push.apple.com", "api.sandbox.push.apple.com", "api.development.push.apple.com",
@@ -156,16 +157,9 @@ def push_topics(bundle_id: str) -> list[str]:
     return [bundle_id, f"{bundle_id}.voip", f"{bundle_id}.complication"]
 
 
-def _push_extensions(bundle_id: str) -> list[x509.ExtensionType] | None:
-    try:   # owned by the fake_apns package; absent until it lands, and then the cert carries no topics
-        certs = importlib.import_module("fake_apns.certs")
-    except ModuleNotFoundError as e:
-        if e.name in ("fake_apns", "fake_apns.certs"):
-            return None
-        raise
-    # A universal certificate: valid in both environments, named the way fake_apns names them.
-    envs = tuple(getattr(certs, "ENV_OIDS", None) or ("sandbox", "production"))
-    return list(certs.push_cert_extensions(push_topics(bundle_id), envs))
+def _push_extensions(bundle_id: str) -> list[x509.ExtensionType]:
+    # A universal certificate: valid in both environments, its topics named the way fake_apns reads them.
+    return list(push_cert_extensions(push_topics(bundle_id), tuple(ENV_OIDS)))
 
 
 def _make_client_cert(ca_key: Any, ca: x509.Certificate, bundle_id: str,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import importlib
 import json
 import logging
 import os
@@ -18,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .testbed import Testbed
 from .config import Config
 from .credentials import Credentials, ensure_credentials, set_token_uri, write_atomic
 from .edge.types import Service
+from .faults.service import FaultingService
+from .testbed import Testbed
 
 log = logging.getLogger("pushsim.server")
 SHUTDOWN_DEBUG = b'{"reason":"Shutdown"}'
@@ -58,7 +58,7 @@ class ServicePlan:
 
 def build_plans(testbed: Testbed, creds: Credentials) -> list[ServicePlan]:
     """Every fake service the server runs. New services add themselves here."""
-    return [p for p in (_apns_plan(testbed, creds), _fcm_plan(testbed, creds)) if p is not None]
+    return [_apns_plan(testbed, creds), _fcm_plan(testbed, creds)]
 
 
 def _apns_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
@@ -77,30 +77,22 @@ def _apns_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
             "client_bundle": str(creds.client_bundle)})
 
 
-def _fcm_plan(testbed: Testbed, creds: Credentials) -> ServicePlan | None:
-    """The fake FCM (+ OAuth2 token endpoint and IID on the same ports), once its package exists.
+def _fcm_plan(testbed: Testbed, creds: Credentials) -> ServicePlan:
+    """The fake FCM (+ OAuth2 token endpoint and IID on the same ports).
 
-    Its owner builds the service here; the service account's token_uri is pointed at the bound
-    TLS port by `PushSim.start` whenever this plan is present.
+    The service account's token_uri is pointed at the bound TLS port by `PushSim.start`.
     """
-    try:
-        fcm = importlib.import_module("pushsim.services.fcm")
-    except ModuleNotFoundError as e:
-        if e.name in ("pushsim.services", "pushsim.services.fcm"):
-            return None
-        raise   # FCM is there but broken: say so rather than start without it
-    build = getattr(fcm, "build_fcm_service", None)
-    if build is None:
-        return None
+    from pushsim.services.fcm import build_fcm_service
+
     return ServicePlan(
-        "fcm", build(testbed, creds), "fcm_port", "fcm_h2c_port", http1=True,
+        "fcm", build_fcm_service(testbed, creds), "fcm_port", "fcm_h2c_port", http1=True,
         alpn=["h2", "http/1.1"], client_certs=False,
         describe=lambda urls: {
             "project_id": creds.project_id, "token_uri": urls["url"] + "/token",
             "service_account_file": str(creds.fcm_service_account), "client_email": creds.client_email})
 
 
-def _url(scheme: str, host: str, port: int) -> str:
+def endpoint_url(scheme: str, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
     return f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
 
@@ -149,22 +141,24 @@ class PushSim:
         worker = self.worker
         if worker is None:
             self._claim_state_dir()
-        self.testbed = testbed = Testbed(cfg, schedule=loop.call_soon)
+        self.testbed = testbed = Testbed(cfg, schedule=loop.call_soon,
+                                         route=worker.route if worker is not None else None)
         if worker is not None:
-            worker.testbed_ready(testbed)             # e.g. the routing dispatcher, before services read it
+            worker.testbed_ready(testbed)             # e.g. cluster-wide journal ids, before any request
         self.metrics = Metrics(testbed)
         self.plans = build_plans(testbed, creds)
         if worker is not None:
             worker.plans_ready(self.plans)
         try:
             for plan in self.plans:
+                served = FaultingService(plan.service, plan.name, testbed.faults)   # fault rules go first
                 ctx = server_context(str(creds.server_cert), str(creds.server_key), plan.alpn,
                                      str(creds.ca_file) if plan.client_certs else None)
                 for port_field, ssl_ctx in ((plan.tls_port_field, ctx), (plan.h2c_port_field, None)):
                     port = int(getattr(cfg, port_field))
                     conns: set[Any] = set()   # the live engine protocols, for GOAWAY on stop
                     try:
-                        server = await start_listener(cfg.host, port, service=plan.service, ssl_context=ssl_ctx,
+                        server = await start_listener(cfg.host, port, service=served, ssl_context=ssl_ctx,
                                                       engine=cfg.engine, http1=plan.http1, conns=conns,
                                                       reuse_port=worker is not None)
                     except OSError as e:
@@ -220,13 +214,17 @@ class PushSim:
         out: dict[str, Any] = {"ca_file": str(self.creds.ca_file)}
         for plan in self.plans:
             ports = {b.port_field: b.port for b in self._bound if b.plan is plan}
-            urls = {"url": _url("https", host, ports[plan.tls_port_field]),
-                    "h2c_url": _url("http", host, ports[plan.h2c_port_field])}
+            urls = {"url": endpoint_url("https", host, ports[plan.tls_port_field]),
+                    "h2c_url": endpoint_url("http", host, ports[plan.h2c_port_field])}
             out[plan.name] = {**urls, **plan.describe(urls)}
-        out["admin"] = {"url": _url("http", host, admin_port)}
+        out["admin"] = {"url": endpoint_url("http", host, admin_port)}
         out["state_dir"] = str(self.creds.state_dir)
         out["pid"] = os.getpid()
         return out
+
+    def connection_count(self) -> int:
+        """Client connections open on the fake services' ports now."""
+        return sum(len(b.conns) for b in self._bound)
 
     async def stop(self, grace: float = 5.0) -> None:
         """GOAWAY {"reason":"Shutdown"} on every connection, let in-flight streams finish, close."""

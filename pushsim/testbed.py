@@ -8,11 +8,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from device_sim.dispatch import Dispatcher
 from device_sim.params import SimParams
 from device_sim.profile import FleetMix
 from device_sim.scenario import sim_settings
-from device_sim.world import VIRTUAL_EPOCH, World, WorldSettings, build_fleet
+from device_sim.world import VIRTUAL_EPOCH, Submitter, World, WorldSettings, build_fleet
 
 from .app_fetch import AppFetcher
 from .config import Config
@@ -30,29 +29,23 @@ def world_settings(config: Config) -> WorldSettings:
 
 class Testbed:
     __test__ = False      # not a pytest test class, whatever its name
+
     def __init__(self, config: Config, *, schedule: Callable[[Callable[[], None]], object] | None = None,
                  now: Callable[[], float] = time.time,
-                 settings: tuple[SimParams, FleetMix] | None = None) -> None:
+                 settings: tuple[SimParams, FleetMix] | None = None,
+                 route: Callable[[World], Submitter] | None = None) -> None:
         self.config = config
         ws = world_settings(config)
         # OS/app rules and fleet distributions: given, or from a scenario file (PUSHSIM_EXTRA-style).
         rules = settings or sim_settings(config.extra.get("scenario"))
-        self.world = world = World(ws, schedule=schedule, now=now, rules=rules,
-                                        fetcher=AppFetcher())   # the world uses it only when time is real
+        # The fetcher does the apps' real HTTP; the world uses it only when time is real. `route`: see World.
+        self.world = world = World(ws, schedule=schedule, now=now, rules=rules, fetcher=AppFetcher(), route=route)
         self.sched, self.clock, self.now = world.sched, world.clock, world.now
         self.fleet, self.ledger, self.journal = world.fleet, world.ledger, world.journal
-        self.device_sim = world.device_sim
+        self.device_sim, self.dispatcher = world.device_sim, world.dispatcher
         self.reset_hooks = world.reset_hooks
         self.faults = Faults(seed=config.seed, journal=self.journal, ledger=self.ledger, fleet=self.fleet,
                              now=self.now)
-
-    @property
-    def dispatcher(self) -> Dispatcher:
-        return self.world.dispatcher
-
-    @dispatcher.setter
-    def dispatcher(self, value: Dispatcher) -> None:
-        self.world.dispatcher = value
 
     def stats(self) -> dict[str, object]:
         return self.world.stats()

@@ -1,25 +1,33 @@
 """The public control API in cluster mode: the hub answers by asking the workers' private control
 APIs (the same handlers as a single process) and merging.
 
-- per-install routes go to the install's owner (the hub keeps its own copy of the deterministic
-  fleet to map token → index → owner; an unknown token goes to worker 0, which answers 404);
-- changes every worker must see (register, reset, fault rules, uninstall) go to every worker, one
-  change at a time, in the same order;
-- /stats is one consistent snapshot (routing.combine); /journal, /metrics, /stats/fleet and /events
-  are merged (merge.py).
+Every route comes from the one table, pushsim.control.ROUTES; its `Cluster` says how it is served:
+- HUB: the hub answers itself (a `Proxy` method named by the route: health, endpoints, stats — the
+  last one consistent snapshot, routing.combine);
+- ANY: worker 0 answers (every worker holds the same fleet and rules);
+- OWNER: the install's owner answers (the hub keeps its own copy of the deterministic fleet to map
+  token → index → owner; an unknown token goes to worker 0, which answers 404); a body the route's
+  `everywhere` accepts (an uninstall) goes to every worker instead, answered by the owner;
+- ALL: every worker, one change at a time in the same order (register, reset, fault rules), then
+  an optional hub-side step (mirroring a registration into the hub's fleet);
+- MERGE: every worker answers; the named function of merge.py combines them;
+- STREAM: every worker's event stream, interleaved.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import aiohttp
 import orjson
 from aiohttp import web
 
 from pushsim.testbed import build_fleet, world_settings
+from pushsim.control import ROUTES, Mode, Route, add_route
+from pushsim.control_input import MAX_BODY, BadRequest, check_query
+from pushsim.report import DEFAULTS, build_report, parse_policy
 
 from . import merge
 from .routing import owner_of
@@ -58,6 +66,43 @@ class Proxy:
         i = self.fleet.resolve(token)
         return 0 if i is None else owner_of(i, self.n)
 
+    async def to_all(self, method: str, path_qs: str, body: bytes | None, ctype: str | None,
+                     answer_from: int = 0) -> tuple[int, str, bytes]:
+        async with self.lock:
+            answers = [await self.call(w, method, path_qs, body, ctype) for w in range(self.n)]
+        return answers[answer_from]
+
+    # hub-side answers and steps, named by the table (Cluster.hub) ------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        data = await self.json(0, "/health")
+        return _json({**data, "workers": self.n})
+
+    async def endpoints(self, request: web.Request) -> web.Response:
+        return _json(getattr(self.hub, "endpoints", {}))
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return _json(await self.hub.stats())
+
+    async def report(self, request: web.Request) -> web.Response:
+        """The report over every worker's journal export, merged as one server's (merge.merge_jsonl)."""
+        ignore = [r for r in request.query.get("ignore", "").split(",") if r]
+        try:
+            policy = parse_policy({"ignore": ignore}, DEFAULTS)
+        except ValueError as e:
+            return _json({"error": str(e)}, 400)
+        exports = [(await self.call(w, "GET", "/journal?format=jsonl"))[2].splitlines(keepends=True)
+                   for w in range(self.n)]
+        records = [orjson.loads(line) for line in merge.merge_jsonl(exports)]
+        return _json(build_report(records, policy))
+
+    async def mirror_registration(self, body: bytes) -> None:
+        """Every worker registered the devices: so does the hub's fleet, which maps new tokens to owners."""
+        spec = orjson.loads(body)
+        platform = spec.get("platform", "ios")
+        app_name = spec.get("app")
+        app_index = 0 if app_name is None else self.fleet.app_index(platform, app_name)
+        self.fleet.add(platform, spec.get("count", 1), app=app_index, environment=spec.get("environment"))
+
 
 def _reply(status: int, ctype: str, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, headers={"Content-Type": ctype})
@@ -72,7 +117,11 @@ def _json(data: Any, status: int = 200) -> web.Response:
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException:
+    except BadRequest as e:
+        return _json({"error": str(e)}, 400)
+    except web.HTTPException as e:
+        if e.status == 413:   # aiohttp's client_max_size, worded as a worker would
+            return _json({"error": f"body larger than {MAX_BODY} bytes"}, 413)
         raise
     except (ConnectionResetError, asyncio.CancelledError):
         raise
@@ -84,9 +133,129 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _json({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
 
 
-def make_hub_app(hub: Hub) -> web.Application:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _serve(proxy: Proxy, route: Route) -> Handler:
+    """The hub's handler for one table route, by its cluster mode."""
+    c = route.cluster
+    mode = c.mode
+
+    inner: Handler
+    if mode is Mode.HUB:
+        inner = getattr(proxy, c.hub)
+    elif mode is Mode.ANY or mode is Mode.OWNER:
+        everywhere = c.everywhere
+
+        async def one(request: web.Request) -> web.StreamResponse:
+            body = await request.read() or None
+            ctype = request.headers.get("Content-Type")
+            w = proxy.owner(request.match_info["token"]) if mode is Mode.OWNER else 0
+            if everywhere is not None and body is not None and everywhere(_loads_or_none(body)):
+                return _reply(*await proxy.to_all(request.method, request.path_qs, body, ctype, answer_from=w))
+            return _reply(*await proxy.call(w, request.method, request.path_qs, body, ctype))
+        inner = one
+    elif mode is Mode.ALL:
+        then = getattr(proxy, c.hub) if c.hub else None
+
+        async def every(request: web.Request) -> web.StreamResponse:
+            body = await request.read() or None
+            status, ctype, out = await proxy.to_all(request.method, request.path_qs, body,
+                                                    request.headers.get("Content-Type"))
+            if then is not None and 200 <= status < 300:
+                await then(body)
+            return _reply(status, ctype, out)
+        inner = every
+    elif mode is Mode.MERGE:
+        combine = getattr(merge, c.merge)
+        needs_stats = c.merge in merge.NEEDS_STATS
+
+        async def merged(request: web.Request) -> web.StreamResponse:
+            asked_at = time.time()
+            answers = [await proxy.call(w, "GET", request.path_qs) for w in range(proxy.n)]
+            for status, ctype, out in answers:
+                if status != 200:        # a worker's 400 (bad query) is the cluster's
+                    return _reply(status, ctype, out)
+            stats = await proxy.hub.stats() if needs_stats else None
+            ctype, out = combine(merge.Answers([a[2] for a in answers], answers[0][1], request.query,
+                                               proxy.n, asked_at, stats))
+            return _reply(200, ctype, out)
+        inner = merged
+    elif mode is Mode.STREAM:
+        async def streams(request: web.Request) -> web.StreamResponse:
+            return await _interleave_events(proxy, request)
+        inner = streams
+    else:
+        raise AssertionError(f"no cluster behaviour for {mode}")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        check_query(request.query, route.query)
+        return await inner(request)
+    return handle
+
+
+def _loads_or_none(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None          # the owner words the 400
+
+
+async def _interleave_events(proxy: Proxy, request: web.Request) -> web.StreamResponse:
+    """Every worker's event stream, interleaved event by event (each worker's own order is kept)."""
+    assert proxy.session is not None
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    connected = asyncio.Semaphore(0)
+
+    async def follow(w: int) -> None:
+        try:
+            async with proxy.session.get(proxy.url(w, request.path_qs),   # type: ignore[union-attr]
+                                         timeout=aiohttp.ClientTimeout(total=None)) as r:
+                connected.release()
+                buf = b""
+                async for chunk in r.content.iter_any():
+                    buf += chunk
+                    *events_, buf = buf.split(b"\n\n")
+                    for ev in events_:
+                        if ev.startswith(b"data: "):
+                            await queue.put(ev + b"\n\n")
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(follow(w)) for w in range(proxy.n)]
+    try:
+        for _ in range(proxy.n):      # every worker is listening before our first byte
+            await asyncio.wait_for(connected.acquire(), 10)
+        await resp.prepare(request)
+        await resp.write(b": pushsim events\n\n")
+        ended = 0
+        while ended < proxy.n:
+            item = await queue.get()
+            if item is None:
+                ended += 1
+                continue
+            out = [item]
+            while not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    ended += 1
+                else:
+                    out.append(nxt)
+            await resp.write(b"".join(out))
+    except (ConnectionResetError, asyncio.TimeoutError):
+        pass
+    finally:
+        for t in tasks:
+            t.cancel()
+    return resp
+
+
+def make_hub_app(hub: Hub, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     proxy = Proxy(hub)
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[HUB] = proxy
 
     async def startup(app: web.Application) -> None:
@@ -98,161 +267,6 @@ def make_hub_app(hub: Hub) -> web.Application:
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
-
-    async def to_worker0(request: web.Request) -> web.Response:
-        return _reply(*await proxy.call(0, request.method, request.path_qs, await request.read() or None,
-                                        request.headers.get("Content-Type")))
-
-    async def to_owner(request: web.Request) -> web.Response:
-        w = proxy.owner(request.match_info["token"])
-        return _reply(*await proxy.call(w, request.method, request.path_qs, await request.read() or None,
-                                        request.headers.get("Content-Type")))
-
-    async def to_all(request: web.Request, answer_from: int = 0) -> tuple[int, str, bytes]:
-        body = await request.read() or None
-        ctype = request.headers.get("Content-Type")
-        async with proxy.lock:
-            answers = [await proxy.call(w, request.method, request.path_qs, body, ctype) for w in range(proxy.n)]
-        return answers[answer_from]
-
-    async def broadcast(request: web.Request) -> web.Response:
-        return _reply(*await to_all(request))
-
-    async def health(request: web.Request) -> web.Response:
-        data = await proxy.json(0, "/health")
-        return _json({**data, "workers": proxy.n})
-
-    async def endpoints(request: web.Request) -> web.Response:
-        return _json(getattr(hub, "endpoints", {}))
-
-    async def register(request: web.Request) -> web.Response:
-        status, ctype, body = await to_all(request)
-        if status == 201:   # mirror it: the hub's fleet maps new tokens to their owners
-            spec = orjson.loads(await request.read())
-            platform = spec.get("platform", "ios")
-            app_name = spec.get("app")
-            app_index = 0 if app_name is None else proxy.fleet.app_index(platform, app_name)
-            proxy.fleet.add(platform, spec.get("count", 1), app=app_index, environment=spec.get("environment"))
-        return _reply(status, ctype, body)
-
-    async def state(request: web.Request) -> web.Response:
-        w = proxy.owner(request.match_info["token"])
-        try:
-            spec = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            spec = None
-        if isinstance(spec, dict) and ("uninstall" in spec or "installed" in spec):
-            return _reply(*await to_all(request, answer_from=w))   # every worker answers 410 from now on
-        return await to_owner(request)
-
-    async def stats(request: web.Request) -> web.Response:
-        return _json(await hub.stats())
-
-    async def fleet_stats(request: web.Request) -> web.Response:
-        parts = [await proxy.json(w, "/stats/fleet") for w in range(proxy.n)]
-        funnel = await hub.stats()
-        funnel = {k: funnel[k] for k in ("accepted", "rejected", "delivered", "dropped", "pending")}
-        return _json(merge.merge_fleet_stats(parts, funnel))
-
-    async def journal(request: web.Request) -> web.StreamResponse:
-        q = dict(request.query)
-        if q.get("format") == "jsonl":
-            exports = []
-            for w in range(proxy.n):
-                _, _, body = await proxy.call(w, "GET", request.path_qs)
-                exports.append(body.splitlines(keepends=True))
-            return web.Response(body=b"".join(merge.merge_jsonl(exports)),
-                                headers={"Content-Type": "application/x-ndjson"})
-        try:
-            since = int(q.get("since") or 0)
-            limit = int(q.get("limit") or 100)
-        except ValueError:
-            return await to_worker0(request)      # the worker words the 400
-        if since < 0 or not 1 <= limit <= 10_000:
-            return await to_worker0(request)
-        pages = []
-        asked_at = time.time()
-        for w in range(proxy.n):
-            status, ctype, body = await proxy.call(w, "GET", request.path_qs)
-            if status != 200:
-                return _reply(status, ctype, body)
-            pages.append(orjson.loads(body))
-        return _json(merge.merge_journal(pages, since, limit, proxy.n, asked_at))
-
-    async def metrics(request: web.Request) -> web.Response:
-        texts = []
-        ctype = "text/plain; version=0.0.4; charset=utf-8"
-        for w in range(proxy.n):
-            _, ctype, body = await proxy.call(w, "GET", "/metrics")
-            texts.append(body.decode())
-        return web.Response(body=merge.merge_metrics(texts).encode(), headers={"Content-Type": ctype})
-
-    async def events(request: web.Request) -> web.StreamResponse:
-        """Every worker's event stream, interleaved event by event (each worker's own order is kept)."""
-        assert proxy.session is not None
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        connected = asyncio.Semaphore(0)
-
-        async def follow(w: int) -> None:
-            try:
-                async with proxy.session.get(proxy.url(w, request.path_qs),   # type: ignore[union-attr]
-                                             timeout=aiohttp.ClientTimeout(total=None)) as r:
-                    connected.release()
-                    buf = b""
-                    async for chunk in r.content.iter_any():
-                        buf += chunk
-                        *events_, buf = buf.split(b"\n\n")
-                        for ev in events_:
-                            if ev.startswith(b"data: "):
-                                await queue.put(ev + b"\n\n")
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            finally:
-                await queue.put(None)
-
-        tasks = [asyncio.create_task(follow(w)) for w in range(proxy.n)]
-        try:
-            for _ in range(proxy.n):      # every worker is listening before our first byte
-                await asyncio.wait_for(connected.acquire(), 10)
-            await resp.prepare(request)
-            await resp.write(b": pushsim events\n\n")
-            ended = 0
-            while ended < proxy.n:
-                item = await queue.get()
-                if item is None:
-                    ended += 1
-                    continue
-                out = [item]
-                while not queue.empty():
-                    nxt = queue.get_nowait()
-                    if nxt is None:
-                        ended += 1
-                    else:
-                        out.append(nxt)
-                await resp.write(b"".join(out))
-        except (ConnectionResetError, asyncio.TimeoutError):
-            pass
-        finally:
-            for t in tasks:
-                t.cancel()
-        return resp
-
-    app.router.add_get("/health", health)
-    app.router.add_get("/endpoints", endpoints)
-    app.router.add_get("/devices", to_worker0)
-    app.router.add_post("/devices", register)
-    app.router.add_get("/devices/{token}", to_owner)
-    app.router.add_post("/devices/{token}/state", state)
-    app.router.add_post("/devices/{token}/open", to_owner)
-    app.router.add_get("/journal", journal)
-    app.router.add_get("/stats", stats)
-    app.router.add_get("/stats/fleet", fleet_stats)
-    app.router.add_post("/reset", broadcast)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/events", events)
-    app.router.add_post("/faults", broadcast)
-    app.router.add_get("/faults", to_worker0)
-    app.router.add_delete("/faults", broadcast)
-    app.router.add_delete("/faults/{id}", broadcast)
+    for route in routes:
+        add_route(app, route, _serve(proxy, route))
     return app

@@ -287,7 +287,7 @@ async def _hub_main(config: Config, creds: Any, links: list[WorkerLink], socks: 
                     out: Any) -> int:
     from aiohttp import web
 
-    from pushsim.server import ENDPOINTS_FILE, ListenError, _url, tune_gc
+    from pushsim.server import ENDPOINTS_FILE, ListenError, endpoint_url, tune_gc
 
     from .control_proxy import make_hub_app
 
@@ -325,7 +325,7 @@ async def _hub_main(config: Config, creds: Any, links: list[WorkerLink], socks: 
             return
         admin_port = int(runner.addresses[0][1])
         endpoints = dict(links[0].endpoints)
-        endpoints["admin"] = {"url": _url("http", config.host, admin_port)}
+        endpoints["admin"] = {"url": endpoint_url("http", config.host, admin_port)}
         endpoints["pid"] = os.getpid()
         endpoints["workers"] = len(links)
         hub.endpoints = endpoints

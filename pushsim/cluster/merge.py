@@ -1,10 +1,57 @@
-"""Pure functions that make N workers' control-API answers look like one server's."""
+"""Pure functions that make N workers' control-API answers look like one server's.
+
+The control-API table (pushsim/control.py `ROUTES`) names a merged route's function here: `journal`,
+`fleet_stats`, `metrics`. Each takes the workers' `Answers` and returns (content type, body); the
+`merge_*` functions under them do the work on parsed data.
+"""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every worker's 200 answer to the same GET, in worker order."""
+    bodies: list[bytes]
+    content_type: str              # worker 0's
+    query: Mapping[str, str]       # the request's (the workers have validated it)
+    workers: int
+    asked_at: float                # wall time the hub started asking
+    stats: dict[str, Any] | None   # the hub's consistent /stats, for a merge in NEEDS_STATS
+
+
+NEEDS_STATS = {"fleet_stats"}
+
+
+def journal(a: Answers) -> tuple[str, bytes]:
+    if a.query.get("format") == "jsonl":
+        return "application/x-ndjson", b"".join(merge_jsonl([b.splitlines(keepends=True) for b in a.bodies]))
+    pages = [orjson.loads(b) for b in a.bodies]
+    since = int(a.query.get("since") or 0)
+    limit = int(a.query.get("limit") or 100)
+    return JSON, orjson.dumps(merge_journal(pages, since, limit, a.workers, a.asked_at))
+
+
+def journal_count(a: Answers) -> tuple[str, bytes]:
+    return JSON, orjson.dumps({"count": sum(int(orjson.loads(b)["count"]) for b in a.bodies)})
+
+
+def fleet_stats(a: Answers) -> tuple[str, bytes]:
+    assert a.stats is not None
+    funnel = {k: a.stats[k] for k in ("accepted", "rejected", "delivered", "dropped", "pending")}
+    return JSON, orjson.dumps(merge_fleet_stats([orjson.loads(b) for b in a.bodies], funnel),
+                              option=orjson.OPT_NON_STR_KEYS)
+
+
+def metrics(a: Answers) -> tuple[str, bytes]:
+    return a.content_type, merge_metrics([b.decode() for b in a.bodies]).encode()
 
 
 # /journal ----------------------------------------------------------------------------------------
@@ -18,7 +65,7 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
     """Each worker's `/journal` page for the same `since` → one page.
 
     Worker journal ids are time-ordered and unique across workers (microseconds × N + worker, see
-    worker._time_ordered_journal_ids). The page is the first `limit` entries by id. A full page's
+    worker.WorkerRole.journal_id). The page is the first `limit` entries by id. A full page's
     `next_since` is its last id + 1. A short page returned everything up to the moment each worker
     answered, and anything later gets an id of at least `id_floor(asked_at)`: that is the cursor (an
     entry that arrived while the hub was asking may show again on the next page; none is skipped).
@@ -34,12 +81,15 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
 
 
 def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
-    """Replay exports (header, state lines, accepted lines) → one, state and notifications by time."""
+    """Exports (header, state, accepted, and the report's request and install lines) → one: state
+    and notifications by time, notifications renumbered, each request's `seq` following its notification."""
     header: dict[str, Any] | None = None
     states: list[tuple[float, dict[str, Any]]] = []
-    accepted: list[tuple[float, dict[str, Any]]] = []
+    accepted: list[tuple[float, int, dict[str, Any]]] = []
+    requests: list[tuple[int, dict[str, Any]]] = []
+    installs: dict[Any, dict[str, Any]] = {}
     total, complete = 0, True
-    for lines in exports:
+    for w, lines in enumerate(exports):
         for raw in lines:
             if not raw.strip():
                 continue
@@ -51,15 +101,19 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
                 complete = complete and bool(rec.get("complete", True))
             elif kind == "state":
                 states.append((rec["t"], rec))
+            elif kind == "request":
+                requests.append((w, rec))
+            elif kind == "install":
+                installs[rec.get("install")] = rec     # an install lives on its owner worker only
             else:
-                accepted.append((rec.get("t", 0.0), rec))
+                accepted.append((rec.get("t", 0.0), w, rec))
     out: list[bytes] = []
     if header is not None:
         # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
         out.append(orjson.dumps({**header, "accepted": total, "complete": complete, "digest": None,
                                  "workers": len(exports)}) + b"\n")
     accepted.sort(key=lambda x: x[0])
-    times = [rec.get("at", t) for t, rec in accepted]   # device time, like a state change's t
+    times = [rec.get("at", t) for t, _, rec in accepted]   # device time, like a state change's t
     seen_states: set[bytes] = set()
     for t, rec in sorted(states, key=lambda x: x[0]):
         key = orjson.dumps({k: v for k, v in rec.items() if k not in ("t", "pos")})
@@ -68,8 +122,17 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
         seen_states.add(key)
         # `pos`: how many notifications were accepted before the change, now counted cluster-wide.
         out.append(orjson.dumps({**rec, "pos": bisect.bisect_left(times, t)}) + b"\n")
-    for seq, (_, rec) in enumerate(accepted):
+    renumber: dict[tuple[int, Any], int] = {}
+    for seq, (_, w, rec) in enumerate(accepted):
+        renumber[(w, rec.get("seq"))] = seq
         out.append(orjson.dumps({**rec, "seq": seq}) + b"\n")
+    for w, rec in sorted(requests, key=lambda x: x[1].get("id", 0)):   # ids are unique cluster-wide
+        if "seq" in rec:
+            seq = renumber.get((w, rec["seq"]))       # None: accepted and numbered by another worker
+            rec = {k: v for k, v in rec.items() if k != "seq"} if seq is None else {**rec, "seq": seq}
+        out.append(orjson.dumps(rec) + b"\n")
+    for rec in installs.values():
+        out.append(orjson.dumps(rec) + b"\n")
     return out
 
 

@@ -31,13 +31,13 @@ MARKER = "m"              # (MARKER, k); any other short message goes to `on_con
 
 def note_to_tuple(n: Notification) -> tuple[Any, ...]:
     return (n.service, n.token, n.install, n.message_id, n.received_at, n.push_type, n.priority, n.payload,
-            n.expiration, n.collapse_id, n.content_available, n.drop_reason, n._extra or None)
+            n.expiration, n.collapse_id, n.content_available, n.drop_reason, n.extra_or_none or None)
 
 
 def note_from_tuple(t: tuple[Any, ...]) -> Notification:
     n = Notification(*t[:-1])
     if t[-1]:
-        n._extra = t[-1]
+        n.extra.update(t[-1])
     return n
 
 

@@ -18,8 +18,9 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushsim.testbed import Testbed
+from device_sim.world import World
 from pushsim.config import Config
+from pushsim.testbed import Testbed
 
 from .channel import Channel, open_channel
 from .routing import Router, Snapshot
@@ -46,15 +47,18 @@ class WorkerRole:
     _fcm: Any = None
 
     # PushSim hooks ----------------------------------------------------------------------------
-    def testbed_ready(self, testbed: Testbed) -> None:
+    def route(self, world: World) -> Router:
+        """The world's dispatcher seam: accepted notifications go through the router, which keeps
+        this worker's installs (for the local dispatcher) and queues the others for their owner."""
         loop = asyncio.get_running_loop()
-        local = testbed.dispatcher
-        self.router = Router(self.me, self.workers, local.submit, testbed.ledger.stats,
+        self.router = Router(self.me, self.workers, world.local_dispatcher.submit, world.ledger.stats,
                              request_flush=lambda: loop.call_soon(self.flush),
                              on_snapshot=self._send_snapshot, on_control=self._on_control,
-                             snapshot_extra=lambda: self._extra(testbed))
-        testbed.dispatcher = self.router          # type: ignore[assignment]  # same submit() signature
-        self._time_ordered_journal_ids(testbed.journal)
+                             snapshot_extra=self._extra)
+        return self.router
+
+    def testbed_ready(self, testbed: Testbed) -> None:
+        testbed.journal.allocate_ids(self.journal_id)
 
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:
@@ -62,7 +66,7 @@ class WorkerRole:
             if plan.name == "fcm":
                 share_tokens(service.authority, self.secret)
                 self._fcm = service
-                self._replicate_topics(service.topics)
+                service.topics.observe(self._on_topic_change)
                 service.set_name_lane(self.me, self.workers)
         self.live = True
         for peer, msgs in self.backlog:
@@ -83,48 +87,32 @@ class WorkerRole:
         else:
             self.router.receive(peer, msgs)     # type: ignore[union-attr]
 
-    def _replicate_topics(self, registry: Any) -> None:
-        """Subscriptions change shared state: apply locally, then tell every peer (eventually consistent)."""
-        subscribe, unsubscribe = registry.subscribe, registry.unsubscribe
-        self._topic_ops = {"add": subscribe, "remove": unsubscribe}
+    def _on_topic_change(self, op: str, topic: str, install: int) -> None:
+        """Subscriptions are shared state: a change made here goes to every peer (eventually consistent)."""
+        if self.router is not None:
+            self.router.broadcast((TOPIC, op, topic, install))
 
-        def cluster_subscribe(topic: str, install: int) -> bool:
-            ok = subscribe(topic, install)
-            if ok and self.router is not None:
-                self.router.broadcast((TOPIC, "add", topic, install))
-            return ok
-
-        def cluster_unsubscribe(topic: str, install: int) -> None:
-            unsubscribe(topic, install)
-            if self.router is not None:
-                self.router.broadcast((TOPIC, "remove", topic, install))
-
-        registry.subscribe, registry.unsubscribe = cluster_subscribe, cluster_unsubscribe
-
-    def _time_ordered_journal_ids(self, journal: Any) -> None:
+    def journal_id(self, t: float, next_free: int) -> int:
         """Journal ids that one cursor can page through across workers: the entry's arrival time in
         microseconds × N + this worker (kept increasing). Ids stay unique and follow time across the
         cluster, so `since` means the same moment on every worker (see merge.merge_journal)."""
-        add = journal.add
-        me, n = self.me, self.workers
-
-        def cluster_add(t: float, *args: Any, **kw: Any) -> Any:
-            self.requests += 1
-            nid = max(journal.next_id, int(t * 1_000_000) * n)
-            journal.next_id = nid + (me - nid) % n
-            return add(t, *args, **kw)
-
-        journal.add = cluster_add
+        self.requests += 1
+        nid = max(next_free, int(t * 1_000_000) * self.workers)
+        return nid + (self.me - nid) % self.workers
 
     def _on_control(self, peer: int, msg: tuple[Any, ...]) -> None:
         if msg[0] == TOPIC and self._fcm is not None:
-            self._topic_ops[msg[1]](msg[2], msg[3])
+            topics = self._fcm.topics      # a peer's change: apply it, do not tell it back
+            if msg[1] == "add":
+                topics.subscribe(msg[2], msg[3], notify=False)
+            else:
+                topics.unsubscribe(msg[2], msg[3], notify=False)
         else:
             log.warning("worker %d: unknown message %r from worker %d", self.me, msg[0], peer)
 
     # snapshots --------------------------------------------------------------------------------
-    def _extra(self, testbed: Testbed) -> dict[str, Any]:
-        conns = sum(len(b.conns) for b in getattr(self.sim, "_bound", ()))
+    def _extra(self) -> dict[str, Any]:
+        conns = self.sim.connection_count() if self.sim is not None else 0
         return {"pid": os.getpid(), "requests": self.requests, "connections": conns}
 
     def _send_snapshot(self, snap: Snapshot) -> None:

@@ -23,7 +23,7 @@ from .fast_frames import (_ACK, _ACTIVE, _END, _HELD, _IDLE, _OPEN, _PEER_GOAWAY
                           PeerFailed, _ENDED, _Stream)
 from .hpack_fast import encode_block
 from .conninfo import conn_info, internal_error_reply, reset_connection
-from .types import ConnInfo, Reply, Service
+from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Reply, Service
 
 log = logging.getLogger(__name__)
 __all__ = ["FastH2Protocol", "ConnError"]
@@ -185,7 +185,7 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         except Exception:                            # the contract: a raise becomes a 500
             log.exception("service.handle raised for %r %r", line[0], line[1])
             reply = internal_error_reply()
-        if reply.fault == "stall":
+        if reply.fault == STALL:
             return                                   # stays open (and counts) until the peer resets it
         if reply.delay > 0:
             st.timer = asyncio.get_running_loop().call_later(reply.delay, self._delayed, st, reply)
@@ -232,16 +232,16 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
     def _fault(self, st: _Stream, reply: Reply) -> bool:
         """Apply an injected fault the way the h2 engine does; True when it replaces the reply."""
         fault = reply.fault
-        if fault == "rst_stream":
+        if fault == RST_STREAM:
             self._release(st)
             if st.open:
                 self._reset(st, F.REFUSED_STREAM)    # refused = never processed: safe to retry
             self._announce(reply)
-        elif fault == "tcp_reset":
+        elif fault == TCP_RESET:
             self._dead = True
             self._out.clear()
             reset_connection(self.transport)
-        elif fault == "goaway":                      # this stream and later ones: unprocessed
+        elif fault == GOAWAY:                      # this stream and later ones: unprocessed
             self._goaway(reply.goaway or b"", st.sid - 2)
         else:
             log.warning("ignoring unknown fault %r", fault)

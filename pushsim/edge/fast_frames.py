@@ -25,7 +25,8 @@ MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's b
 CLOSED_MEMORY = 4096                 # closed stream ids remembered with how they closed
 
 _ENDED, _RESET = 1, 2                               # how a stream closed
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY = range(6)  # phase-1 events
+# Phase-1 events. _PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY = range(6)
 # Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
 # stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
 _NEW, _ACTIVE, _IDLE, _HELD = 0, 1, 2, 3
@@ -166,7 +167,7 @@ class FrameLoop:
             elif st.recv_open:
                 raise ConnError(F.PROTOCOL_ERROR)
             else:
-                self._reset(st, F.STREAM_CLOSED)
+                self._reset_in_frame_loop(st, F.STREAM_CLOSED)
             return
         if sid <= self.highest:
             how = self._closed.get(sid)
@@ -198,7 +199,7 @@ class FrameLoop:
             if sid > self.highest:
                 raise ConnError(F.PROTOCOL_ERROR)     # DATA on an idle stream
             if st is not None:
-                self._reset(st, F.STREAM_CLOSED)
+                self._reset_in_frame_loop(st, F.STREAM_CLOSED)
             else:
                 self._out.append(F.rst_stream(sid, F.STREAM_CLOSED))
             return
@@ -326,6 +327,12 @@ class FrameLoop:
     def _reset(self, st: _Stream, code: int) -> None:
         self._out.append(F.rst_stream(st.sid, code))
         self._close(st, _RESET)
+
+    def _reset_in_frame_loop(self, st: _Stream, code: int) -> None:
+        """A stream error found while parsing: the stream is closed, so phase 2 must stop owing it
+        an answer too (else a stalled stream reset this way would keep a GOAWAY from draining)."""
+        self._reset(st, code)
+        self._events.append((_PEER_RESET, st))
 
 def _unpad(payload: bytes) -> bytes:
     if not payload:

@@ -30,7 +30,7 @@ from hyperframe.frame import GoAwayFrame
 
 from . import huffman
 from .conninfo import conn_info, internal_error_reply, reset_connection
-from .types import ConnInfo, Headers, Reply, Service
+from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class _Stream:
 
 
 class H2Protocol(asyncio.Protocol):
-    """One HTTP/2 server connection. See INTERFACES.md "Engines" for the contract."""
+    """One HTTP/2 server connection (the engine contract: docs/ARCHITECTURE.md, "Contracts")."""
 
     drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
 
@@ -271,7 +271,7 @@ class H2Protocol(asyncio.Protocol):
         except Exception:
             log.exception("service.handle raised for %r %r", method, path)
             reply = internal_error_reply()
-        if reply.fault == "stall":
+        if reply.fault == STALL:
             self._apply_effects(reply)
             return   # stays open (and counts against the limit) until the peer resets it
         if reply.delay > 0:
@@ -304,16 +304,16 @@ class H2Protocol(asyncio.Protocol):
     def _deliver(self, sid: int, reply: Reply) -> None:
         fault = reply.fault
         if fault is not None:
-            if fault == "tcp_reset":
+            if fault == TCP_RESET:
                 self._closed = True
                 reset_connection(self.transport)  # type: ignore[arg-type]
                 return
-            if fault == "rst_stream":
+            if fault == RST_STREAM:
                 del self._streams[sid]
                 self._reset(sid, ErrorCodes.REFUSED_STREAM)
                 self._apply_effects(reply)
                 return
-            if fault == "goaway":
+            if fault == GOAWAY:
                 # This stream and every later one are declared unprocessed (safe to retry).
                 self._emit_goaway(reply.goaway or b"", ErrorCodes.NO_ERROR, last=sid - 2)
                 return

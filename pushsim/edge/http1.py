@@ -15,7 +15,7 @@ from http import HTTPStatus
 
 import httptools
 
-from .types import ConnInfo, Headers, Reply, Service
+from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
 MAX_BODY = 4 * 1024 * 1024            # Google's front ends refuse request bodies far below this too
 MAX_HEADER_BYTES = 64 * 1024
@@ -205,16 +205,16 @@ class Http1Protocol(asyncio.Protocol):
 
     # replies ------------------------------------------------------------------------------
     def _respond(self, reply: Reply, close: bool, head: bool) -> None:
-        close = close or reply.close or reply.goaway is not None or reply.fault == "goaway"
+        close = close or reply.close or reply.goaway is not None or reply.fault == GOAWAY
         fault = reply.fault
-        if fault in ("tcp_reset", "rst_stream"):
+        if fault in (TCP_RESET, RST_STREAM):
             self._done = True
             self._queue.append([None, True])     # nothing behind this request will be answered
-            self._abort(fault == "tcp_reset")
+            self._abort(fault == TCP_RESET)
             return
         if close:
             self._done = True
-        if fault == "stall":
+        if fault == STALL:
             self._queue.append([None, close])    # never filled: this and every later reply hang
             return
         data = render(reply.status, reply.headers, reply.body, close, head)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 Headers = list[tuple[bytes, bytes]]   # lowercase names, raw values, in wire order, pseudo-headers included
@@ -18,6 +19,20 @@ class ConnInfo:
     state: object = None                 # the service's per-connection state, from Service.open()
 
 
+class Fault(StrEnum):
+    """A connection-level misbehaviour a reply can ask the engine for (injected by pushsim.faults).
+    str-valued: a comparison with an engine's constant costs what a string comparison did."""
+    RST_STREAM = "rst_stream"     # reset this stream (HTTP/1.1: close the connection)
+    TCP_RESET = "tcp_reset"       # abort the connection (RST)
+    STALL = "stall"               # never answer this request
+    GOAWAY = "goaway"             # GOAWAY naming this stream unprocessed, then close once drained
+
+
+# The members as module names: engines compare with these per request, and a module global is
+# read in a few ns where `Fault.STALL` (an enum attribute on Python 3.11) costs ~100 ns.
+RST_STREAM, TCP_RESET, STALL, GOAWAY = Fault.RST_STREAM, Fault.TCP_RESET, Fault.STALL, Fault.GOAWAY
+
+
 @dataclass(slots=True)
 class Reply:
     status: int
@@ -29,7 +44,7 @@ class Reply:
     close: bool = False              # HTTP/1.1: Connection: close after this reply
     # Injected faults (fault-injection issue). Engines must honour them or ignore them safely.
     delay: float = 0.0               # seconds to hold the reply before writing it
-    fault: str | None = None         # "rst_stream" | "tcp_reset" | "stall" | "goaway"
+    fault: Fault | None = None
 
 
 class Service(Protocol):

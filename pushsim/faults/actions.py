@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable
 
-from pushsim.edge.types import Headers, Reply
+from pushsim.edge.types import Fault, Headers, Reply
 
 from .engine import Decision
 from .rules import Rule, RuleError
@@ -33,8 +33,7 @@ class ErrorBuilders:
             raise RuleError(f"action.reason: unknown {what} {a.reason!r}")
 
 
-FAULT_REASONS = {"rst_stream": "fault:rst_stream", "tcp_reset": "fault:tcp_reset", "stall": "fault:stall",
-                 "goaway": "fault:goaway"}
+FAULT_REASONS = {kind: f"fault:{kind.value}" for kind in Fault}     # as the journal and ledger name them
 
 
 def retry_after_value(seconds: float, fmt: str, now: float) -> bytes:
@@ -82,9 +81,10 @@ def replacement(d: Decision, service: str, req_headers: Headers, b: ErrorBuilder
             headers.append((b"retry-after", retry_after_value(a.retry_after, a.retry_after_format, d.now)))
         return Replacement(Reply(status, headers, body, delay=d.delay), status, reason)
     if a.type == "goaway":     # refuse this stream: GOAWAY before it is answered
-        return Replacement(Reply(503, fault="goaway", goaway=goaway_debug(a.reason or "Shutdown"),
-                                 delay=d.delay), 0, FAULT_REASONS["goaway"])
-    return Replacement(Reply(503, fault=a.type, delay=d.delay), 0, FAULT_REASONS[a.type])
+        return Replacement(Reply(503, fault=Fault.GOAWAY, goaway=goaway_debug(a.reason or "Shutdown"),
+                                 delay=d.delay), 0, FAULT_REASONS[Fault.GOAWAY])
+    kind = Fault(a.type)           # rst_stream | tcp_reset | stall: the engine misbehaves, no status
+    return Replacement(Reply(503, fault=kind, delay=d.delay), 0, FAULT_REASONS[kind])
 
 
 def modify(reply: Reply, d: Decision) -> Reply:

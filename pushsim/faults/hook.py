@@ -1,14 +1,10 @@
-"""The glue between the services and the fault engine: one call at the top of `Service.handle()`.
+"""The fault rules of one server, and what they say about one request (`Faults.consult`).
 
-    if self.testbed.faults.active:
-        r = self.testbed.faults.intercept("apns", self, conn, method, path, headers, body)
-        if r is not None:
-            return r
-
-A replacing action (respond, RST_STREAM, TCP reset, stall, GOAWAY before answering) is journaled and
-counted as a rejection here, like any response. A modifying action (delay, GOAWAY after answering,
-a MAX_CONCURRENT_STREAMS swing) lets the service answer — `intercept` calls `handle()` again with
-itself switched off — and then changes that reply, so the service journals and counts it itself.
+`FaultingService` (service.py) asks before the service it wraps sees a request. A replacing action
+(respond, RST_STREAM, TCP reset, stall, GOAWAY before answering) comes back as the `Reply`, journaled
+and counted as a rejection here, like any response. A modifying action (delay, GOAWAY after
+answering, a MAX_CONCURRENT_STREAMS swing) comes back as a `Modifier`: the service answers (and
+journals and counts that itself), then the wrapper applies it to the service's reply.
 """
 from __future__ import annotations
 
@@ -21,10 +17,21 @@ import orjson
 from pushsim.edge.types import ConnInfo, Headers, Reply
 
 from .actions import ErrorBuilders, modify, replacement
-from .engine import FaultEngine, RequestView
+from .engine import Decision, FaultEngine, RequestView
 from .rules import Rule
 
 APNS_PREFIX = b"/3/device/"
+
+
+class Modifier:
+    """A fired modifying rule: changes the service's own reply (delay, GOAWAY after, SETTINGS swing)."""
+    __slots__ = ("decision",)
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def __call__(self, reply: Reply) -> Reply:
+        return modify(reply, self.decision)
 
 
 class Faults:
@@ -33,7 +40,6 @@ class Faults:
         self.journal, self.ledger, self.fleet, self.now = journal, ledger, fleet, now
         self._builders = builders
         self.engine = FaultEngine(seed, validator=self._validate)
-        self._inside = False
         self.active = False      # a plain attribute: the services' hot path checks it before calling in
 
     @property
@@ -69,37 +75,36 @@ class Faults:
         self.active = False
 
     # the hook -------------------------------------------------------------------------------
-    def intercept(self, service_name: str, service: Any, conn: ConnInfo, method: bytes, path: bytes,
-                  headers: Headers, body: bytes) -> Reply | None:
-        if self._inside or not self.engine.rules or not self.engine.wants(service_name):
+    def consult(self, service_name: str, method: bytes, path: bytes, headers: Headers,
+                body: bytes, conn: ConnInfo | None = None) -> Reply | Modifier | None:
+        """None: no rule fires, the service answers alone. A `Reply`: the answer instead of the
+        service's (already journaled and counted). A `Modifier`: apply it to the service's answer."""
+        if not self.engine.rules or not self.engine.wants(service_name):
             return None
         now = self.now()
         view = self._view(service_name, path, headers, body)
         d = self.engine.decide(view, now)
         if d is None:
             return None
-        if d.rule.action.replaces:
-            rep = replacement(d, service_name, headers, self.builders)
-            if self.journal is not None:
-                reply = rep.reply
-                state = conn.state    # the service's connection state, if it made one yet
-                self.journal.add(now, service_name, method.decode("latin-1"), view.path, view.token,
-                                 rep.status, rep.reason, None, None, getattr(state, "id", None),
-                                 getattr(state, "sender", None), headers, body,
-                                 _retry_after(reply.headers), reply.goaway is not None)
-            if self.ledger is not None:
-                self.ledger.reject(rep.reason)
-            return rep.reply
-        self._inside = True
-        try:
-            reply = service.handle(conn, method, path, headers, body)
-        finally:
-            self._inside = False
-        reply = modify(reply, d)
-        if reply.goaway is not None and self.journal is not None and self.journal.entries:
-            # The service journaled this request just now (handle is synchronous): mark the GOAWAY.
+        if not d.rule.action.replaces:
+            return Modifier(d)
+        rep = replacement(d, service_name, headers, self.builders)
+        if self.journal is not None:
+            reply = rep.reply
+            state = conn.state if conn is not None else None   # the service's connection state, if any yet
+            self.journal.add(now, service_name, method.decode("latin-1"), view.path, view.token,
+                             rep.status, rep.reason, None, None, getattr(state, "id", None),
+                             getattr(state, "sender", None), headers, body,
+                             _retry_after(reply.headers), reply.goaway is not None)
+        if self.ledger is not None:
+            self.ledger.reject(rep.reason)
+        return rep.reply
+
+    def mark_goaway(self) -> None:
+        """A Modifier put a GOAWAY on the reply the service just journaled (handle is synchronous,
+        so it is the newest entry): note it for the report's apns.goaway-ignored rule."""
+        if self.journal is not None and self.journal.entries:
             self.journal.entries[-1].goaway = True
-        return reply
 
     def _view(self, service_name: str, path: bytes, headers: Headers, body: bytes) -> RequestView:
         spath = path.decode("latin-1")

@@ -10,9 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pushsim.edge.types import Fault
+
 SERVICES = ("apns", "fcm")
-REPLACING = ("respond", "rst_stream", "tcp_reset", "stall")      # the service never sees the request
-MODIFYING = ("delay", "goaway", "max_streams")                   # the service answers, then this applies
+# Action types are the rule vocabulary; the connection-level ones are the engines' `Fault` kinds.
+REPLACING = ("respond", Fault.RST_STREAM, Fault.TCP_RESET, Fault.STALL)   # the service never sees the request
+MODIFYING = ("delay", Fault.GOAWAY, "max_streams")                      # the service answers, then this applies
 ACTION_TYPES = REPLACING + MODIFYING
 DELAY_KINDS = ("fixed", "uniform", "lognormal")
 

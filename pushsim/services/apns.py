@@ -16,8 +16,8 @@ from fake_apns.auth import KeyStore
 from fake_apns.connection import ApnsConnection, initial_max_streams, next_max_streams
 from fake_apns.ids import IdGenerator, is_uuid
 from fake_apns.provider import Rules, Target, decide
-from pushsim.testbed import Testbed
 from pushsim.edge.types import ConnInfo, Headers, Reply
+from pushsim.testbed import Testbed
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,6 @@ class ApnsService:
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
         try:
-            faults = self.testbed.faults
-            if faults.active:   # injected faults (pushsim.faults) are journaled and counted there
-                r = faults.intercept("apns", self, conn, method, path, headers, body)
-                if r is not None:
-                    return r
             return self._handle(conn, method, path, headers, body)
         except Exception:       # the contract: never raise; the sender sees what APNs would send
             log.exception("fake APNs failed on %r %r", method, path)

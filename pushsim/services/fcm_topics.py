@@ -21,9 +21,10 @@ from fake_fcm import errors, iid
 from fake_fcm.errors import FcmFailure
 from fake_fcm.oauth import AccessToken, TokenAuthority
 from fake_fcm.quota import SlidingWindow
+from fake_fcm.send import failure_for
 from fake_fcm.topics import TopicRegistry, valid_topic
-from pushsim.testbed import Testbed
 from pushsim.edge.types import Headers, Reply
+from pushsim.testbed import Testbed
 
 JSON = (b"content-type", b"application/json; charset=UTF-8")
 # Anything shaped like a registration token (instance id, ':', long url-safe tail) that we did not
@@ -59,12 +60,6 @@ class TokenResolver:
         if i in self.fleet.uninstalled:
             return "UNREGISTERED"
         return i
-
-
-def failure_for(kind: str) -> FcmFailure:
-    if kind == "SENDER_ID_MISMATCH":
-        return errors.sender_id_mismatch()
-    return errors.unregistered() if kind == "UNREGISTERED" else errors.invalid_token()
 
 
 def reply(f: FcmFailure) -> Reply:

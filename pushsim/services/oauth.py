@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from fake_fcm.oauth import TokenAuthority
-from pushsim.testbed import Testbed
 from pushsim.edge.types import Headers, Reply
+from pushsim.testbed import Testbed
 
 TOKEN_PATHS = frozenset({b"/token", b"/oauth2/v4/token", b"/o/oauth2/token"})
 

@@ -10,6 +10,7 @@ import httpx
 import jwt
 
 from pushsim.config import Config
+from pushsim.control import ROUTES
 
 
 def ephemeral_config(state_dir: Path, **kw: Any) -> Config:
@@ -35,3 +36,17 @@ def push(client: httpx.Client, endpoints: dict[str, Any], token: str, jwt_token:
     if apns_id:
         headers["apns-id"] = apns_id
     return client.post(f"/3/device/{token}", headers=headers, content=b'{"aps":{"alert":"hello"}}')
+
+
+def walk_routes(admin: httpx.Client, token: str) -> dict[str, int]:
+    """Ask every route of the control-API table once → {"METHOD path": status}. `{token}` is a real
+    install's token; `{id}` a fault rule made for the purpose. An unrouted path would be 404/405."""
+    seen: dict[str, int] = {}
+    for route in ROUTES:
+        if "{id}" in route.path:
+            assert admin.post("/faults", json={"id": "walk", "action": {"type": "stall"}}).status_code == 201
+        path = route.path.format(token=token, id="walk")
+        with admin.stream(route.method, path) as r:   # /events: the headers are the answer
+            seen[f"{route.method} {route.path}"] = r.status_code
+    admin.delete("/faults")
+    return seen

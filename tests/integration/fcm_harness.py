@@ -17,17 +17,11 @@ import trustme
 
 from fake_fcm.oauth import ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account
-from pushsim.testbed import Testbed
 from pushsim.config import Config
-from pushsim.edge.http1 import Http1Protocol
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
-try:
-    from pushsim.edge.listener import start_listener
-    HAVE_H2 = True
-except ImportError:                      # the edge branch is not merged into this tree yet
-    start_listener = None                # type: ignore[assignment]
-    HAVE_H2 = False
+from pushsim.edge.listener import start_listener
 
 _SA: dict[str, str] | None = None
 _CERTS: tuple[trustme.CA, trustme.LeafCert] | None = None
@@ -106,15 +100,10 @@ async def start(tmp: Path, devices: str = "ios=3,android=5", **cfg: Any) -> Harn
     svc = FcmService(testbed, authority)
     conns: set = set()
     servers = []
-    if HAVE_H2:
-        tls = await start_listener("127.0.0.1", 0, service=svc, ssl_context=_tls_context(leaf, ["h2", "http/1.1"]),
-                                   engine="h2", http1=True, conns=conns)
-        clear = await start_listener("127.0.0.1", 0, service=svc, ssl_context=None, engine="h2", http1=True,
-                                     conns=conns)
-    else:
-        tls = await loop.create_server(lambda: Http1Protocol(svc, conns), "127.0.0.1", 0,
-                                       ssl=_tls_context(leaf, ["http/1.1"]))
-        clear = await loop.create_server(lambda: Http1Protocol(svc, conns), "127.0.0.1", 0)
+    tls = await start_listener("127.0.0.1", 0, service=svc, ssl_context=_tls_context(leaf, ["h2", "http/1.1"]),
+                               engine="h2", http1=True, conns=conns)
+    clear = await start_listener("127.0.0.1", 0, service=svc, ssl_context=None, engine="h2", http1=True,
+                                 conns=conns)
     servers += [tls, clear]
     url = f"https://127.0.0.1:{tls.sockets[0].getsockname()[1]}"
     info["token_uri"] = url + "/token"

@@ -10,8 +10,6 @@ from typing import Iterator
 
 import pytest
 
-pytest.importorskip("pushsim.server", reason="pushsim.server not merged yet")
-pytest.importorskip("pushsim.cli", reason="pushsim.cli not merged yet")
 
 from pushsim.cli import main
 from pushsim.config import Config

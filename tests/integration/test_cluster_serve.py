@@ -20,7 +20,8 @@ import httpx
 import jwt
 import pytest
 
-from _serve_helpers import provider_token
+from _serve_helpers import provider_token, walk_routes
+from pushsim.control import ROUTES
 
 pytestmark = pytest.mark.timeout(120)
 CONNS = 16
@@ -230,6 +231,21 @@ def _raw_h2(url: str) -> tuple[socket.socket, h2.connection.H2Connection]:
     conn.receive_data(sock.recv(65536))     # the server's SETTINGS: the connection is being served
     sock.sendall(conn.data_to_send())
     return sock, conn
+
+
+def test_every_route_of_the_table_is_served_by_the_hub(cluster):
+    _, ep = cluster
+    with _admin(ep) as admin:
+        token = _devices(admin, "ios", 2)[1]["token"]          # owned by worker 1
+        seen = walk_routes(admin, token)
+        unrouted = {k: v for k, v in seen.items() if v in (404, 405)}
+        assert not unrouted and len(seen) == len(ROUTES), seen
+        r = admin.get("/devices", params={"bogus": "1"})    # a worker's validation reaches the client
+        assert r.status_code == 400 and "bogus" in r.json()["error"]
+        r = admin.get("/stats", params={"bogus": "1"})      # so does the hub's own
+        assert r.status_code == 400 and "bogus" in r.json()["error"]
+        r = admin.get("/journal", params={"since": "9" * 30})
+        assert r.status_code == 400 and "since" in r.json()["error"]
 
 
 def test_ctrl_c_stops_every_process_cleanly(cluster):

@@ -8,7 +8,8 @@ import threading
 import httpx
 import pytest
 
-from _serve_helpers import apns_client, ephemeral_config, provider_token, push
+from _serve_helpers import apns_client, ephemeral_config, provider_token, push, walk_routes
+from pushsim.control import ROUTES
 from pushsim.server import run_in_thread
 
 
@@ -44,6 +45,12 @@ def apns(server):
 
 def _ios_token(admin: httpx.Client, i: int = 0) -> str:
     return admin.get("/devices", params={"platform": "ios", "offset": i, "limit": 1}).json()["devices"][0]["token"]
+
+
+def test_every_route_of_the_table_is_served(admin):
+    seen = walk_routes(admin, _ios_token(admin, 0))
+    unrouted = {k: v for k, v in seen.items() if v in (404, 405)}
+    assert not unrouted and len(seen) == len(ROUTES), seen
 
 
 def test_health(admin):
@@ -192,13 +199,7 @@ def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
     assert last["message_id"] == event_id
 
 
-def _needs_device_sim(server) -> None:
-    if not hasattr(server.testbed, "device_sim"):
-        pytest.skip("device simulation not merged yet")
-
-
 def test_device_os_state_can_be_read_and_changed(server, admin):
-    _needs_device_sim(server)
     token = _ios_token(admin, 4)
     before = admin.get(f"/devices/{token}").json()
     assert "app_state" in before["os"]
@@ -214,7 +215,6 @@ def test_device_os_state_can_be_read_and_changed(server, admin):
 
 
 def test_fleet_stats_and_jsonl_export(server, admin, apns, jwt_token):
-    _needs_device_sim(server)
     assert push(apns, server.endpoints, _ios_token(admin), jwt_token).status_code == 200
     fleet = admin.get("/stats/fleet").json()
     assert fleet["funnel"]["accepted"] == 1

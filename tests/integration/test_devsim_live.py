@@ -6,8 +6,8 @@ from aiohttp import web
 
 from device_sim.notification import Notification
 from device_sim.replay import export_jsonl, replay
-from pushsim.testbed import Testbed
 from pushsim.config import Config
+from pushsim.testbed import Testbed
 
 
 async def _backend(handler):

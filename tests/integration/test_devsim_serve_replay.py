@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-pytest.importorskip("pushsim.server")
-pytest.importorskip("pushsim.services.apns")
 
 import httpx  # noqa: E402
 import jwt  # noqa: E402

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import logging
 import shutil
 import ssl
+import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,6 @@ import trustme
 from edge_support import RawClient, ScriptedService, serving
 from pushsim.edge import listener
 from pushsim.edge.conninfo import conn_info
-from pushsim.edge.h2_engine import H2Protocol
 from pushsim.edge.tls import server_context
 
 pytestmark = pytest.mark.timeout(15)
@@ -197,22 +195,21 @@ async def test_reuse_port_lets_two_listeners_share_a_port() -> None:
             await srv.wait_closed()
 
 
-async def test_fast_engine_or_fallback(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="pushsim.edge.listener")
+async def test_fast_engine_serves_fast() -> None:
     async with serving(engine="fast") as s, httpx.AsyncClient(http1=False, http2=True) as client:
         assert (await client.get(f"http://127.0.0.1:{s.port}/")).status_code == 200
         (proto,) = s.conns
-        if importlib.util.find_spec("pushsim.edge.fast_engine") is None:
-            assert type(proto) is H2Protocol and "fast HTTP/2 engine not available" in caplog.text
-        else:
-            assert type(proto).__name__ == "FastH2Protocol"
+        assert type(proto).__name__ == "FastH2Protocol"
 
 
-async def test_http1_without_its_engine_is_a_clear_error() -> None:
-    if importlib.util.find_spec("pushsim.edge.http1") is not None:
-        pytest.skip("pushsim.edge.http1 exists in this tree")
-    with pytest.raises(RuntimeError, match="Http1Protocol"):
-        await listener.start_listener("127.0.0.1", 0, service=ScriptedService(), http1=True)
+@pytest.mark.parametrize("module, start", [
+    ("pushsim.edge.fast_engine", lambda: listener.resolve_engine("fast")),
+    ("pushsim.edge.http1", listener.resolve_http1),
+])
+def test_an_engine_that_fails_to_import_is_an_error_not_a_fallback(monkeypatch, module, start) -> None:
+    monkeypatch.setitem(sys.modules, module, None)     # `import` of it now raises ImportError
+    with pytest.raises(ImportError):
+        start()
 
 
 async def test_shutdown_connections_drains_everything() -> None:

@@ -20,8 +20,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-pytest.importorskip("pushsim.server", reason="pushsim.server not merged yet")
-pytest.importorskip("fake_apns.testing", reason="fake_apns.testing not merged yet")
 
 from fake_apns.testing import make_jwt
 from pushsim.config import Config

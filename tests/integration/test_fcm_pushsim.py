@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-server = pytest.importorskip("pushsim.server", reason="PushSim (serve branch) not in this tree")
+from pushsim import server
 firebase_admin = pytest.importorskip("firebase_admin")
 from firebase_admin import credentials, messaging  # noqa: E402
 

@@ -15,10 +15,9 @@ import httpx
 import pytest
 from firebase_admin import credentials, messaging
 
-from fcm_harness import HAVE_H2, Harness, start
+from fcm_harness import Harness, start
 
 pytestmark = pytest.mark.timeout(30)
-needs_h2 = pytest.mark.skipif(not HAVE_H2, reason="HTTP/2 engines (edge branch) not in this tree")
 
 
 @pytest.fixture
@@ -110,7 +109,6 @@ async def test_firebase_admin_legacy_iid_topics(fcm: Harness, app: firebase_admi
     assert installs_reached(fcm) == {1}
 
 
-@needs_h2
 async def test_firebase_admin_send_each_async_over_http2(fcm: Harness, app: firebase_admin.App) -> None:
     tokens = [fcm.fcm_token("android", k) for k in range(5)]
     stranger = fcm.testbed.fleet.codec.fcm_token(99_999)
@@ -167,7 +165,7 @@ async def _token(client: httpx.AsyncClient, fcm: Harness, base: str) -> str:
     return r.json()["access_token"]
 
 
-@pytest.mark.parametrize("http2", [False, pytest.param(True, marks=needs_h2)])
+@pytest.mark.parametrize("http2", [False, True])
 async def test_httpx_tls(fcm: Harness, http2: bool) -> None:
     async with httpx.AsyncClient(http2=http2, verify=fcm.ca_file) as client:
         access = await _token(client, fcm, fcm.url)
@@ -183,7 +181,7 @@ async def test_httpx_tls(fcm: Harness, http2: bool) -> None:
         assert none.status_code == 401
 
 
-@pytest.mark.parametrize("http2", [False, pytest.param(True, marks=needs_h2)])
+@pytest.mark.parametrize("http2", [False, True])
 async def test_httpx_cleartext(fcm: Harness, http2: bool) -> None:
     # Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge, told apart by the connection preface.
     async with httpx.AsyncClient(http1=not http2, http2=http2) as client:

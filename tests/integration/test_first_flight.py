@@ -95,3 +95,21 @@ def test_h2load_first_flight_on_fresh_connections_is_all_200(endpoints, tmp_path
         assert re.search(r"status codes: 400 2xx, 0 3xx, 0 4xx, 0 5xx", out.stdout), out.stdout
         assert re.search(r"requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed, 0 errored",
                          out.stdout), out.stdout
+
+
+NODE_CLIENTS = Path(__file__).resolve().parents[1] / "node"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_node_apn_library_burst_on_a_new_connection_is_all_sent(endpoints):
+    """@parse/node-apn, the library with which the refusals were first seen: six at once."""
+    assert (NODE_CLIENTS / "node_modules" / "@parse" / "node-apn").is_dir(), \
+        "tests/node is not installed: ./run.sh test runs `npm ci` there"
+    a = endpoints["apns"]
+    host, port = a["url"].removeprefix("https://").rsplit(":", 1)
+    tokens = _ios_tokens(endpoints, BURST)
+    out = subprocess.run(["node", str(NODE_CLIENTS / "apn_burst.js"), host, port, endpoints["ca_file"], a["key_file"], a["key_id"], a["team_id"], a["topic"], *tokens],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["failed"] == [] and sorted(result["sent"]) == sorted(tokens), result

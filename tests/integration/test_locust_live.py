@@ -21,22 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(importlib.util.find_spec("pushsim.server") is None,
-                       reason="pushsim serve (pushsim.server) is not in this tree yet"),
-]
-
-
-def _missing(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is None
-    except ModuleNotFoundError:        # its parent package is missing too
-        return True
-
-
-needs_apns = pytest.mark.skipif(_missing("pushsim.services.apns"), reason="fake APNs service not in this tree yet")
-needs_fcm = pytest.mark.skipif(_missing("pushsim.services.fcm"), reason="fake FCM service not in this tree yet")
+pytestmark = pytest.mark.timeout(90)
 
 
 def _env() -> dict[str, str]:
@@ -101,7 +86,6 @@ def failure_texts(out: Path) -> dict[str, int]:
         return {row["Error"]: int(row["Occurrences"]) for row in csv.DictReader(f)}
 
 
-@needs_apns
 def test_apns_user_headless_zero_failures_and_passing_gates(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_apns.py", pushsim, tmp_path,
                                 "--gate-max-fail-ratio", "0", "--gate-min-rps", "5", "--gate-max-p95-ms", "5000")
@@ -112,7 +96,6 @@ def test_apns_user_headless_zero_failures_and_passing_gates(pushsim, tmp_path) -
     assert (tmp_path / "report.html").stat().st_size > 1000 and (tmp_path / "run_stats.csv").exists()
 
 
-@needs_fcm
 @pytest.mark.parametrize("http,transport", [("2", "tls"), ("1.1", "h2c")])
 def test_fcm_user_headless_zero_failures(pushsim, tmp_path, http: str, transport: str) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_fcm.py", pushsim, tmp_path,
@@ -125,7 +108,6 @@ def test_fcm_user_headless_zero_failures(pushsim, tmp_path, http: str, transport
     assert rc == 0, log[-3000:]
 
 
-@needs_apns
 def test_injected_fault_shows_as_failures_and_flips_the_gate(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_apns.py", pushsim, tmp_path,
                                 "--apns-topic", "com.wrong.topic", "--gate-max-fail-ratio", "0.01",
@@ -138,7 +120,6 @@ def test_injected_fault_shows_as_failures_and_flips_the_gate(pushsim, tmp_path) 
     assert rc == 3 and "pushsim gate failed: failure ratio" in log
 
 
-@needs_fcm
 def test_a_lenient_gate_passes_a_run_with_some_bad_tokens(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_fcm.py", pushsim, tmp_path,
                                 "--bad-token-ratio", "0.3", "--gate-max-fail-ratio", "0.9",
@@ -149,7 +130,6 @@ def test_a_lenient_gate_passes_a_run_with_some_bad_tokens(pushsim, tmp_path) -> 
     assert rc == 0          # locust alone exits 1 on any failure; the gate decides instead
 
 
-@needs_apns
 def test_apns_user_with_certificate_auth(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_apns.py", pushsim, tmp_path, "--apns-auth", "cert",
                                 run_time="2s", users=4)
@@ -157,7 +137,6 @@ def test_apns_user_with_certificate_auth(pushsim, tmp_path) -> None:
     assert requests > 0 and failures == 0 and rc == 0, log[-3000:]
 
 
-@needs_apns
 def test_shape_runs_and_stops_by_itself(pushsim, tmp_path) -> None:
     rc, stats, log = run_locust("loadtests/locustfile_apns.py,loadtests/locustfile_shape.py", pushsim, tmp_path,
                                 "--shape", "spike", "--spike-at", "1", "--spike-length", "2",
@@ -238,7 +217,6 @@ def check_e2e(stats: dict, log: str, out: Path, trigger: TriggerServer, platform
     assert 0 < entry["total_response_time"] / entry["num_requests"] < 5000
 
 
-@needs_apns
 def test_sender_under_test_end_to_end(pushsim, tmp_path) -> None:
     send, close = tiny_apns_sender(pushsim)
     trigger = TriggerServer(send)
@@ -251,8 +229,6 @@ def test_sender_under_test_end_to_end(pushsim, tmp_path) -> None:
     check_e2e(stats, log, tmp_path, trigger, "ios")
 
 
-@needs_fcm
-@pytest.mark.skipif(not (REPO / "examples" / "sender.py").exists(), reason="examples/sender.py not in this tree yet")
 def test_example_sender_end_to_end_over_fcm(pushsim, tmp_path) -> None:
     spec = importlib.util.spec_from_file_location("pushsim_example_sender", REPO / "examples" / "sender.py")
     module = importlib.util.module_from_spec(spec)
@@ -279,8 +255,6 @@ RANGE_RE = re.compile(r"pushsim token range: worker (\d)/2 android=\[(\d+),(\d+)
 USED_RE = re.compile(r"pushsim tokens used: worker \((\d), 2\) (ios|android) offset=(\d+) count=(\d+) requests=(\d+)")
 
 
-@needs_apns
-@needs_fcm
 def test_distributed_two_workers_split_the_tokens(pushsim, tmp_path) -> None:
     port = _free_port()
     common = ["-f", "loadtests/locustfile.py", "--pushsim-endpoints", str(pushsim["endpoints_file"])]

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pushsim.server", reason="pushsim.server not merged yet")
-pytest.importorskip("fake_apns.testing", reason="fake_apns.testing not merged yet")
 
 ROOT = Path(__file__).resolve().parents[2]
 

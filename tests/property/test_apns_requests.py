@@ -15,10 +15,10 @@ from device_sim.tokens import TokenCodec
 from fake_apns import reasons
 from fake_apns.auth import KeyStore
 from fake_apns.testing import make_jwt, make_push_cert, new_key
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo
 from pushsim.services.apns import ApnsService
+from pushsim.testbed import Testbed
 
 T0 = 1_700_000_000.0
 TOPIC = "com.example.app"

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fake_fcm.oauth import TokenAuthority
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
 BENCH = Testbed(Config(devices="ios=2,android=3", fcm_project_quota=50), now=lambda: 1_800_000_000.0)
 AUTH = TokenAuthority()

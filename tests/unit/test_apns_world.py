@@ -6,10 +6,10 @@ import orjson
 from device_sim.fleet import App
 from fake_apns.auth import KeyStore
 from fake_apns.testing import make_jwt, make_push_cert, new_key
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo, Reply
 from pushsim.services.apns import ApnsService
+from pushsim.testbed import Testbed
 
 T0 = 1_700_000_000.0
 TOPIC = "com.example.app"

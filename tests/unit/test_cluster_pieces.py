@@ -91,7 +91,7 @@ def test_worker_journal_ids_are_unique_and_follow_time():
 
     journals = [Journal() for _ in range(3)]
     for me, j in enumerate(journals):
-        WorkerRole(me, 3, b"")._time_ordered_journal_ids(j)
+        j.allocate_ids(WorkerRole(me, 3, b"").journal_id)
     for k in range(20):                      # same instants on every worker, and bursts within one µs
         for j in journals:
             j.add(1000.0 + (k // 4) * 1e-6, "apns", "POST", "/3/device/x", None, 200, None, None)
@@ -190,8 +190,8 @@ def test_fcm_message_names_never_collide_across_workers():
     for me in range(3):
         svc = FcmService(Testbed(Config(devices="ios=1,android=1")), TokenAuthority())
         svc.set_name_lane(me, 3)
-        got = {svc._message_name("p", 1_700_000_000.0 + i * 1e-6) for i in range(50)}   # same clock everywhere
-        got |= {svc._message_name("p", 1_700_000_000.0) for _ in range(50)}              # a burst in one microsecond
+        got = {svc.namer.name("p", 1_700_000_000.0 + i * 1e-6) for i in range(50)}   # same clock everywhere
+        got |= {svc.namer.name("p", 1_700_000_000.0) for _ in range(50)}              # a burst in one microsecond
         assert len(got) == 100
         names.append(got)
     assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])

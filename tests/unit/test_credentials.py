@@ -69,7 +69,6 @@ def test_client_cert_names_the_bundle(made):
 
 
 def test_client_cert_carries_topics_when_fake_apns_is_there(made):
-    pytest.importorskip("fake_apns.certs")
     _, c = made
     oids = {e.oid.dotted_string for e in _cert(c.client_cert).extensions}
     assert "1.2.840.113635.100.6.3.6" in oids

@@ -7,8 +7,8 @@ import pytest
 
 from device_sim.notification import Notification
 from device_sim.replay import export_jsonl, replay
-from pushsim.testbed import Testbed
 from pushsim.config import Config
+from pushsim.testbed import Testbed
 
 
 def _live_run(clock: str = "real", n: int = 300, seed: int = 3) -> Testbed:
@@ -65,7 +65,7 @@ def test_not_an_export_is_a_clean_error():
 def test_replay_command(tmp_path, capsys):
     import argparse
 
-    from pushsim import cmd_replay
+    from pushsim.cli import replay as cmd_replay
     path = tmp_path / "journal.jsonl"
     path.write_text("".join(export_jsonl(_live_run().world)))
     parser = argparse.ArgumentParser()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-pytest.importorskip("pushsim.services.apns", reason="pushsim.services.apns not merged yet")
-pytest.importorskip("fake_apns.testing", reason="fake_apns.testing not merged yet")
 
 from fake_apns.auth import KeyStore  # noqa: E402
 from fake_apns.testing import make_jwt, new_key
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo
+from pushsim.faults import FaultingService
 from pushsim.services.apns import ApnsService
+from pushsim.testbed import Testbed
 
 NOW = 1_700_000_000.0
 
@@ -38,7 +37,7 @@ def test_every_request_journaled_once_and_ledger_balanced(seed: int, rules: list
     key = new_key()
     keys = KeyStore()
     keys.add("KEY0000001", "TEAM000001", key.public_key())
-    svc = ApnsService(testbed, keys)
+    svc = FaultingService(ApnsService(testbed, keys), "apns", testbed.faults)   # as the server serves it
     testbed.faults.add_many(rules)
     conn = ConnInfo(tls=False, alpn=None, http2=True)
     conn.state = svc.open(conn)

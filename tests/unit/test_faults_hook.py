@@ -10,7 +10,7 @@ from faults_standins import BUILDERS
 from device_sim.journal import Journal
 from device_sim.ledger import Ledger
 from pushsim.edge.types import ConnInfo, Reply
-from pushsim.faults import Faults, RuleError
+from pushsim.faults import FaultingService, Faults, RuleError
 
 NOW = 1_700_000_000.0
 TOK = "ab" * 32
@@ -20,16 +20,13 @@ HDRS = [(b":method", b"POST"), (b":path", APNS_PATH), (b"apns-topic", b"com.exam
 
 
 class EchoService:
-    """Stand-in service: answers 200 and journals it, the way the real ones do."""
+    """Stand-in service: answers 200 and journals it, the way the real ones do. It knows nothing
+    of faults: `call()` puts it behind a FaultingService, as the server does."""
 
     def __init__(self, faults: Faults, name: str = "apns") -> None:
         self.faults, self.name, self.calls = faults, name, 0
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: list, body: bytes) -> Reply:
-        if self.faults.active:
-            r = self.faults.intercept(self.name, self, conn, method, path, headers, body)
-            if r is not None:
-                return r
         self.calls += 1
         self.faults.journal.add(NOW, self.name, "POST", path.decode(), None, 200, None, "m")
         return Reply(200, [(b"apns-id", b"x")])
@@ -41,7 +38,7 @@ def faults() -> Faults:
 
 
 def call(svc: EchoService, path: bytes = APNS_PATH, headers: list = HDRS, body: bytes = b"{}") -> Reply:
-    return svc.handle(ConnInfo(tls=True, alpn="h2", http2=True), b"POST", path, headers, body)
+    return FaultingService(svc, svc.name, svc.faults).handle(ConnInfo(tls=True, alpn="h2", http2=True), b"POST", path, headers, body)
 
 
 def test_no_rules_passes_through_and_active_tracks_rules(faults: Faults) -> None:
@@ -142,3 +139,27 @@ def test_fcm_builder_headers_kept_unless_retry_after_given(faults: Faults) -> No
     h2 = call(svc, b"/v1/projects/p/messages:send").headers
     assert [v for k, v in h1 if k == b"retry-after"] == [b"60"]
     assert [v for k, v in h2 if k == b"retry-after"] == [b"5"]
+
+
+def test_a_modifying_rule_lets_the_service_answer_exactly_once(faults: Faults) -> None:
+    faults.add({"action": {"type": "delay", "fixed_ms": 250}})
+    svc = EchoService(faults)
+    r = call(svc)
+    assert r.status == 200 and r.delay == 0.25 and svc.calls == 1
+    assert len(faults.journal.entries) == 1                  # journaled by the service alone
+
+
+def test_the_wrapper_passes_the_connection_calls_through(faults: Faults) -> None:
+    class Inner(EchoService):
+        def open(self, conn: ConnInfo) -> object:
+            return "state"
+
+        def initial_max_streams(self, conn: ConnInfo) -> int | None:
+            return 7
+
+        def closing_reason(self) -> bytes:
+            return b"bye"
+
+    wrapped = FaultingService(Inner(faults), "apns", faults)
+    conn = ConnInfo(tls=False, alpn=None, http2=True)
+    assert (wrapped.open(conn), wrapped.initial_max_streams(conn), wrapped.closing_reason()) == ("state", 7, b"bye")

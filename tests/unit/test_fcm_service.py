@@ -9,10 +9,11 @@ import pytest
 from device_sim.notification import Outcome
 from fake_fcm.oauth import JWT_BEARER, ServiceAccount, TokenAuthority
 from fake_fcm.testing import make_service_account, sign_assertion
-from pushsim.testbed import Testbed
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo, Reply
+from pushsim.faults import FaultingService
 from pushsim.services.fcm import FcmService
+from pushsim.testbed import Testbed
 
 CONN = ConnInfo(tls=True, alpn="h2", http2=True)
 SEND = b"/v1/projects/pushsim-project/messages:send"
@@ -319,12 +320,14 @@ def test_fault_hook_is_consulted(w: World) -> None:
         def __init__(self) -> None:
             self.seen: list[bytes] = []
 
-        def intercept(self, name: str, svc: object, conn: ConnInfo, method: bytes, path: bytes,
-                      headers: list, body: bytes) -> Reply | None:
+        def consult(self, name: str, method: bytes, path: bytes, headers: list, body: bytes,
+                    conn: object = None) -> Reply | None:
+            assert name == "fcm"
             self.seen.append(path)
             return Reply(503, [], b"injected") if b"messages:send" in path else None
 
-    hook = w.svc._faults = Hook()
+    hook = Hook()
+    w.svc = FaultingService(w.svc, "fcm", hook)   # type: ignore[assignment,arg-type]  # as the server serves it
     assert w.send({"token": w.fleet.fcm_token(0)}).status == 503
     assert w.post(b"/nope", b"").status == 404                       # the hook passed: the service answered
     assert hook.seen == [SEND, b"/nope"] and w.testbed.ledger.accepted == 0

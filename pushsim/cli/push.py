@@ -8,17 +8,15 @@ The service follows from the token: 64 hex characters is APNs, anything else FCM
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import ssl
 import re
+import ssl
 import sys
-import time
 import uuid
 from typing import Any
 
-from .cli import UsageError
-from .cmd_common import add_server_flags, env_flag, load_endpoints
+from . import sender_auth
+from .options import UsageError, add_server_flags, load_endpoints, option
 
 SIM_BUNDLE = "Simulator Target Bundle"
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -29,15 +27,15 @@ def register(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("token", help="device token (APNs) or registration token (FCM)")
     p.add_argument("file", help=".apns / .json file, or - for stdin")
-    env_flag(p, "--service", "PUSHSIM_PUSH_SERVICE", "apns | fcm (default: from the token)", choices=("apns", "fcm"))
-    env_flag(p, "--bundle", "PUSHSIM_PUSH_BUNDLE", "APNs topic; wins over the file's Simulator Target Bundle")
-    env_flag(p, "--push-type", "PUSHSIM_PUSH_TYPE", "apns-push-type (default: background for content-available "
-             "only, else alert)")
-    env_flag(p, "--priority", "PUSHSIM_PUSH_PRIORITY", "apns-priority (default 5 for background, else 10)")
-    env_flag(p, "--cleartext", "PUSHSIM_PUSH_CLEARTEXT", "use the h2c URL instead of TLS", action="store_true")
-    env_flag(p, "--timeout", "PUSHSIM_PUSH_TIMEOUT", "seconds to wait for the answer", default="10")
-    env_flag(p, "--json", "PUSHSIM_PUSH_JSON", "print the result as JSON", action="store_true")
-    add_server_flags(p)
+    option(p, "push", "--service", "apns | fcm (default: from the token)", choices=("apns", "fcm"))
+    option(p, "push", "--bundle", "APNs topic; wins over the file's Simulator Target Bundle")
+    option(p, "push", "--push-type", "apns-push-type (default: background for content-available only, "
+           "else alert)")
+    option(p, "push", "--priority", "apns-priority (default: 5 for background, else 10)")
+    option(p, "push", "--cleartext", "use the h2c URL instead of TLS", action="store_true")
+    option(p, "push", "--timeout", "seconds to wait for the answer", default="10")
+    option(p, "push", "--json", "print the result as JSON", action="store_true")
+    add_server_flags(p, "push")
     p.set_defaults(func=run)
 
 
@@ -83,40 +81,6 @@ def fcm_body(doc: Any, token: str) -> dict[str, Any]:
     return out
 
 
-def _b64(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def apns_jwt(ep: dict[str, Any]) -> str:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-    from fake_apns.testing import make_jwt
-
-    a = ep["apns"]
-    with open(a["key_file"], "rb") as f:
-        key = load_pem_private_key(f.read(), None)
-    return make_jwt(key, a["key_id"], a["team_id"], int(time.time())).decode()
-
-
-def fcm_access_token(client: Any, ep: dict[str, Any]) -> str:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    with open(ep["fcm"]["service_account_file"]) as f:
-        sa = json.load(f)
-    now = int(time.time())
-    head = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": sa["private_key_id"]}).encode())
-    claims = _b64(json.dumps({"iss": sa["client_email"], "aud": sa["token_uri"], "iat": now, "exp": now + 3600,
-                              "scope": "https://www.googleapis.com/auth/firebase.messaging"}).encode())
-    key = load_pem_private_key(sa["private_key"].encode(), None)
-    sig = key.sign(f"{head}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    r = client.post(sa["token_uri"], data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                                           "assertion": f"{head}.{claims}.{_b64(sig)}"})
-    if r.status_code != 200:
-        raise UsageError(f"token endpoint said {r.status_code}: {r.text[:200]}")
-    return str(r.json()["access_token"])
-
-
 def reason_of(service: str, status: int, body: bytes) -> str | None:
     if status == 200 or not body:
         return None
@@ -131,6 +95,15 @@ def reason_of(service: str, status: int, body: bytes) -> str | None:
         if isinstance(d, dict) and (d.get("errorCode") or d.get("reason")):
             return str(d.get("errorCode") or d.get("reason"))
     return err.get("status")
+
+
+def _authorization(service: str, ep: dict[str, Any]) -> str:
+    if service == "apns":
+        return "bearer " + sender_auth.apns_provider_token(ep["apns"])
+    try:
+        return "Bearer " + sender_auth.fcm_access_token(ep)
+    except sender_auth.TokenEndpointError as e:
+        raise UsageError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,18 +122,19 @@ def run(args: argparse.Namespace) -> int:
     http1 = not (args.cleartext and service == "apns")
     with httpx.Client(http1=http1, http2=True, verify=verify, timeout=timeout) as client:
         try:
+            auth = _authorization(service, ep)
             if service == "apns":
                 topic, payload, ptype, prio = apns_request(doc, args.bundle, ep["apns"].get("topic", ""),
                                                            args.push_type, args.priority)
                 apns_id = str(uuid.uuid4())
                 r = client.post(f"{base}/3/device/{args.token}", content=payload, headers={
-                    "authorization": f"bearer {apns_jwt(ep)}", "apns-topic": topic, "apns-push-type": ptype,
+                    "authorization": auth, "apns-topic": topic, "apns-push-type": ptype,
                     "apns-priority": prio, "apns-id": apns_id})
                 ident = r.headers.get("apns-id", apns_id)
             else:
                 body = fcm_body(doc, args.token)
                 url = f"{base}/v1/projects/{ep['fcm']['project_id']}/messages:send"
-                r = client.post(url, json=body, headers={"authorization": f"Bearer {fcm_access_token(client, ep)}"})
+                r = client.post(url, json=body, headers={"authorization": auth})
                 ident = (r.json().get("name") if r.status_code == 200 else None)
         except httpx.HTTPError as e:
             print(f"pushsim push: error: {type(e).__name__}: {e or 'connection failed'}", file=sys.stderr)

@@ -13,23 +13,24 @@ from typing import Any
 
 import orjson
 
-from .cli import UsageError
-from .cmd_common import add_server_flags, admin_get, env_flag, load_endpoints
-from .report import DEFAULTS, build_report, failing, load_policy
-from .report.render import FORMATS, render
+from pushsim.report import DEFAULTS, build_report, failing, load_policy
+from pushsim.report.render import FORMATS, render
+
+from .options import UsageError, add_server_flags, admin_get, load_endpoints, option
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("report", help="conformance findings and delivery metrics for the sender under test")
+    p = sub.add_parser("report", help="conformance findings and delivery metrics for the sender under test",
+                       description=__doc__)
     p.add_argument("journal", nargs="?", help="a journal export (JSONL, from GET /journal?format=jsonl); "
                                               "default: ask the running server")
-    p.add_argument("--admin", metavar="URL", help="control API URL of the running server to report on")
-    env_flag(p, "--policy", "PUSHSIM_REPORT_POLICY", "policy TOML: thresholds, severities, ignored rules")
-    env_flag(p, "--format", "PUSHSIM_REPORT_FORMAT", "output format", default="text", choices=FORMATS)
-    env_flag(p, "--fail-on", "PUSHSIM_REPORT_FAIL_ON", "exit 1 if findings at or above this level exist",
-             default="error", choices=("error", "warning", "info", "never"))
-    p.add_argument("-o", "--output", help="write the report here instead of stdout")
-    add_server_flags(p)
+    option(p, "report", "--admin", "control API URL of the running server to report on", metavar="URL")
+    option(p, "report", "--policy", "policy TOML: thresholds, severities, ignored rules (docs/report.md)")
+    option(p, "report", "--format", "output format", default="text", choices=FORMATS)
+    option(p, "report", "--fail-on", "exit 1 if findings at or above this level exist", default="error",
+           choices=("error", "warning", "info", "never"))
+    option(p, "report", "--output", "write the report to this file instead of stdout")
+    add_server_flags(p, "report")
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,8 @@ import json
 import sys
 from typing import Any
 
+from .options import option
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("replay", help="re-run an exported journal (JSONL) in virtual time",
@@ -13,10 +15,9 @@ def register(subparsers: Any) -> None:
                                           "(GET /journal?format=jsonl) in virtual time and print the "
                                           "funnel and the outcome digest.")
     p.add_argument("journal", help="JSONL export; - for stdin")
-    p.add_argument("--seed", type=int, default=None, help="fleet seed (default: the one in the export)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--trace", type=int, default=None, metavar="SEQ",
-                   help="print every transition of notification SEQ")
+    option(p, "replay", "--seed", "fleet seed (default: the one in the export)", type=int)
+    option(p, "replay", "--json", "print one JSON document", action="store_true")
+    option(p, "replay", "--trace", "print every transition of notification SEQ", type=int, metavar="SEQ")
     p.set_defaults(func=run)
 
 

@@ -5,13 +5,13 @@ import argparse
 import json
 from typing import Any
 
-from .cmd_common import add_server_flags, admin_get, env_flag, load_endpoints
+from .options import add_server_flags, admin_get, load_endpoints, option
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("stats", help="print the accounting funnel of a running server")
-    env_flag(p, "--json", "PUSHSIM_STATS_JSON", "print the raw /stats JSON", action="store_true")
-    add_server_flags(p)
+    p = sub.add_parser("stats", help="print the accounting funnel of a running server", description=__doc__)
+    option(p, "stats", "--json", "print the raw /stats JSON", action="store_true")
+    add_server_flags(p, "stats")
     p.set_defaults(func=run)
 
 

@@ -91,15 +91,15 @@ async def send_all(ep: dict[str, Any], jobs: list[Job], *, concurrency: int, tim
                    progress: Callable[[int], None], at_share: Callable[[float], None]) -> LiveResult:
     import httpx
 
-    from .cmd_push import apns_jwt, fcm_access_token
+    from . import sender_auth
 
     res = LiveResult()
     verify: Any = ssl.create_default_context(cafile=ep["ca_file"]) if ep.get("ca_file") else True
-    apns_auth = apns_jwt(ep) if "apns" in ep and any(j.service == "apns" for j in jobs) else ""
-    fcm_auth = ""
+    apns_auth, fcm_auth = "", ""
+    if "apns" in ep and any(j.service == "apns" for j in jobs):
+        apns_auth = sender_auth.apns_provider_token(ep["apns"])
     if "fcm" in ep and any(j.service == "fcm" for j in jobs):
-        with httpx.Client(http2=True, verify=verify, timeout=timeout) as c:
-            fcm_auth = fcm_access_token(c, ep)
+        fcm_auth = sender_auth.fcm_access_token(ep, timeout)
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
     queue = iter(enumerate(jobs))
     total = len(jobs)
@@ -139,5 +139,5 @@ async def _send(client: Any, ep: dict[str, Any], job: Job, apns_auth: str, fcm_a
 
 
 def _reason(service: str, r: Any) -> str:
-    from .cmd_push import reason_of
+    from .push import reason_of
     return reason_of(service, r.status_code, r.content) or ""

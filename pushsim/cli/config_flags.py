@@ -1,37 +1,26 @@
-"""The `pushsim` command: `serve`, `creds`, and subcommands other modules register.
-
-Every `Config` field is a `serve` flag (`--apns-port`) and an environment variable
-(`PUSHSIM_APNS_PORT`); a flag wins over the variable, the variable over the default.
-"""
+"""`serve`'s settings as flags: every `Config` field is a flag (`--apns-port`) and an environment
+variable (`PUSHSIM_APNS_PORT`); a flag wins over the variable, the variable over the default."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import json
 import os
-import signal
-import sys
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from .config import Config
+from pushsim.config import Config
 
-# Modules that may add subcommands: each defines `register(subparsers)` and gives its parser a
-# `func(args) -> int` default. Missing ones are skipped, so each can land on its own.
-COMMAND_MODULES = ("pushsim.cmd_replay", "pushsim.cmd_run", "pushsim.cmd_push", "pushsim.cmd_stats",
-                   "pushsim.cmd_report")
+from .options import UsageError, help_text
 
 HELP = {
-    "host": "address every listener binds (default 127.0.0.1)",
+    "host": "address every listener binds",
     "apns_port": "fake APNs, TLS (ALPN h2); 0 = any free port",
     "apns_h2c_port": "fake APNs, cleartext HTTP/2 (prior knowledge); 0 = any free port",
     "fcm_port": "fake FCM + OAuth2 token endpoint, TLS (h2 or http/1.1); 0 = any free port",
     "fcm_h2c_port": "fake FCM, cleartext HTTP/1.1 or h2c; 0 = any free port",
     "admin_port": "control API (JSON over HTTP); 0 = any free port",
     "state_dir": "credentials and endpoints.json live here, reused across runs",
-    "devices": "fleet size: N (default platform mix) or ios=N,android=M",
+    "devices": "fleet size: N (the usual platform mix) or ios=N,android=M",
     "seed": "seed for tokens and every random choice",
     "clock": "device-side OS time: real | scaled:FACTOR",
     "environment": "APNs environment this server plays: sandbox | production",
@@ -55,10 +44,6 @@ PORT_FIELDS = ("apns_port", "apns_h2c_port", "fcm_port", "fcm_h2c_port", "admin_
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
-class UsageError(Exception):
-    pass
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -80,8 +65,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, names: list[str] | Non
                 "N|auto" if name == "workers" else name.split("_")[-1].upper()
         default = getattr(Config(), name)
         parser.add_argument(_flag(name), dest=name, default=None,
-                            help=f"{HELP.get(name, name)} [env {Config.env_name(name)}, default {default}]",
-                            **extra)
+                            help=help_text(HELP.get(name, name), Config.env_name(name), default), **extra)
+
+
+def add_extra_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, text in EXTRA.items():
+        parser.add_argument(_flag(name), dest=name, default=None, metavar="FILE",
+                            help=help_text(text, Config.env_name(name), None))
 
 
 def _convert(name: str, raw: Any, kind: Any, source: str) -> Any:
@@ -165,93 +155,3 @@ def validate(config: Config) -> None:
         raise UsageError("--bundle-id and --project-id must not be empty")
 
 
-# serve ---------------------------------------------------------------------------------------
-async def serve(config: Config, out: Any = None) -> int:
-    from .server import PushSim, StartError, tune_gc
-
-    out = out or sys.stdout
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Handlers go in before anything binds: a signal that arrives right after the ready line (or
-    # during start-up) must still mean a clean shutdown, not a KeyboardInterrupt.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    sim = PushSim(config)
-    try:
-        try:
-            await sim.start()
-        except StartError as e:
-            print(f"pushsim: {e}", file=sys.stderr, flush=True)
-            return 2
-        tune_gc()
-        print(f"pushsim ready: {sim.endpoints_file}", file=out, flush=True)
-        await stop.wait()
-        await sim.stop()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import new_event_loop
-
-    config = config_from_args(args)
-    if config.workers > 1:
-        from .cluster.hub import run_cluster   # forks before any event loop or thread exists
-        return run_cluster(config)
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(serve(config))
-
-
-def _cmd_creds(args: argparse.Namespace) -> int:
-    from .credentials import ensure_credentials
-
-    config = config_from_args(args)
-    creds = ensure_credentials(Path(config.state_dir), config)
-    print(json.dumps(creds.as_dict(), indent=2))
-    return 0
-
-
-# main ----------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pushsim", description="Push-notification test bench: fake APNs, "
-                                     "fake FCM, a simulated device fleet.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("serve", help="run fake APNs, fake FCM, the fleet and the control API until interrupted")
-    add_config_arguments(p)
-    for name, text in EXTRA.items():
-        p.add_argument(_flag(name), dest=name, default=None, metavar="FILE",
-                       help=f"{text} [env {Config.env_name(name)}]")
-    p.set_defaults(func=_cmd_serve)
-    p = sub.add_parser("creds", help="create (once) and print the test credentials in the state dir")
-    add_config_arguments(p, ["state_dir", "bundle_id", "project_id"])
-    p.set_defaults(func=_cmd_creds)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            print(f"pushsim: warning: {name} not loaded: {e}", file=sys.stderr)
-            continue
-        register: Callable[[Any], None] | None = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return int(func(args) or 0)
-    except UsageError as e:
-        print(f"pushsim {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

@@ -1,4 +1,11 @@
-"""Shared bits of the client-side subcommands (push, stats, run): finding a running server, env-backed flags."""
+"""Flags every subcommand shares the style of: each has an environment variable and shows its
+default once, as `HELP [env PUSHSIM_..., default X]`; and finding a running server (push, stats).
+
+Variables: a `serve` setting is `PUSHSIM_<SETTING>` (config_flags.py); the server lookup flags are
+`PUSHSIM_ENDPOINTS`, `PUSHSIM_ADMIN_URL`, `PUSHSIM_STATE_DIR`; every other flag is
+`PUSHSIM_<COMMAND>_<FLAG>`, the command not repeated when the flag starts with it (push --push-type:
+`PUSHSIM_PUSH_TYPE`). A flag wins over its variable, the variable over the default.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,24 +16,40 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError
+TRUE = ("1", "true", "yes", "on")
 
 
-def env_flag(parser: argparse.ArgumentParser, flag: str, env: str, help: str, **kw: Any) -> None:
-    """A flag whose default comes from an environment variable (the flag wins)."""
+class UsageError(Exception):
+    """A mistake of the user's: one line on stderr, exit code 2."""
+
+
+def env_name(command: str, flag: str) -> str:
+    words = flag.lstrip("-").upper().replace("-", "_")
+    prefix = command.upper() + "_"
+    return "PUSHSIM_" + (words if words.startswith(prefix) else prefix + words)
+
+
+def help_text(text: str, env: str, default: Any) -> str:
+    shown = "" if default is None or default is False else f", default {default}"
+    return f"{text} [env {env}{shown}]"
+
+
+def option(parser: argparse.ArgumentParser, command: str, flag: str, help: str, *,
+           env: str | None = None, **kw: Any) -> None:
+    """`flag` on `command`'s parser, its default taken from its environment variable when set."""
+    env = env or env_name(command, flag)
     default = kw.pop("default", None)
     value: Any = os.environ.get(env, default)
     if kw.get("action") == "store_true":
-        value = str(value or "").strip().lower() in ("1", "true", "yes", "on")
-    parser.add_argument(flag, default=value, help=f"{help} [env {env}]", **kw)
+        value = str(value or "").strip().lower() in TRUE
+    parser.add_argument(flag, default=value, help=help_text(help, env, default), **kw)
 
 
-def add_server_flags(parser: argparse.ArgumentParser) -> None:
-    env_flag(parser, "--endpoints", "PUSHSIM_ENDPOINTS", "endpoints.json of a running server")
-    env_flag(parser, "--state-dir", "PUSHSIM_STATE_DIR", "state dir of a running server (its endpoints.json)",
-             default=".pushsim")
-    env_flag(parser, "--admin-url", "PUSHSIM_ADMIN_URL", "control API URL of a running server")
-
+def add_server_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    option(parser, command, "--endpoints", "endpoints.json of a running server", env="PUSHSIM_ENDPOINTS")
+    option(parser, command, "--state-dir", "state dir of a running server (its endpoints.json)",
+           env="PUSHSIM_STATE_DIR", default=".pushsim")
+    option(parser, command, "--admin-url", "control API URL of a running server", env="PUSHSIM_ADMIN_URL")
 
 def load_endpoints(args: argparse.Namespace, need: str | None = None) -> dict[str, Any]:
     """endpoints.json from --endpoints, else --admin-url's /endpoints, else STATE_DIR/endpoints.json."""

@@ -20,8 +20,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli import UsageError, validate
-from .cmd_common import env_flag
+from .config_flags import validate
+from .options import UsageError, option
 
 SIM_NAMES = {"online": "connectivity", "bar": "background_app_refresh", "bucket": "standby_bucket"}
 
@@ -30,18 +30,18 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a scenario: fakes + fleet + its traffic, then a funnel summary",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", help="scenario TOML, e.g. examples/scenario.toml")
-    env_flag(p, "--mode", "PUSHSIM_RUN_MODE", "live | virtual", default="live", choices=("live", "virtual"))
-    env_flag(p, "--seed", "PUSHSIM_SEED", "seed for tokens, faults and every random choice", default="0")
-    env_flag(p, "--max-requests", "PUSHSIM_RUN_MAX_REQUESTS", "live: send at most this many requests",
-             default="2000")
-    env_flag(p, "--concurrency", "PUSHSIM_RUN_CONCURRENCY", "live: requests in flight", default="32")
-    env_flag(p, "--settle", "PUSHSIM_RUN_SETTLE", "live: seconds to wait for queued notifications to settle",
-             default="3")
-    env_flag(p, "--faults", "PUSHSIM_RUN_FAULTS", "live: JSON file of fault rules to install first")
-    env_flag(p, "--state-dir", "PUSHSIM_RUN_STATE_DIR", "live: where credentials are kept (default: a fresh "
-             "temporary dir, so a running `pushsim serve` is never disturbed)")
-    env_flag(p, "--json", "PUSHSIM_RUN_JSON", "print the summary as JSON", action="store_true")
-    env_flag(p, "--no-progress", "PUSHSIM_RUN_NO_PROGRESS", "no progress bar on stderr", action="store_true")
+    option(p, "run", "--mode", "live: real sockets and HTTP/2; virtual: device_sim's discrete-event time",
+           default="live", choices=("live", "virtual"))
+    # the same seed as `serve --seed`, so one variable gives a run and a server the same fleet
+    option(p, "run", "--seed", "seed for tokens, faults and every random choice", env="PUSHSIM_SEED", default="0")
+    option(p, "run", "--max-requests", "live: send at most this many requests", default="2000")
+    option(p, "run", "--concurrency", "live: requests in flight", default="32")
+    option(p, "run", "--settle", "live: seconds to wait for queued notifications to settle", default="3")
+    option(p, "run", "--faults", "live: JSON file of fault rules to install first")
+    option(p, "run", "--state-dir", "live: where credentials are kept (default: a fresh temporary dir, so a "
+           "running `pushsim serve` is never disturbed)")
+    option(p, "run", "--json", "print the summary as JSON", action="store_true")
+    option(p, "run", "--no-progress", "no progress bar on stderr", action="store_true")
     p.set_defaults(func=run)
 
 
@@ -112,10 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _virtual(args: argparse.Namespace, seed: int) -> int:
-    try:
-        from device_sim.scenario import run_virtual
-    except ImportError:
-        raise UsageError("--mode virtual needs device_sim.scenario, which this build lacks") from None
+    from device_sim.scenario import run_virtual
     try:
         summary = run_virtual(args.scenario, seed)
     except (ValueError, KeyError) as e:
@@ -125,7 +122,7 @@ def _virtual(args: argparse.Namespace, seed: int) -> int:
 
 
 def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
-    from .config import Config
+    from pushsim.config import Config
 
     max_requests, concurrency = _int(args, "max_requests", 1), _int(args, "concurrency", 1)
     try:
@@ -158,9 +155,9 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
 
 def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[Any], max_requests: int,
            concurrency: int, settle: float) -> tuple[Any, dict[str, Any]]:
-    from .cmd_run_live import plan_jobs, send_all
-    from .pytest_plugin import PushSimClient
-    from .server import run_in_thread
+    from .run_live import plan_jobs, send_all
+    from pushsim.pytest_plugin import PushSimClient
+    from pushsim.server import run_in_thread
 
     sim, stop = run_in_thread(cfg)
     try:
@@ -201,7 +198,7 @@ def _apply_event(client: Any, fleet: Any, ev: dict[str, Any]) -> None:
             client.request("POST", f"/devices/{quoted}/state", change)
         if opened:
             client.request("POST", f"/devices/{quoted}/open", {})
-    except AssertionError as e:     # an event this build cannot apply is reported, not fatal
+    except AssertionError as e:     # an event the control API refuses is reported, not fatal
         print(f"pushsim run: event at {ev.get('at')} not applied: {e}", file=sys.stderr)
 
 
@@ -225,7 +222,7 @@ def _summary(doc: dict[str, Any], seed: int, res: Any, stats: dict[str, Any]) ->
 
 
 def _format(s: dict[str, Any]) -> str:
-    from .cmd_stats import funnel_table
+    from .stats import funnel_table
 
     lines = [f"scenario {s['scenario']}  seed {s['seed']}  {s['sent']} requests in {s['elapsed_s']:.2f} s "
              f"({s['requests_per_s']}/s, p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms)", "",

@@ -1,0 +1,39 @@
+"""Any edge `Service` with the fault rules in front of it.
+
+The wrapped service knows nothing of faults: the wrapper consults the rules once per request and
+either answers instead of the service, or lets it answer and changes the reply. It never calls the
+service twice, and with no rule active it costs one attribute read.
+"""
+from __future__ import annotations
+
+from pushsim.edge.types import ConnInfo, Headers, Reply, Service
+
+from .hook import Faults
+
+
+class FaultingService:
+    def __init__(self, service: Service, name: str, faults: Faults) -> None:
+        """`name` is the service as rules scope it ("apns" | "fcm")."""
+        self.service, self.name, self.faults = service, name, faults
+
+    def open(self, conn: ConnInfo) -> object:
+        return self.service.open(conn)
+
+    def initial_max_streams(self, conn: ConnInfo) -> int | None:
+        return self.service.initial_max_streams(conn)
+
+    def closing_reason(self) -> bytes:
+        return self.service.closing_reason()
+
+    def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
+        faults = self.faults
+        if faults.active:
+            verdict = faults.consult(self.name, method, path, headers, body, conn)
+            if verdict is not None:
+                if isinstance(verdict, Reply):
+                    return verdict
+                reply = verdict(self.service.handle(conn, method, path, headers, body))
+                if reply.goaway is not None:
+                    faults.mark_goaway()
+                return reply
+        return self.service.handle(conn, method, path, headers, body)
