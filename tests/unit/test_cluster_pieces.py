@@ -1,6 +1,7 @@
 """Cluster building blocks without processes: channel framing, merges, shared OAuth tokens, CLI."""
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from fake_fcm.oauth import AccessToken
