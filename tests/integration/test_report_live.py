@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
@@ -132,6 +133,12 @@ def test_a_bad_sender_gets_every_error_rule_and_the_exit_code(client: PushSimCli
     offline = json.loads(capsys.readouterr().out)
     assert {(f["rule"], f["count"]) for f in offline["findings"]} == {(f["rule"], f["count"]) for f in rep["findings"]}
 
+    client_email = json.loads(Path(server.endpoints["fcm"]["service_account_file"]).read_text())["client_email"]
+    senders = {f["rule"]: f["sender"] for f in rep["findings"]}
+    assert senders["fcm.send-after-unregistered"] == client_email
+    assert senders["apns.send-after-unregistered"] == (f"{server.endpoints['apns']['team_id']}/"
+                                                       f"{server.endpoints['apns']['key_id']}")
+
     with pytest.raises(PushSimError) as e:
         client.assert_conformant(ignore=["fcm.device-rate"])
     assert "apns.token-expired" in str(e.value) and "evidence: journal #" in str(e.value)
@@ -164,3 +171,28 @@ def test_journal_filters_and_count(client: PushSimClient, server: Any) -> None:
     assert get("/journal/count", status="abc").status_code == 400
     assert get("/report", bogus="1").status_code == 400
     assert get("/report", ignore="no.such-rule").status_code == 400
+
+
+@pytest.mark.parametrize("clock, triggered", [("real", True), ("scaled:7200", False)])
+def test_frequency_rules_count_in_device_time(tmp_path: Path, clock: str, triggered: bool) -> None:
+    """Four background pushes 0.6 s apart: within one hour on a real clock (Apple's 2-3 an hour is
+    exceeded), 1.2 h apart each on a clock 7200 times as fast (one an hour: fine)."""
+    sim, stop = run_in_thread(ephemeral_config(tmp_path, devices="ios=2,android=0", clock=clock))
+    try:
+        client = PushSimClient(sim.endpoints)
+        token = client.tokens("ios", limit=1)[0]
+        b = BadSender(sim.endpoints)
+        try:
+            for i in range(4):
+                if i:
+                    time.sleep(0.6)      # the spacing under test, not a wait for a condition
+                r = b.apns.post(f"/3/device/{token}", content=b'{"aps":{"content-available":1}}', headers={
+                    "authorization": f"bearer {b._jwt}", "apns-topic": b.topic, "apns-push-type": "background",
+                    "apns-priority": "5"})
+                assert r.status_code == 200
+        finally:
+            b.close()
+        rules = {f["rule"] for f in client.report()["findings"]}
+        assert ("apns.background-too-frequent" in rules) is triggered
+    finally:
+        stop()
