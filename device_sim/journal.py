@@ -21,7 +21,7 @@ from .notification import Notification
 HEADER_LIMIT = 4096        # bytes of request headers an entry shows
 PAYLOAD_LIMIT = 4096       # bytes of payload an entry shows
 DETAIL_BUDGET = 64 << 20   # bytes of headers + bodies the whole journal may hold
-_HEADER_COST = 48          # rough bytes a (name, value) tuple costs beyond its strings
+_HEADER_COST = 160         # bytes a (name, value) tuple of two short bytes objects costs, roughly
 _ENTRY_COST = 64           # what keeping an entry's detail costs at least (its place in the queue)
 _REDACTED = "<redacted>"
 _SECRET = (b"authorization", b"proxy-authorization")
@@ -76,7 +76,9 @@ class Entry:
                 out["expiration"] = float(int(value))
         return out
 
-    def to_json(self, detail: bool = False) -> dict[str, object]:
+    def to_json(self, detail: bool = False, digest: bool = False) -> dict[str, object]:
+        """The entry as JSON. `digest`: add the body's digest (how the report tells a resend);
+        `detail`: also the headers (authorization redacted) and payload text, each bounded."""
         d: dict[str, object] = {"id": self.id, "t": self.t, "service": self.service, "method": self.method,
                                 "path": self.path, "token": self.token, "status": self.status,
                                 "reason": self.reason, "message_id": self.message_id,
@@ -89,13 +91,13 @@ class Entry:
             d["retry_after"] = self.retry_after
         if self.goaway:
             d["goaway"] = True
-        if detail:
+        if detail or digest:
             body = self.note.payload if self.note is not None else self.body
             if body is not None:
-                # The report tells a resend of the same notification by target and body digest.
                 d["digest"] = hashlib.blake2b(body, digest_size=8).hexdigest()
-                d["payload"] = _text(body, PAYLOAD_LIMIT)
-            if self.headers is not None:
+                if detail:
+                    d["payload"] = _text(body, PAYLOAD_LIMIT)
+            if detail and self.headers is not None:
                 d["headers"] = redacted_headers(self.headers)
         return d
 

@@ -30,8 +30,8 @@ from . import control_faults
 from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param, integer, json_object, quote
 from .metrics import CONTENT_TYPE
 from .report import DEFAULTS as REPORT_RULES
-from .report import parse_policy
-from .report.live import report_of_world
+from .report import build_report, parse_policy
+from .report.live import records_of
 
 if TYPE_CHECKING:
     from .server import PushSim
@@ -192,7 +192,8 @@ async def report(request: web.Request, sim: PushSim) -> web.Response:
         policy = parse_policy({"ignore": ignore}, REPORT_RULES)
     except ValueError as e:
         raise BadRequest(str(e)) from None
-    return _json(report_of_world(sim.testbed.world, policy))
+    records = records_of(sim.testbed.world)     # a snapshot, taken on the loop (the world is not thread-safe)
+    return _json(await asyncio.to_thread(build_report, records, policy))   # the analysis does not stall the fakes
 
 
 async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamResponse:
