@@ -7,6 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pushsim.report import build_report
+from pushsim.report.render import FORMATS, render
 
 _scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
                     st.text(max_size=3))
@@ -41,7 +42,7 @@ junk = st.one_of(_scalar, st.dictionaries(st.sampled_from(["type", "id", "t", "s
 records = st.lists(st.one_of(request, accepted, install, junk), max_size=60)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(records)
 @example([{"type": "request", "id": 0, "t": 0, "service": "fcm", "status": 429, "token": "aa", "retry_after": float("nan")},
           {"type": "request", "id": 1, "t": 0.5, "service": "fcm", "status": 200, "token": "aa"}])
@@ -63,3 +64,5 @@ def test_the_report_never_raises_and_its_evidence_exists(recs: list[Any]) -> Non
                 assert ev["seq"] in seqs
     for g in rep["metrics"]["groups"]:  # type: ignore[index]
         assert g["primer"]["receipt_rate"] is None or 0 <= g["primer"]["receipt_rate"] <= 1
+    for fmt in FORMATS:            # every format renders whatever the analysis found
+        assert render(rep, fmt)  # type: ignore[arg-type]
