@@ -8,14 +8,8 @@ import orjson
 from device_sim.replay import export_jsonl
 from device_sim.world import World
 
-from . import build_report
-from .policy import Policy
-
 
 def records_of(world: World) -> list[dict[str, Any]]:
-    """The world's export as dicts (a snapshot: traffic may go on after this returns)."""
+    """The world's export as dicts (a snapshot: traffic may go on after this returns). Call it on
+    the world's event loop; the analysis of the records may then run anywhere."""
     return [orjson.loads(line) for line in export_jsonl(world)]
-
-
-def report_of_world(world: World, policy: Policy | None = None) -> dict[str, object]:
-    return build_report(records_of(world), policy)
