@@ -52,6 +52,11 @@ class ApnsService:
         self._targets: dict[str, Target | None] = {}
         self._conn_ids = itertools.count(1)
 
+    def number_connections(self, lane: int, lanes: int) -> None:
+        """Connection ids from several processes must not collide (the report groups by connection):
+        this one takes ids ≡ lane + 1 (mod lanes)."""
+        self._conn_ids = itertools.count(lane + 1, lanes)
+
     # Service protocol -----------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> ApnsConnection:
         state = ApnsConnection(conn.peer_cert_der, self.limit, next(self._conn_ids))

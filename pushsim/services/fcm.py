@@ -86,6 +86,11 @@ class FcmService:
         values ≡ lane (mod lanes)."""
         self.namer.set_lane(lane, lanes)
 
+    def number_connections(self, lane: int, lanes: int) -> None:
+        """Connection ids from several processes must not collide (the report groups by connection):
+        this one takes ids ≡ lane + 1 (mod lanes)."""
+        self._conn_ids = itertools.count(lane + 1, lanes)
+
     def foreign_token(self, index: int) -> str:
         """A registration token that belongs to another Firebase project (sends get SENDER_ID_MISMATCH)."""
         return self.foreign.fcm_token(index)
