@@ -114,7 +114,9 @@ class WorkerRole:
     # snapshots --------------------------------------------------------------------------------
     def _extra(self) -> dict[str, Any]:
         conns = self.sim.connection_count() if self.sim is not None else 0
-        return {"pid": os.getpid(), "requests": self.requests, "connections": conns}
+        # subscriptions this worker knows of: equal on every worker once replication has caught up
+        subs = sum(len(s) for s in self._fcm.topics.by_topic.values()) if self._fcm is not None else 0
+        return {"pid": os.getpid(), "requests": self.requests, "connections": conns, "topic_subscriptions": subs}
 
     def _send_snapshot(self, snap: Snapshot) -> None:
         if self.hub is not None:

@@ -18,34 +18,16 @@ import logging
 from typing import Any
 
 from . import frames as F
-from .fast_frames import (_ACK, _ACTIVE, _END, _HELD, _IDLE, _OPEN, _PEER_GOAWAY, _PEER_RESET,
-                          DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW, APNS_SETTINGS,
-                          PeerFailed, _ENDED, _Stream)
+from .fast_frames import (_ACK, _ACTIVE, _END, _HELD, _IDLE, _MALFORMED, _NEW, _OPEN, _PEER_GOAWAY,
+                          _PEER_RESET, DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW,
+                          APNS_SETTINGS, PeerFailed, _ENDED, _Stream)
+from .fields import body_fits
 from .hpack_fast import encode_block
 from .conninfo import conn_info, internal_error_reply, reset_connection
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Reply, Service
 
 log = logging.getLogger(__name__)
 __all__ = ["FastH2Protocol", "ConnError"]
-
-
-def _request_line(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
-    """(:method, :path) from the leading pseudo-headers, or None: a malformed request (RFC 9113 §8.3).
-
-    Lenient on purpose, exactly like the h2 engine: the last duplicate wins, unknown pseudo-headers
-    pass, and a pseudo-header after a regular field is not seen.
-    """
-    method = path = None
-    for name, value in headers:
-        if name[:1] != b":":
-            break
-        if name == b":method":
-            method = value
-        elif name == b":path":
-            path = value
-    if method is None or path is None:
-        return None
-    return method, path
 
 
 class FastH2Protocol(FrameLoop, asyncio.Protocol):
@@ -152,6 +134,8 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
                 # a held stream is dispatched when it gets a slot (`_admit_held`)
             elif kind == _PEER_RESET:
                 self._release(st)
+            elif kind == _MALFORMED:
+                self._malformed(st)
             elif kind == _ACK:
                 if st is not None:
                     self._limit = st
@@ -171,15 +155,26 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
             if not st.recv_open:
                 self._dispatch(st)
 
+    def _malformed(self, st: _Stream) -> None:
+        """RFC 9113 §8.1.1: a malformed request, or malformed trailers, is a stream error."""
+        if st.state == _NEW:                         # the request itself
+            st.state = _IDLE
+            if self._goaway_last is not None and st.sid > self._goaway_last:
+                return                               # ignored like any stream above our GOAWAY
+        elif st.state != _ACTIVE and st.state != _HELD:
+            return                                   # trailers of a stream refused or ignored
+        self._release(st)
+        if st.open:
+            self._reset(st, F.PROTOCOL_ERROR)
+
     def _dispatch(self, st: _Stream) -> None:
-        line = _request_line(st.headers)
-        if line is None:
-            self._release(st)
-            if st.open:
-                self._reset(st, F.PROTOCOL_ERROR)
-            return
+        line = st.line
+        assert line is not None                      # a malformed request never becomes _ACTIVE
         body = st.body[0] if len(st.body) == 1 else b"".join(st.body)
         st.body = []
+        if not body_fits(line, len(body)):
+            self._malformed(st)
+            return
         try:
             reply = self.service.handle(self.conn, line[0], line[1], st.headers, body)
         except Exception:                            # the contract: a raise becomes a 500

@@ -22,14 +22,17 @@ from h2.events import (
     SettingsAcknowledged,
     StreamEnded,
     StreamReset,
+    TrailersReceived,
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
+from h2.stream import H2Stream
 from hyperframe.frame import GoAwayFrame
 
 from . import huffman
 from .conninfo import conn_info, internal_error_reply, reset_connection
+from .fields import MAX_HEADER_LIST, RequestLine, body_fits, check_request, check_trailers
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,8 @@ APNS_SETTINGS: dict[SettingCodes, int] = {
     SettingCodes.MAX_HEADER_LIST_SIZE: 8000,
 }
 
-# Validation/normalisation cost ~19% (perf-notes trick 2). The checks that matter to a fake
-# (:method and :path present) are done in `_on_end`; the rest is lenient on purpose.
+# Validation/normalisation cost ~19% (perf-notes trick 2), and h2 makes a malformed request a
+# connection error; `fields.check_request` (shared with the fast engine) makes it a stream error.
 _CONFIG = H2Configuration(
     client_side=False,
     header_encoding=None,
@@ -83,11 +86,30 @@ class _ServerSettings(Settings):
         return 2**31
 
 
-class _Stream:
-    __slots__ = ("headers", "body", "timer", "out", "ended")
+class _LenientStream(H2Stream):
+    """h2's stream without its content-length check, which is a connection error in h2.
 
-    def __init__(self, headers: Headers) -> None:
+    RFC 9113 §8.1.1 makes a content-length that does not match the body a stream error; the
+    engine checks it with `fields.body_fits` once the body is in, as the fast engine does.
+    """
+
+    def _initialize_content_length(self, headers: object) -> None:
+        self._expected_content_length = None
+
+
+class _Connection(H2Connection):
+    def _begin_new_stream(self, stream_id, allowed_ids):  # type: ignore[no-untyped-def]
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _LenientStream   # before h2 hands it the request's headers
+        return stream
+
+
+class _Stream:
+    __slots__ = ("headers", "line", "body", "timer", "out", "ended")
+
+    def __init__(self, headers: Headers, line: RequestLine) -> None:
         self.headers = headers
+        self.line = line
         self.body: list[bytes] = []
         self.ended = False                              # the request is complete (held streams)
         self.timer: asyncio.TimerHandle | None = None   # pending delayed reply
@@ -130,10 +152,11 @@ class H2Protocol(asyncio.Protocol):
         # so what it opens meanwhile is held and answered in turn, up to DEFAULT_MAX_STREAMS.
         self._announced = n
         self._limit = max(n, DEFAULT_MAX_STREAMS)
-        h2 = self._h2 = H2Connection(_CONFIG)
+        h2 = self._h2 = _Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
-        # h2 applies this only when an acknowledgement changes it; our values start as current.
-        h2.decoder.max_header_list_size = APNS_SETTINGS[SettingCodes.MAX_HEADER_LIST_SIZE]
+        # The announced 8000 is advisory (RFC 9113 §6.5.2), and h2 would apply it on the first
+        # SETTINGS ack; both engines enforce the fast engine's limit instead.
+        h2.decoder.max_header_list_size = MAX_HEADER_LIST
         h2.initiate_connection()
         self.conns.add(self)
         transport.write(h2.data_to_send())  # type: ignore[attr-defined]
@@ -200,7 +223,11 @@ class H2Protocol(asyncio.Protocol):
     def _on_event(self, event: object) -> None:
         kind = type(event)
         if kind is RequestReceived:
-            self._on_request(event.stream_id, event.headers)  # type: ignore[attr-defined]
+            line = check_request(event.headers)  # type: ignore[attr-defined]
+            if line is None:
+                self._malformed(event.stream_id, new=True)  # type: ignore[attr-defined]
+            else:
+                self._on_request(event.stream_id, event.headers, line)  # type: ignore[attr-defined]
         elif kind is DataReceived:
             sid = event.stream_id  # type: ignore[attr-defined]
             # Hand the credit back at once: the body is buffered in full anyway, and a client
@@ -214,6 +241,9 @@ class H2Protocol(asyncio.Protocol):
             self._on_end(event.stream_id)  # type: ignore[attr-defined]
         elif kind is StreamReset:
             self._forget(event.stream_id)  # type: ignore[attr-defined]
+        elif kind is TrailersReceived:
+            if not check_trailers(event.headers):  # type: ignore[attr-defined]
+                self._malformed(event.stream_id, new=False)  # type: ignore[attr-defined]
         elif kind is WindowUpdated or kind is RemoteSettingsChanged:
             if self._blocked:
                 self._resume_bodies()
@@ -225,14 +255,24 @@ class H2Protocol(asyncio.Protocol):
             self._close_now()
         # PING is acknowledged by h2 itself (flushed with this batch); the rest needs nothing.
 
-    def _on_request(self, sid: int, headers: Headers) -> None:
+    def _malformed(self, sid: int, *, new: bool) -> None:
+        """RFC 9113 §8.1.1: a malformed request, or malformed trailers, is a stream error."""
+        if new:
+            if self._goaway_last is not None and sid > self._goaway_last:
+                return   # ignored like any stream above our GOAWAY
+        elif sid not in self._streams:
+            return   # trailers of a stream refused or ignored
+        self._forget(sid)
+        self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
+
+    def _on_request(self, sid: int, headers: Headers, line: RequestLine) -> None:
         if self._goaway_last is not None and sid > self._goaway_last:
             return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
         owed = len(self._streams)
         if owed >= max(self._limit, self._announced):
             self._reset(sid, ErrorCodes.REFUSED_STREAM)   # over a limit the peer has seen
             return
-        stream = self._streams[sid] = _Stream(headers)
+        stream = self._streams[sid] = _Stream(headers, line)
         if self._held or owed >= self._announced:
             self._held[sid] = stream                      # behind earlier streams, or no slot yet
 
@@ -251,21 +291,13 @@ class H2Protocol(asyncio.Protocol):
         if sid in self._held:
             stream.ended = True          # answered when it gets a slot (`_admit_held`)
             return
-        method = path = None
-        for name, value in stream.headers:
-            if name[:1] != b":":
-                break   # pseudo-headers precede regular ones; any later one is malformed
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-        if method is None or path is None:
-            del self._streams[sid]
-            self._reset(sid, ErrorCodes.PROTOCOL_ERROR)   # RFC 9113 §8.1.1: malformed request
-            return
+        method, path, _ = line = stream.line
         chunks = stream.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         stream.body = []
+        if not body_fits(line, len(body)):
+            self._malformed(sid, new=False)
+            return
         try:
             reply = self.service.handle(self.conn, method, path, stream.headers, body)  # type: ignore
         except Exception:

@@ -21,6 +21,7 @@ import jwt
 import pytest
 
 from _serve_helpers import provider_token, walk_routes
+from tests.waiting import wait_until
 from pushsim.control import ROUTES
 
 pytestmark = pytest.mark.timeout(120)
@@ -209,7 +210,9 @@ def test_topic_subscriptions_replicate_to_every_worker(cluster):
         r = c.post("/iid/v1:batchAdd", json={"to": "/topics/news", "registration_tokens": [d["token"] for d in subs[2:]]},
                    headers={"authorization": f"Bearer {bearer}", "access_token_auth": "true"})
         assert r.status_code == 200 and r.json() == {"results": [{}, {}]}, r.text
-    time.sleep(0.3)      # replication is asynchronous (as in FCM): give it a moment
+    # replication is asynchronous (as in FCM): every worker knows all four subscriptions first
+    wait_until(lambda: [p["topic_subscriptions"] for p in admin.get("/stats").json()["per_worker"]] == [4, 4],
+               "topic subscriptions replicated to both workers")
     for _ in range(4):   # topic sends on several connections: each worker fans out to every subscriber
         with _h2c(ep["fcm"]["h2c_url"]) as c:
             assert _fcm(c, ep, bearer, {"topic": "news", "data": {"x": "1"}}).status_code == 200
