@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 TOKEN_LIFETIME = 3600.0       # iat older than this → ExpiredProviderToken
 REFRESH_INTERVAL = 1200.0     # a new token sooner than this on one connection → 429
 FUTURE_SKEW = 60.0            # iat this far in the future is tolerated (clock drift)
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 50_000          # verified tokens remembered (cleared wholesale when full) ...
+_CACHE_BYTES = 16 << 20        # ... or when their bytes reach this
+# Real provider tokens are a few hundred bytes (ES256 header + iss/iat + 64-byte signature). A
+# longer one is answered InvalidProviderToken without parsing, and only tokens up to
+# _CACHE_MAX_TOKEN are remembered, so no client can fill the cache with garbage.
+MAX_TOKEN_BYTES = 4096
+_CACHE_MAX_TOKEN = 1024
 _ECDSA = ec.ECDSA(hashes.SHA256())
 
 
@@ -44,6 +50,7 @@ class KeyStore:
     def __init__(self) -> None:
         self.keys: dict[str, Key] = {}
         self._verified: dict[bytes, Claims | str] = {}
+        self._verified_bytes = 0
 
     def add(self, key_id: str, team_id: str, public_key: ec.EllipticCurvePublicKey,
             environments: frozenset[str] = frozenset({"sandbox", "production"}),
@@ -51,15 +58,22 @@ class KeyStore:
         self.keys[key_id] = Key(key_id, team_id, public_key, frozenset(environments),
                                 None if topics is None else frozenset(topics))
         self._verified.clear()      # a replaced key may change earlier verdicts
+        self._verified_bytes = 0
 
     def verify(self, token: bytes) -> Claims | str:
         """Claims of a well-formed, correctly signed token, else the rejection reason."""
         hit = self._verified.get(token)
         if hit is None:
+            n = len(token)
+            if n > MAX_TOKEN_BYTES:
+                return "InvalidProviderToken"
             hit = self._verify(token)
-            if len(self._verified) >= _CACHE_LIMIT:
-                self._verified.clear()
-            self._verified[token] = hit
+            if n <= _CACHE_MAX_TOKEN:
+                if len(self._verified) >= _CACHE_LIMIT or self._verified_bytes >= _CACHE_BYTES:
+                    self._verified.clear()
+                    self._verified_bytes = 0
+                self._verified[token] = hit
+                self._verified_bytes += n
         return hit
 
     def _verify(self, token: bytes) -> Claims | str:

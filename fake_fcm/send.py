@@ -48,7 +48,9 @@ class MessageNamer:
         self._last_us = us
         prefix = self._prefixes.get(project)
         if prefix is None:
-            prefix = self._prefixes[project] = f"projects/{project}/messages/0:"
+            prefix = f"projects/{project}/messages/0:"
+            if len(self._prefixes) < 64:              # keyed by client input: bounded
+                self._prefixes[project] = prefix
         if _US_LOW <= us < _US_HIGH:          # 16 digits already: every date from 2001 to 2286
             return prefix + str(us) + self._suffix
         return f"{prefix}{us % 10**16:016d}{self._suffix}"

@@ -30,6 +30,10 @@ class Config:
     fcm_device_quota_minute: int = 240  # FCM messages per device per sliding minute; 0 = no per-device limit
     fcm_device_quota_hour: int = 5000   # FCM messages per device per sliding hour; 0 = no per-device limit
     workers: int = 1
+    # Edge bounds against hostile clients (pushsim.edge.limits.EdgeLimits holds the rest).
+    max_connections: int = 10_000  # per listener
+    idle_timeout: float = 3900.0   # seconds with no frames and nothing owed → GOAWAY and close
+    handshake_timeout: float = 10.0   # seconds for the TLS handshake, and for the client preface
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod

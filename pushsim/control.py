@@ -301,9 +301,10 @@ class Mode(enum.Enum):
 @dataclass(frozen=True)
 class Cluster:
     mode: Mode
-    merge: str = ""                      # MERGE: a function of pushsim.cluster.merge (answers, context)
-    hub: str = ""                        # HUB: the hub-side answer; ALL: a hub-side step after a 2xx
-    everywhere: Callable[[Any], bool] | None = None   # OWNER: a body that every worker must apply
+    merge: str = ""     # MERGE: the function of pushsim.cluster.merge that combines the answers
+    hub: str = ""       # HUB: the hub's own answer (a method of control_proxy.Proxy)
+    then: str = ""      # ALL: a hub-side step after every worker said 2xx (a Proxy method, given the body)
+    everywhere: Callable[[Any], bool] | None = None   # OWNER: true for a body every worker must apply
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", health, Cluster(Mode.HUB, hub="health")),
     Route("GET", "/endpoints", endpoints, Cluster(Mode.HUB, hub="endpoints")),
     Route("GET", "/devices", list_devices, ANY, query=("limit", "offset", "platform")),
-    Route("POST", "/devices", register_devices, Cluster(Mode.ALL, hub="mirror_registration")),
+    Route("POST", "/devices", register_devices, Cluster(Mode.ALL, then="mirror_registration")),
     Route("GET", "/devices/{token}", get_device, OWNER),
     Route("POST", "/devices/{token}/state", control_faults.post_state,
           Cluster(Mode.OWNER, everywhere=control_faults.changes_every_worker)),

@@ -126,6 +126,7 @@ class PushSim:
         return Path(self.config.state_dir).absolute() / ENDPOINTS_FILE
 
     async def start(self) -> dict[str, Any]:
+        from .edge.limits import EdgeLimits
         from .edge.listener import start_listener
         from .edge.tls import server_context
         from .metrics import Metrics
@@ -149,6 +150,8 @@ class PushSim:
         self.plans = build_plans(testbed, creds)
         if worker is not None:
             worker.plans_ready(self.plans)
+        limits = EdgeLimits(max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
+                            handshake_timeout=cfg.handshake_timeout)   # one body budget for all
         try:
             for plan in self.plans:
                 served = FaultingService(plan.service, plan.name, testbed.faults)   # fault rules go first
@@ -160,7 +163,7 @@ class PushSim:
                     try:
                         server = await start_listener(cfg.host, port, service=served, ssl_context=ssl_ctx,
                                                       engine=cfg.engine, http1=plan.http1, conns=conns,
-                                                      reuse_port=worker is not None)
+                                                      reuse_port=worker is not None, limits=limits)
                     except OSError as e:
                         raise ListenError(plan.name.upper() + (" TLS" if ssl_ctx else " cleartext"),
                                           cfg.host, port, port_field, e) from None
@@ -331,6 +334,23 @@ def run_in_thread(config: Config, timeout: float = 30.0) -> tuple[PushSim, Calla
             thread.join(timeout)
 
     return sim, stop
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (connections are file descriptors; the
+    connection cap, not a low default soft limit, should decide how many we hold). Returns it."""
+    try:
+        import resource
+    except ImportError:          # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d to %d", soft, hard)
+    return soft
 
 
 def tune_gc() -> None:

@@ -36,6 +36,9 @@ HELP = {
     "fcm_device_quota_minute": "FCM messages per device per sliding minute; 0 = no limit",
     "fcm_device_quota_hour": "FCM messages per device per sliding hour; 0 = no limit",
     "workers": "worker processes sharing the ports (N or auto = one per CPU); 1 = a single process",
+    "max_connections": "live connections per listener; one more is closed at once",
+    "idle_timeout": "seconds a connection may stay with no frames read and nothing owed, then GOAWAY",
+    "handshake_timeout": "seconds for the TLS handshake, and for the client's preface + first SETTINGS",
 }
 # Settings that live in Config.extra (read by the modules that own them), also flag + env var.
 EXTRA = {"scenario": "scenario TOML: the fleet's device profile and OS rule settings (device_sim)"}
@@ -90,6 +93,11 @@ def _convert(name: str, raw: Any, kind: Any, source: str) -> Any:
         except ValueError:
             also = " or auto" if name == "workers" else ""
             raise UsageError(f"{source} must be an integer{also}, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise UsageError(f"{source} must be a number, got {raw!r}") from None
     if kind is Path:
         return Path(str(raw)).expanduser()
     return str(raw).strip()
@@ -142,7 +150,10 @@ def validate(config: Config) -> None:
             ok = False
         if not ok:
             raise UsageError(f"{where('clock')} must be real or scaled:FACTOR (FACTOR > 0), got {clock!r}")
-    for name in ("max_streams", "workers", "access_token_ttl", "fcm_project_quota"):
+    for name in ("idle_timeout", "handshake_timeout"):
+        if not 0 < getattr(config, name) < 1e9:       # NaN fails too
+            raise UsageError(f"{where(name)} must be a positive number of seconds")
+    for name in ("max_streams", "workers", "access_token_ttl", "fcm_project_quota", "max_connections"):
         if getattr(config, name) < 1:
             raise UsageError(f"{where(name)} must be at least 1")
     for name in ("fcm_device_quota_minute", "fcm_device_quota_hour"):
@@ -153,5 +164,3 @@ def validate(config: Config) -> None:
         raise UsageError(f"{where('scenario')}: no such file {scenario!r}")
     if not config.bundle_id or not config.project_id:
         raise UsageError("--bundle-id and --project-id must not be empty")
-
-

@@ -48,9 +48,10 @@ async def serve(config: Config, out: Any = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pushsim.server import new_event_loop
+    from pushsim.server import new_event_loop, raise_fd_limit
 
     config = config_from_args(args)
+    raise_fd_limit()               # before any worker forks: they inherit it
     if config.workers > 1:
         from pushsim.cluster.hub import run_cluster   # forks before any event loop or thread exists
         return run_cluster(config)

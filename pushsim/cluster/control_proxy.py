@@ -72,7 +72,7 @@ class Proxy:
             answers = [await self.call(w, method, path_qs, body, ctype) for w in range(self.n)]
         return answers[answer_from]
 
-    # hub-side answers and steps, named by the table (Cluster.hub) ------------------------------
+    # hub-side answers and steps, named by the table (Cluster.hub, Cluster.then) ----------------
     async def health(self, request: web.Request) -> web.Response:
         data = await self.json(0, "/health")
         return _json({**data, "workers": self.n})
@@ -156,7 +156,7 @@ def _serve(proxy: Proxy, route: Route) -> Handler:
             return _reply(*await proxy.call(w, request.method, request.path_qs, body, ctype))
         inner = one
     elif mode is Mode.ALL:
-        then = getattr(proxy, c.hub) if c.hub else None
+        then = getattr(proxy, c.then) if c.then else None
 
         async def every(request: web.Request) -> web.StreamResponse:
             body = await request.read() or None

@@ -1,4 +1,5 @@
-"""Helpers shared by every engine: ConnInfo from a transport, a hard TCP reset, the 500 reply."""
+"""Helpers shared by every engine: ConnInfo from a transport, a hard TCP reset, the 500 reply,
+and the optional parts of the Service contract (body limit, too-large reply, idle GOAWAY)."""
 from __future__ import annotations
 
 import asyncio
@@ -6,11 +7,14 @@ import logging
 import socket
 import struct
 
-from .types import ConnInfo, Reply
+from .limits import EdgeLimits
+from .types import ConnInfo, Headers, Reply, Service
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR_BODY = b'{"reason":"InternalServerError"}'
+TOO_LARGE_BODY = b'{"reason":"PayloadTooLarge"}'
+IDLE_BODY = b'{"reason":"IdleTimeout"}'
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
@@ -48,3 +52,29 @@ def reset_connection(transport: asyncio.BaseTransport) -> None:
         except OSError:   # already closed by the peer: nothing left to reset
             log.debug("SO_LINGER failed", exc_info=True)
     transport.abort()
+
+
+def body_limit(service: Service, conn: ConnInfo, limits: EdgeLimits) -> int:
+    """The largest request body this connection may send: the service's, else the edge default."""
+    limit_of = getattr(service, "request_body_limit", None)
+    limit = limit_of(conn) if limit_of is not None else None
+    return limits.max_body if limit is None else min(limit, limits.max_body)
+
+
+def too_large_reply(service: Service, conn: ConnInfo, method: bytes, path: bytes, headers: Headers,
+                    prefix: bytes) -> Reply:
+    """The service's answer to a body past its limit (`prefix`: what arrived, already too long)."""
+    answer = getattr(service, "body_too_large", None)
+    if answer is not None:
+        try:
+            return answer(conn, method, path, headers, prefix)
+        except Exception:
+            log.exception("body_too_large raised for %r %r", method, path)
+            return internal_error_reply()
+    return Reply(413, [(b"content-type", b"application/json")], TOO_LARGE_BODY)
+
+
+def idle_goaway_debug(service: Service) -> bytes:
+    """GOAWAY debug data when a connection idles out (APNs: {"reason":"IdleTimeout"})."""
+    debug_of = getattr(service, "idle_reason", None)
+    return debug_of() if debug_of is not None else IDLE_BODY

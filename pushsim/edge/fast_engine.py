@@ -18,23 +18,29 @@ import logging
 from typing import Any
 
 from . import frames as F
-from .fast_frames import (_ACK, _ACTIVE, _END, _HELD, _IDLE, _MALFORMED, _NEW, _OPEN, _PEER_GOAWAY,
-                          _PEER_RESET, DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW,
-                          APNS_SETTINGS, PeerFailed, _ENDED, _Stream)
+from .fast_frames import (_ACK, _ACTIVE, _CALM, _END, _HELD, _IDLE, _MALFORMED, _NEW, _OPEN,
+                          _PEER_GOAWAY, _PEER_RESET, _RESET, _TOO_BIG, DEFAULT_MAX_STREAMS, FrameLoop,
+                          ConnError, CONN_WINDOW, APNS_SETTINGS, PeerFailed, _ENDED, _Stream)
 from .fields import body_fits
+from .guard import ConnGuard
 from .hpack_fast import encode_block
-from .conninfo import conn_info, internal_error_reply, reset_connection
+from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
+    too_large_reply
+from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Reply, Service
 
 log = logging.getLogger(__name__)
 __all__ = ["FastH2Protocol", "ConnError"]
 
 
-class FastH2Protocol(FrameLoop, asyncio.Protocol):
+class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
     drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
 
-    def __init__(self, service: Service, conns: set) -> None:
+    def __init__(self, service: Service, conns: set, limits: EdgeLimits = DEFAULT_LIMITS) -> None:
         super().__init__()
+        self.limits = limits
+        self._conn_body_max = limits.conn_body_bytes
+        self._bodies = limits.bodies
         self.service = service
         self.conns = conns
         self.conn: ConnInfo | None = None
@@ -59,6 +65,8 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         conn = self.conn = conn_info(transport, http2=True)
         conn.state = self.service.open(conn)
         self.conns.add(self)
+        self._max_body = body_limit(self.service, conn, self.limits)
+        self._guard_start()
         initial = self.service.initial_max_streams(conn)
         # Until the peer acknowledges our first SETTINGS it cannot know the limit (RFC 9113 §6.5.3:
         # it starts unlimited), so what it opens meanwhile is held and answered in turn, not
@@ -72,6 +80,9 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._dead = True
         self.conns.discard(self)
+        self._guard_stop()
+        self._bodies.used -= self._body_bytes
+        self._body_bytes = 0
         for st in self.streams.values():
             if st.timer is not None:
                 st.timer.cancel()
@@ -91,6 +102,7 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
+        self._reads += 1
         try:
             self._frames(self._buf + data if self._buf else data)
         except ConnError as err:
@@ -121,6 +133,9 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
                     st.state = _IDLE                  # over a limit the peer has seen
                     if st.open:
                         self._reset(st, F.REFUSED_STREAM)
+                    if self._count_reset():
+                        self._fail(F.ENHANCE_YOUR_CALM)
+                        return
                 elif self._held or self._active >= self._announced:
                     st.state = _HELD                  # behind earlier streams, or no free slot yet
                     self._held[st.sid] = st
@@ -129,11 +144,14 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
                     st.state = _ACTIVE
                     self._active += 1
             elif kind == _END:
-                if st.state == _ACTIVE:
+                if st.state == _ACTIVE and not st.over:   # an over one was answered (`_too_big`)
                     self._dispatch(st)
                 # a held stream is dispatched when it gets a slot (`_admit_held`)
             elif kind == _PEER_RESET:
                 self._release(st)
+                if self._count_reset():
+                    self._fail(F.ENHANCE_YOUR_CALM)
+                    return
             elif kind == _MALFORMED:
                 self._malformed(st)
             elif kind == _ACK:
@@ -141,6 +159,16 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
                     self._limit = st
             elif kind == _PEER_GOAWAY:
                 self._closing = True                  # answer what is in flight, then close
+            elif kind == _TOO_BIG:
+                if st.state == _ACTIVE:
+                    self._too_big(st)
+                elif st.state != _HELD:               # a held one is answered when admitted
+                    st.body = []
+                    if st.size:
+                        self._unbuffer(st)
+            elif kind == _CALM:                       # request bodies over the connection's budget
+                self._fail(F.ENHANCE_YOUR_CALM)
+                return
             elif self._blocked:                       # _WINDOW
                 self._unblock()
         if self._held:
@@ -152,7 +180,9 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         while held and not self._dead and self._active - len(held) < self._announced:
             st = held.pop(next(iter(held)))
             st.state = _ACTIVE
-            if not st.recv_open:
+            if st.over:
+                self._too_big(st)
+            elif not st.recv_open:
                 self._dispatch(st)
 
     def _malformed(self, st: _Stream) -> None:
@@ -172,6 +202,8 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         assert line is not None                      # a malformed request never becomes _ACTIVE
         body = st.body[0] if len(st.body) == 1 else b"".join(st.body)
         st.body = []
+        if st.size:
+            self._unbuffer(st)
         if not body_fits(line, len(body)):
             self._malformed(st)
             return
@@ -186,6 +218,23 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
             st.timer = asyncio.get_running_loop().call_later(reply.delay, self._delayed, st, reply)
         else:
             self._answer(st, reply)
+
+    def _too_big(self, st: _Stream) -> None:
+        """The body passed the service's limit: answer now from what we have, ask the peer to stop.
+
+        RFC 9113 §8.1: a server may answer before the request is complete, then RST_STREAM with
+        NO_ERROR; no more stream window is granted meanwhile (see `_data`).
+        """
+        line = st.line
+        assert line is not None                      # a malformed request never becomes _ACTIVE
+        body = b"".join(st.body)
+        st.body = []
+        self._unbuffer(st)
+        reply = too_large_reply(self.service, self.conn, line[0], line[1], st.headers, body)
+        self._answer(st, reply)
+        if st.recv_open and not st.open and st.sid in self._closed:
+            self._out.append(F.rst_stream(st.sid, F.NO_ERROR))
+            self._closed[st.sid] = _RESET
 
     def _delayed(self, st: _Stream, reply: Reply) -> None:
         st.timer = None
@@ -316,6 +365,29 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         self._out.append(F.goaway(self.highest, code))
         self._out_and_close()
 
+    # ---- guard (pushsim.edge.guard) ----------------------------------------------------------
+
+    def _guard_dead(self) -> bool:
+        return self._dead
+
+    def _owes_answers(self) -> bool:
+        return self._active > 0
+
+    def _calm(self, code: int, abort: bool = False) -> None:
+        if abort:
+            self._dead = True
+            self._out.clear()
+            self.transport.abort()
+        else:
+            self._fail(code)
+
+    def _idle_close(self, abort: bool) -> None:
+        if abort:
+            self._calm(F.NO_ERROR, abort=True)
+        else:
+            self._out.append(F.goaway(self.highest, F.NO_ERROR, idle_goaway_debug(self.service)))
+            self._out_and_close()
+
     def _out_and_close(self) -> None:
         self._dead = True
         if self._out:
@@ -331,6 +403,9 @@ class FastH2Protocol(FrameLoop, asyncio.Protocol):
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
+            if self._paused and self._write_overflow():
+                self._calm(F.ENHANCE_YOUR_CALM, abort=True)
+                return
         if self._closing and not self._active:
             self._out_and_close()
 

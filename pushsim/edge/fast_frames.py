@@ -14,6 +14,7 @@ from hpack.exceptions import HPACKError
 from . import frames as F
 from .fields import MAX_HEADER_LIST, RequestLine, check_request, check_trailers
 from .hpack_fast import HpackDecoder, OversizedHeaderList
+from .limits import DEFAULT_LIMITS, Budget
 
 DEFAULT_MAX_STREAMS = 1000           # when the service has no opinion (as the h2 engine)
 # Real APNs announces exactly these (pushy#356), plus MAX_CONCURRENT_STREAMS from the service.
@@ -26,7 +27,8 @@ CLOSED_MEMORY = 4096                 # closed stream ids remembered with how the
 
 _ENDED, _RESET = 1, 2                               # how a stream closed
 # Phase-1 events. _PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY, _MALFORMED = range(7)
+# _TOO_BIG: its body passed the service's limit; _CALM: bodies passed the connection's budget.
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY, _MALFORMED, _TOO_BIG, _CALM = range(9)
 # Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
 # stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
 _NEW, _ACTIVE, _IDLE, _HELD = 0, 1, 2, 3
@@ -49,7 +51,7 @@ class PeerFailed(Exception):
 
 class _Stream:
     __slots__ = ("sid", "headers", "line", "body", "recv_open", "open", "state", "recv_window",
-                 "send_window", "pending", "timer")
+                 "send_window", "pending", "timer", "size", "over")
 
     def __init__(self, sid: int, headers: list, line: RequestLine | None, send_window: int) -> None:
         self.sid = sid
@@ -63,6 +65,8 @@ class _Stream:
         self.send_window = send_window
         self.pending: bytes | None = None   # response body waiting for flow-control credit
         self.timer: asyncio.TimerHandle | None = None
+        self.size = 0                  # body bytes buffered (counted in the connection's budgets)
+        self.over = False              # the body passed the service's limit: answered, not buffered
 
 
 class FrameLoop:
@@ -86,6 +90,13 @@ class FrameLoop:
         self._peer_max_frame = F.DEFAULT_MAX_FRAME
         self._unacked: list[int | None] = []   # MAX_CONCURRENT_STREAMS of each SETTINGS not yet acked
         self._table_update = False             # owe the peer an HPACK table size update
+        self._ready = False                    # a first SETTINGS arrived (the preface timer stops)
+        # Request-body budgets (pushsim.edge.limits): per stream, per connection, all connections.
+        self._max_body = DEFAULT_LIMITS.max_body
+        self._conn_body_max = DEFAULT_LIMITS.conn_body_bytes
+        self._bodies: Budget = DEFAULT_LIMITS.bodies
+        self._body_bytes = 0
+        self._over_budget = False
 
     # ---- phase 1: frames ---------------------------------------------------------------------
 
@@ -208,12 +219,24 @@ class FrameLoop:
         st.recv_window -= flow
         if st.recv_window < 0:
             raise ConnError(F.FLOW_CONTROL_ERROR)
-        if payload:
+        if payload and not st.over:
+            n = len(payload)
+            st.size += n
+            self._body_bytes += n
+            bodies = self._bodies
+            bodies.used += n
             st.body.append(payload)
+            if st.size > self._max_body:
+                st.over = True                       # answered in phase 2; the rest is dropped
+                self._events.append((_TOO_BIG, st))
+            elif (self._body_bytes > self._conn_body_max or bodies.used > bodies.limit) \
+                    and not self._over_budget:
+                self._over_budget = True
+                self._events.append((_CALM, None))
         if flags & F.END_STREAM:
             st.recv_open = False
             self._events.append((_END, st))
-        elif st.recv_window < STREAM_WINDOW // 2:
+        elif st.recv_window < STREAM_WINDOW // 2 and not st.over:
             self._out.append(F.window_update(sid, STREAM_WINDOW - st.recv_window))
             st.recv_window = STREAM_WINDOW
 
@@ -230,6 +253,8 @@ class FrameLoop:
                 return
             if n % 6:
                 raise ConnError(F.FRAME_SIZE_ERROR)
+            self._ready = True
+            self._control_frame()
             self._peer_settings(payload)
             self._out.append(F.SETTINGS_ACK)
             self._events.append((_WINDOW, None))
@@ -240,6 +265,7 @@ class FrameLoop:
                 raise ConnError(F.FRAME_SIZE_ERROR)
             if not flags & F.ACK:
                 self._out.append(F.ping_ack(payload))
+                self._control_frame()
         elif ftype == F.WINDOW_UPDATE:
             if n != 4:
                 raise ConnError(F.FRAME_SIZE_ERROR)
@@ -290,19 +316,25 @@ class FrameLoop:
             raise ConnError(F.PROTOCOL_ERROR)
         # unknown frame types are ignored (RFC 9113 §4.1)
 
+    def _control_frame(self) -> None:
+        """A PING or SETTINGS we must acknowledge: past the budget, the connection ends in phase 2
+        (in order with the other events, as the h2 engine does)."""
+        if self._count_control() and not self._over_budget:
+            self._over_budget = True
+            self._events.append((_CALM, None))
+
+    def _count_control(self) -> bool:      # supplied by pushsim.edge.guard.ConnGuard
+        return False
+
     def _peer_settings(self, payload: bytes) -> None:
+        window = None
         for off in range(0, len(payload), 6):
             ident = (payload[off] << 8) | payload[off + 1]
             value = _U32(payload, off + 2)[0]
             if ident == F.INITIAL_WINDOW_SIZE:
                 if value > F.MAX_WINDOW:
                     raise ConnError(F.FLOW_CONTROL_ERROR)
-                delta = value - self._peer_window
-                self._peer_window = value
-                for st in self.streams.values():
-                    st.send_window += delta
-                    if st.send_window > F.MAX_WINDOW:
-                        raise ConnError(F.FLOW_CONTROL_ERROR)
+                window = value
             elif ident == F.HEADER_TABLE_SIZE:
                 # We never index, but a peer that lowers its table expects a size update (RFC 7541
                 # §4.2) in our next block: announce size 0 once, valid for any later value too.
@@ -314,9 +346,21 @@ class FrameLoop:
             elif ident == F.ENABLE_PUSH or ident == 8:     # 8 = ENABLE_CONNECT_PROTOCOL
                 if value > 1:
                     raise ConnError(F.PROTOCOL_ERROR)
+        if window is not None:
+            # Once per frame, last value wins (as h2 does): a frame repeating it thousands of
+            # times over many open streams must not cost entries × streams.
+            delta = window - self._peer_window
+            self._peer_window = window
+            if delta:
+                for st in self.streams.values():
+                    st.send_window += delta
+                    if st.send_window > F.MAX_WINDOW:
+                        raise ConnError(F.FLOW_CONTROL_ERROR)
 
     def _close(self, st: _Stream, how: int) -> None:
         """Protocol-level close (END_STREAM sent, or RST either way)."""
+        if st.size:
+            self._unbuffer(st)
         if st.open:
             st.open = False
             del self.streams[st.sid]
@@ -326,6 +370,13 @@ class FrameLoop:
                 # Rebuilt in bulk: deleting a dict's oldest key one at a time makes the next
                 # `next(iter(d))` scan the dead slots (py-spy: 10% of the request cost).
                 self._closed = dict(list(closed.items())[-CLOSED_MEMORY:])
+
+    def _unbuffer(self, st: _Stream) -> None:
+        """The stream's buffered body left our hands: give its bytes back to the budgets."""
+        n = st.size
+        st.size = 0
+        self._body_bytes -= n
+        self._bodies.used -= n
 
     def _reset(self, st: _Stream, code: int) -> None:
         self._out.append(F.rst_stream(st.sid, code))

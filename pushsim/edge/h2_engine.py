@@ -17,6 +17,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
     SettingsAcknowledged,
@@ -25,14 +26,17 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream
 from hyperframe.frame import GoAwayFrame
 
 from . import huffman
-from .conninfo import conn_info, internal_error_reply, reset_connection
+from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
+    too_large_reply
 from .fields import MAX_HEADER_LIST, RequestLine, body_fits, check_request, check_trailers
+from .guard import ConnGuard
+from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,9 @@ _CONFIG = H2Configuration(
 )
 
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
+_SLICE = 16384   # input bytes handed to h2 per event-loop turn
+# A stream h2 no longer knows (closed, or purged from its table): nothing to send on it.
+_GONE = (StreamClosedError, StreamIDTooLowError)
 
 
 class _ServerSettings(Settings):
@@ -98,6 +105,23 @@ class _LenientStream(H2Stream):
 
 
 class _Connection(H2Connection):
+    """h2 with its per-new-stream count made O(1), and streams without h2's content-length check.
+
+    h2 counts open inbound streams by scanning every stream it holds each time one opens (and
+    purges closed ones on the way): 16k streams opened in one read took 8-16 s. Its limit check is
+    disabled anyway (`_ServerSettings`), so the count is only needed for the purge, which is done
+    when the table has doubled since the last one: amortised O(1) per stream.
+    """
+
+    _purge_at = 64
+
+    @property
+    def open_inbound_streams(self) -> int:  # type: ignore[override]
+        if len(self.streams) > self._purge_at:
+            self._open_streams(1)
+            self._purge_at = max(64, 2 * len(self.streams))
+        return 0
+
     def _begin_new_stream(self, stream_id, allowed_ids):  # type: ignore[no-untyped-def]
         stream = super()._begin_new_stream(stream_id, allowed_ids)
         stream.__class__ = _LenientStream   # before h2 hands it the request's headers
@@ -105,23 +129,31 @@ class _Connection(H2Connection):
 
 
 class _Stream:
-    __slots__ = ("headers", "line", "body", "timer", "out", "ended")
+    __slots__ = ("headers", "line", "body", "timer", "out", "ended", "size", "over")
 
     def __init__(self, headers: Headers, line: RequestLine) -> None:
         self.headers = headers
         self.line = line
         self.body: list[bytes] = []
         self.ended = False                              # the request is complete (held streams)
+        self.size = 0                                   # body bytes buffered (in the budgets)
+        self.over = False                               # past the body limit: answered, dropped
         self.timer: asyncio.TimerHandle | None = None   # pending delayed reply
         self.out: bytes | None = None                   # response body waiting for flow-control credit
 
 
-class H2Protocol(asyncio.Protocol):
+class H2Protocol(ConnGuard, asyncio.Protocol):
     """One HTTP/2 server connection (the engine contract: docs/ARCHITECTURE.md, "Contracts")."""
 
     drain_timeout: float = 5.0   # after our GOAWAY, close even if stalled streams never finish
 
-    def __init__(self, service: Service, conns: set) -> None:
+    def __init__(self, service: Service, conns: set, limits: EdgeLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._max_body = limits.max_body
+        self._body_bytes = 0                      # buffered request bodies (limits: per connection)
+        self._over_budget = False
+        self._backlog = bytearray()               # input not yet given to h2 (see data_received)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.service = service
         self.conns = conns
         self.conn: ConnInfo | None = None
@@ -152,6 +184,12 @@ class H2Protocol(asyncio.Protocol):
         # so what it opens meanwhile is held and answered in turn, up to DEFAULT_MAX_STREAMS.
         self._announced = n
         self._limit = max(n, DEFAULT_MAX_STREAMS)
+        self._max_body = body_limit(self.service, conn, self.limits)
+        self._guard_start()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:                      # driven by hand (tests): each read in one go
+            self._loop = None
         h2 = self._h2 = _Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
         # The announced 8000 is advisory (RFC 9113 §6.5.2), and h2 would apply it on the first
@@ -164,6 +202,37 @@ class H2Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._reads += 1
+        if self._backlog:                         # still working through an earlier read
+            self._backlog += data
+            return
+        if len(data) > _SLICE and self._loop is not None:
+            # h2 spends ~25 µs per frame: one 256 KiB read of PINGs or SETTINGS held the loop
+            # 0.4 s. Work through it a slice per loop turn, reading nothing more meanwhile.
+            self._backlog = bytearray(data[_SLICE:])
+            data = data[:_SLICE]
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            self._loop.call_soon(self._next_slice)
+        self._receive(data)
+
+    def _next_slice(self) -> None:
+        if self._closed:
+            return
+        backlog = self._backlog
+        data = bytes(backlog[:_SLICE])
+        del backlog[:_SLICE]
+        if backlog:
+            self._loop.call_soon(self._next_slice)  # type: ignore[union-attr]
+        self._receive(data)
+        if not backlog and not self._closed and not self._paused:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if not self._closed and not self._backlog:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def _receive(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)  # type: ignore[union-attr]
         except ProtocolError as exc:
@@ -198,6 +267,10 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._guard_stop()
+        self._backlog.clear()
+        self.limits.bodies.used -= self._body_bytes
+        self._body_bytes = 0
         for stream in self._streams.values():
             if stream.timer is not None:
                 stream.timer.cancel()
@@ -235,18 +308,29 @@ class H2Protocol(asyncio.Protocol):
             if event.flow_controlled_length:  # type: ignore[attr-defined]
                 self._h2.acknowledge_received_data(event.flow_controlled_length, sid)  # type: ignore
             stream = self._streams.get(sid)
-            if stream is not None:
-                stream.body.append(event.data)  # type: ignore[attr-defined]
+            data = event.data  # type: ignore[attr-defined]
+            if stream is not None and data and not stream.over:
+                self._buffer(sid, stream, data)
         elif kind is StreamEnded:
             self._on_end(event.stream_id)  # type: ignore[attr-defined]
         elif kind is StreamReset:
             self._forget(event.stream_id)  # type: ignore[attr-defined]
+            if self._count_reset():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
         elif kind is TrailersReceived:
             if not check_trailers(event.headers):  # type: ignore[attr-defined]
                 self._malformed(event.stream_id, new=False)  # type: ignore[attr-defined]
         elif kind is WindowUpdated or kind is RemoteSettingsChanged:
+            if kind is RemoteSettingsChanged:
+                self._ready = True
+                if self._count_control():
+                    self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
+                    return
             if self._blocked:
                 self._resume_bodies()
+        elif kind is PingReceived:
+            if self._count_control():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
         elif kind is SettingsAcknowledged:
             self._limit = self._h2.local_settings[MAX_STREAMS]  # type: ignore[union-attr]
         elif kind is ConnectionTerminated:
@@ -271,6 +355,8 @@ class H2Protocol(asyncio.Protocol):
         owed = len(self._streams)
         if owed >= max(self._limit, self._announced):
             self._reset(sid, ErrorCodes.REFUSED_STREAM)   # over a limit the peer has seen
+            if self._count_reset():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
             return
         stream = self._streams[sid] = _Stream(headers, line)
         if self._held or owed >= self._announced:
@@ -281,8 +367,45 @@ class H2Protocol(asyncio.Protocol):
         held = self._held
         while held and not self._closed and len(self._streams) - len(held) < self._announced:
             sid = next(iter(held))
-            if held.pop(sid).ended:
+            stream = held.pop(sid)
+            if stream.over:
+                self._too_big(sid, stream)
+            elif stream.ended:
                 self._on_end(sid)
+
+    def _buffer(self, sid: int, stream: _Stream, data: bytes) -> None:
+        """Keep a body chunk, within the stream's limit and the connection's and edge's budgets."""
+        n = len(data)
+        stream.size += n
+        self._body_bytes += n
+        bodies = self.limits.bodies
+        bodies.used += n
+        stream.body.append(data)
+        if stream.size > self._max_body:
+            stream.over = True
+            if sid not in self._held:                    # a held one is answered when admitted
+                self._too_big(sid, stream)
+        elif (self._body_bytes > self.limits.conn_body_bytes or bodies.used > bodies.limit) \
+                and not self._over_budget:
+            self._over_budget = True
+            self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def _unbuffer(self, stream: _Stream) -> None:
+        n = stream.size
+        stream.size = 0
+        self._body_bytes -= n
+        self.limits.bodies.used -= n
+
+    def _too_big(self, sid: int, stream: _Stream) -> None:
+        """Answer now from what arrived, then RST_STREAM(NO_ERROR) (RFC 9113 §8.1) so it stops."""
+        body = b"".join(stream.body)
+        stream.body = []
+        self._unbuffer(stream)
+        method, path, _ = stream.line                 # a malformed request never gets this far
+        reply = too_large_reply(self.service, self.conn, method, path, stream.headers, body)  # type: ignore
+        self._deliver(sid, reply)
+        if sid not in self._streams:                 # answered in full: the rest is not wanted
+            self._reset(sid, ErrorCodes.NO_ERROR)
 
     def _on_end(self, sid: int) -> None:
         stream = self._streams.get(sid)
@@ -291,10 +414,14 @@ class H2Protocol(asyncio.Protocol):
         if sid in self._held:
             stream.ended = True          # answered when it gets a slot (`_admit_held`)
             return
+        if stream.over:
+            return                       # answered already (`_too_big`)
         method, path, _ = line = stream.line
         chunks = stream.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         stream.body = []
+        if stream.size:
+            self._unbuffer(stream)
         if not body_fits(line, len(body)):
             self._malformed(sid, new=False)
             return
@@ -360,7 +487,7 @@ class H2Protocol(asyncio.Protocol):
             if body:
                 stream.out = body
                 self._send_body(sid, stream)
-        except StreamClosedError:   # the peer reset it in the same batch
+        except _GONE:   # the peer reset it in the same batch
             stream.out = None
         if stream.out is None:
             self._streams.pop(sid, None)
@@ -393,7 +520,7 @@ class H2Protocol(asyncio.Protocol):
                 continue
             try:
                 self._send_body(sid, stream)
-            except StreamClosedError:
+            except _GONE:
                 stream.out = None
                 self._blocked.discard(sid)
             if stream.out is None:
@@ -413,14 +540,17 @@ class H2Protocol(asyncio.Protocol):
     def _reset(self, sid: int, code: ErrorCodes) -> None:
         try:
             self._h2.reset_stream(sid, code)  # type: ignore[union-attr]
-        except StreamClosedError:
+        except _GONE:
             pass   # already closed by the peer: nothing to refuse
 
     def _forget(self, sid: int) -> None:
         self._held.pop(sid, None)
         stream = self._streams.pop(sid, None)
-        if stream is not None and stream.timer is not None:
-            stream.timer.cancel()
+        if stream is not None:
+            if stream.timer is not None:
+                stream.timer.cancel()
+            if stream.size:
+                self._unbuffer(stream)
         self._blocked.discard(sid)
 
     def _emit_goaway(self, debug: bytes, code: ErrorCodes, last: int | None = None) -> None:
@@ -442,7 +572,10 @@ class H2Protocol(asyncio.Protocol):
         for sid in [s for s in self._streams if s > last]:
             self._forget(sid)   # declared unprocessed: never answered
         if self._drain_timer is None and not self._closed:
-            loop = asyncio.get_running_loop()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:                     # driven by hand (tests): no timer
+                return
             self._drain_timer = loop.call_later(self.drain_timeout, self._close_now)
 
     def _schedule_flush(self) -> None:
@@ -461,7 +594,33 @@ class H2Protocol(asyncio.Protocol):
             self._out.clear()
         if data:
             self.transport.write(data)  # type: ignore[union-attr]
+            if self._paused and self._write_overflow():
+                self._calm(ErrorCodes.ENHANCE_YOUR_CALM, abort=True)
+                return
         if self._goaway_last is not None and not self._streams:
+            self._close_now()
+
+    # -- guard (pushsim.edge.guard) ----------------------------------------------------------
+
+    def _guard_dead(self) -> bool:
+        return self._closed
+
+    def _owes_answers(self) -> bool:
+        return bool(self._streams)
+
+    def _calm(self, code: int, abort: bool = False) -> None:
+        if abort:
+            self._closed = True
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        self._emit_goaway(b"", ErrorCodes(code))
+        self._close_now()
+
+    def _idle_close(self, abort: bool) -> None:
+        if abort:
+            self._calm(ErrorCodes.NO_ERROR, abort=True)
+        else:
+            self._emit_goaway(idle_goaway_debug(self.service), ErrorCodes.NO_ERROR)
             self._close_now()
 
     def _close_now(self) -> None:

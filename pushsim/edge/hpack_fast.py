@@ -22,6 +22,7 @@ _STATIC = HeaderTable.STATIC_TABLE
 _NSTATIC = len(_STATIC)
 _VARINT_MAX_BYTES = 5            # continuation octets beyond the prefix; enough for any uint32
 _HUFFMAN_MEMO_MAX = 8192         # distinct literals remembered (cleared wholesale when full)
+_HUFFMAN_MEMO_LEN = 1024         # longer literals are decoded every time: the memo stays < ~16 MiB
 # One memo for every connection: the result depends only on the raw bytes, and a sender's
 # connections share their literals (the JWT, the device paths), so a new connection starts warm
 # instead of decoding each of them once more (with 1000 device tokens per connection, that was 13%
@@ -51,9 +52,10 @@ class HpackDecoder:
         out = memo.get(raw)
         if out is None:
             out = decode_huffman(raw)      # raises HPACKDecodingError on bad padding / EOS
-            if len(memo) >= _HUFFMAN_MEMO_MAX:
-                memo.clear()
-            memo[raw] = out
+            if len(raw) <= _HUFFMAN_MEMO_LEN:   # a peer's 1 MB literals must not stay with us
+                if len(memo) >= _HUFFMAN_MEMO_MAX:
+                    memo.clear()
+                memo[raw] = out
         return out
 
     def _resize(self, size: int) -> None:
@@ -155,6 +157,10 @@ class HpackDecoder:
             raise HPACKDecodingError("Truncated header block")
         s = data[i:j]
         if b & 0x80:
+            # Huffman codes are at most 30 bits: a string this long decodes past any header list
+            # we accept, so refuse it before spending ~0.3 s/MB of pure-Python decoding on it.
+            if n * 8 // 30 > self.max_header_list_size:
+                raise OversizedHeaderList(f"Huffman string of {n} bytes")
             s = self._huffman(s)
         return s, j
 

@@ -15,6 +15,8 @@ from http import HTTPStatus
 
 import httptools
 
+from .guard import ConnGuard
+from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
 MAX_BODY = 4 * 1024 * 1024            # Google's front ends refuse request bodies far below this too
@@ -22,6 +24,11 @@ MAX_HEADER_BYTES = 64 * 1024
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ERROR_PAGE = b"<!DOCTYPE html>\n<title>Error %d</title>\n<p><b>%d.</b> That's an error.\n"
+
+
+def error_reply(status: int) -> Reply:
+    """Google's front-end error page (what FCM's edge answers before FCM sees a request)."""
+    return Reply(status, [(b"content-type", b"text/html; charset=UTF-8")], _ERROR_PAGE % (status, status))
 
 
 def _status_line(status: int) -> bytes:
@@ -56,10 +63,15 @@ def render(status: int, headers: Headers, body: bytes, close: bool, head: bool =
     return b"".join(parts)
 
 
-class Http1Protocol(asyncio.Protocol):
+class Http1Protocol(ConnGuard, asyncio.Protocol):
+    """One HTTP/1.1 connection. Bounds (pushsim.edge.guard): the first request head within
+    `handshake_timeout`, idle keep-alive connections closed after `idle_timeout`, reading paused
+    while the peer does not read our replies."""
     max_body = MAX_BODY
 
-    def __init__(self, service: Service, conns: set) -> None:
+    def __init__(self, service: Service, conns: set, limits: EdgeLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.max_body = min(self.max_body, limits.max_body)
         self.service = service
         self.conns = conns
         self.transport: asyncio.Transport | None = None
@@ -84,10 +96,16 @@ class Http1Protocol(asyncio.Protocol):
                              peer=transport.get_extra_info("peername"))
         self.conn.state = self.service.open(self.conn)
         self.conns.add(self)
+        limit_of = getattr(self.service, "request_body_limit", None)
+        limit = limit_of(self.conn) if limit_of is not None else None
+        if limit is not None:
+            self.max_body = min(self.max_body, limit)
+        self._guard_start()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conns.discard(self)
         self._done = True
+        self._guard_stop()
 
     def eof_received(self) -> bool:
         # The client half-closed after its requests: answer what is still owed, then close.
@@ -96,13 +114,21 @@ class Http1Protocol(asyncio.Protocol):
             return False
         return True
 
-    def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
+    # guard (pushsim.edge.guard: pause_writing / resume_writing come from there) -----------
+    def _guard_dead(self) -> bool:
+        return self._done or self.transport is None or self.transport.is_closing()
 
-    def resume_writing(self) -> None:
-        if self.transport is not None and not self._done:
-            self.transport.resume_reading()
+    def _owes_answers(self) -> bool:
+        return bool(self._queue) or self._in_message
+
+    def _calm(self, code: int, abort: bool = False) -> None:
+        self._done = True
+        t = self.transport
+        if t is not None:
+            t.abort() if abort else t.close()
+
+    def _idle_close(self, abort: bool) -> None:
+        self._calm(0, abort)
 
     def shutdown(self, debug: bytes = b"") -> None:
         """Close now if idle; otherwise the next reply carries `Connection: close`."""
@@ -115,6 +141,7 @@ class Http1Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        self._reads += 1
         if self._in_message and not self._head_done:
             # llhttp buffers header bytes without bound; refuse an endless request head.
             self._head_bytes += len(data)
@@ -159,6 +186,7 @@ class Http1Protocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_done = True
+        self._ready = True
         for name, value in self._headers:
             if name == b"host":
                 if self._authority is None:
@@ -250,6 +278,9 @@ class Http1Protocol(asyncio.Protocol):
                 break
         if out:
             t.write(out[0] if len(out) == 1 else b"".join(out))
+            if self._paused and self._write_overflow():
+                self._calm(0, abort=True)
+                return
         if close or (not q and (self._eof or (self._closing and not self._in_message))):
             t.close()
 

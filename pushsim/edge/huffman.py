@@ -10,10 +10,14 @@ import functools
 from collections.abc import Callable
 
 import hpack.hpack as _hpack_module
+from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import decode_huffman as _decode_huffman
 
 CACHE_ENTRIES = 4096
 MAX_CACHED_LEN = 1024   # longer literals are rare and would make the cache's memory unbounded in practice
+# Huffman codes are at most 30 bits, so a longer input decodes past 64 KiB, more than any header
+# list the engines accept: refused before ~0.3 s/MB of pure-Python decoding stalls the loop.
+MAX_INPUT_LEN = 65536 * 30 // 8
 
 _cached: Callable[[bytes], bytes] = functools.lru_cache(maxsize=CACHE_ENTRIES)(_decode_huffman)
 
@@ -22,6 +26,8 @@ def decode_huffman(data: bytes | bytearray | memoryview | None) -> bytes:
     """Drop-in for `hpack.huffman_table.decode_huffman`, answering repeats from the cache."""
     if type(data) is bytes and len(data) <= MAX_CACHED_LEN:
         return _cached(data)
+    if data is not None and len(data) > MAX_INPUT_LEN:
+        raise HPACKDecodingError(f"Huffman string of {len(data)} bytes")
     return _decode_huffman(data)
 
 

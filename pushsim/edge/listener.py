@@ -4,11 +4,17 @@ The engine is chosen per connection: over TLS by the negotiated ALPN protocol (n
 because aioapns offers none), in cleartext by sniffing the HTTP/2 client preface when HTTP/1.1 is
 also served. The chosen engine takes over the transport with `set_protocol` and gets the bytes
 read so far replayed.
+
+Bounds (pushsim.edge.limits): at most `max_connections` live connections per listener (counting
+those still being sniffed; one more is closed at once), the TLS handshake within
+`handshake_timeout`, and the limits object handed to every engine.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
+import inspect
 import logging
 import re
 import ssl
@@ -16,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from .h2_engine import H2Protocol
+from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import Service
 
 log = logging.getLogger(__name__)
@@ -81,19 +88,24 @@ class Dispatcher(asyncio.Protocol):
     """Holds a new connection until its protocol is known, then hands it to the right engine."""
 
     def __init__(self, service: Service, conns: set, h2: EngineFactory,
-                 h1: EngineFactory | None) -> None:
+                 h1: EngineFactory | None, timeout: float = DEFAULT_LIMITS.handshake_timeout) -> None:
+        self._timeout = timeout
         self._service = service
         self._conns = conns
         self._h2 = h2
         self._h1 = h1
         self._transport: asyncio.BaseTransport | None = None
         self._buffer = b""
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        self._conns.add(self)       # counts against the connection cap while undecided
         decision = choose(transport, http1=self._h1 is not None)
         if decision is not None:
             self._hand_over(decision)
+        else:                       # a peer that never says which protocol is not held forever
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -104,7 +116,24 @@ class Dispatcher(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None   # closed before saying anything useful
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conns.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def shutdown(self, debug: bytes) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        return self._transport
+
     def _hand_over(self, http2: bool) -> None:
+        self._conns.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         factory = self._h2 if http2 else self._h1
         assert factory is not None
         engine = factory(self._service, self._conns)
@@ -117,6 +146,22 @@ class Dispatcher(asyncio.Protocol):
             engine.data_received(data)
 
 
+def _with_limits(factory: EngineFactory, limits: EdgeLimits) -> EngineFactory:
+    """`factory` bound to `limits`, for engines that take them (test stand-ins may not)."""
+    try:
+        takes = "limits" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return functools.partial(factory, limits=limits) if takes else factory
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the listener's cap: closed as soon as it is made."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()
+
+
 async def start_listener(
     host: str | Iterable[str] | None,
     port: int,
@@ -127,26 +172,33 @@ async def start_listener(
     http1: bool = False,
     reuse_port: bool = False,
     conns: set | None = None,
+    limits: EdgeLimits = DEFAULT_LIMITS,
 ) -> asyncio.Server:
     """Listen on `host:port` (port 0 = ephemeral) and serve `service`.
 
     `conns` collects the live engine protocols (each has `shutdown(debug)`); pass your own set to
     drain them on stop, or read `server.pushsim_conns` (see `shutdown_connections`).
     """
-    h2_factory = resolve_engine(engine)
-    h1_factory = resolve_http1() if http1 else None
+    h2_factory = _with_limits(resolve_engine(engine), limits)
+    h1_factory = _with_limits(resolve_http1(), limits) if http1 else None
     live: set = set() if conns is None else conns
     loop = asyncio.get_running_loop()
+    cap = limits.max_connections
 
     if ssl_context is None and h1_factory is None:
         def factory() -> asyncio.Protocol:   # h2c prior knowledge: nothing to decide
+            if len(live) >= cap:
+                return _Refused()
             return h2_factory(service, live)
     else:
         def factory() -> asyncio.Protocol:
-            return Dispatcher(service, live, h2_factory, h1_factory)
+            if len(live) >= cap:
+                return _Refused()
+            return Dispatcher(service, live, h2_factory, h1_factory, limits.handshake_timeout)
 
+    tls = {} if ssl_context is None else {"ssl_handshake_timeout": limits.handshake_timeout}
     server = await loop.create_server(factory, host, port, ssl=ssl_context,
-                                      reuse_port=reuse_port or None)
+                                      reuse_port=reuse_port or None, **tls)
     try:
         server.pushsim_conns = live  # type: ignore[attr-defined]
     except AttributeError:   # uvloop's Server is a C type without a __dict__

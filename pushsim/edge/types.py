@@ -65,3 +65,22 @@ class Service(Protocol):
     def closing_reason(self) -> bytes:
         """GOAWAY debug data sent on shutdown, e.g. b'{"reason":"Shutdown"}'."""
         ...
+
+    # Optional (pushsim.edge.conninfo supplies defaults when a service lacks them) ------------
+
+    def request_body_limit(self, conn: ConnInfo) -> int | None:
+        """The largest request body worth buffering (None = the edge's `EdgeLimits.max_body`).
+
+        Called once per connection. A longer body is never buffered in full: the engine calls
+        `body_too_large` with what has arrived so far, stops granting window, and answers at once.
+        """
+        ...
+
+    def body_too_large(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers,
+                       prefix: bytes) -> Reply:
+        """Answer a request whose body passed `request_body_limit` (`prefix` is already longer)."""
+        ...
+
+    def idle_reason(self) -> bytes:
+        """GOAWAY debug data when a connection idles out, e.g. b'{"reason":"IdleTimeout"}'."""
+        ...

@@ -6,6 +6,7 @@ service twice, and with no rule active it costs one attribute read.
 """
 from __future__ import annotations
 
+from pushsim.edge.conninfo import idle_goaway_debug, too_large_reply
 from pushsim.edge.types import ConnInfo, Headers, Reply, Service
 
 from .hook import Faults
@@ -24,6 +25,18 @@ class FaultingService:
 
     def closing_reason(self) -> bytes:
         return self.service.closing_reason()
+
+    # The optional parts of the contract pass through (the engines' defaults when the service has none).
+    def request_body_limit(self, conn: ConnInfo) -> int | None:
+        limit_of = getattr(self.service, "request_body_limit", None)
+        return limit_of(conn) if limit_of is not None else None
+
+    def body_too_large(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers,
+                       prefix: bytes) -> Reply:
+        return too_large_reply(self.service, conn, method, path, headers, prefix)
+
+    def idle_reason(self) -> bytes:
+        return idle_goaway_debug(self.service)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
         faults = self.faults

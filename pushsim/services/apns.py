@@ -11,7 +11,7 @@ import logging
 from cryptography import x509
 
 from device_sim.notification import Notification
-from fake_apns import reasons
+from fake_apns import pushtypes, reasons
 from fake_apns.auth import KeyStore
 from fake_apns.connection import ApnsConnection, initial_max_streams, next_max_streams
 from fake_apns.ids import IdGenerator, is_uuid
@@ -69,6 +69,19 @@ class ApnsService:
 
     def closing_reason(self) -> bytes:
         return reasons.BODY["Shutdown"]
+
+    def idle_reason(self) -> bytes:
+        return reasons.BODY["IdleTimeout"]
+
+    def request_body_limit(self, conn: ConnInfo) -> int:
+        # The largest payload APNs takes (VoIP); every body up to it gets the full rules.
+        return pushtypes.VOIP_PAYLOAD_LIMIT
+
+    def body_too_large(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers,
+                       prefix: bytes) -> Reply:
+        # `prefix` is past every payload limit, so the rules answer PayloadTooLarge (or a reason
+        # they check first: the answer is the one the whole body would have had).
+        return self.handle(conn, method, path, headers, prefix)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
         try:

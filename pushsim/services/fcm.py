@@ -24,6 +24,7 @@ from fake_fcm.oauth import TokenAuthority
 from fake_fcm.quota import Quotas
 from fake_fcm.send import MessageNamer, SendRules, decide
 from fake_fcm.topics import TopicRegistry
+from pushsim.edge.http1 import MAX_BODY, error_reply
 from pushsim.edge.types import ConnInfo, Headers, Reply
 from pushsim.testbed import Testbed
 
@@ -74,6 +75,14 @@ class FcmService:
 
     def closing_reason(self) -> bytes:
         return b'{"reason":"Shutdown"}'
+
+    def request_body_limit(self, conn: ConnInfo) -> int:
+        return MAX_BODY                       # the same cap over HTTP/2 as over HTTP/1.1
+
+    def body_too_large(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers,
+                       prefix: bytes) -> Reply:
+        # Google's front end refuses it before FCM sees it: 413 and its HTML error page.
+        return error_reply(413)
 
     def reset(self) -> None:
         """`Testbed.reset()` (POST /reset) forgot the traffic: rate-limit history and topic

@@ -275,6 +275,12 @@ def test_every_route_of_the_table_is_served_by_the_hub(cluster):
         assert r.status_code == 400 and "bogus" in r.json()["error"]
         r = admin.get("/journal", params={"since": "9" * 30})
         assert r.status_code == 400 and "since" in r.json()["error"]
+        deep = b"[" * 100_000 + b"]" * 100_000
+        for path in (f"/devices/{token}/state", "/faults", "/devices"):   # owner-routed and broadcast
+            r = admin.post(path, content=deep, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and "JSON" in r.json()["error"], (path, r.text)
+        r = admin.post("/faults", content=b"[" + b"1," * (1 << 20) + b"1]")
+        assert r.status_code == 413 and "larger than" in r.json()["error"]
 
 
 def test_ctrl_c_stops_every_process_cleanly(cluster):
