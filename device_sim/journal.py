@@ -116,6 +116,12 @@ def redacted_headers(headers: Headers, limit: int = HEADER_LIMIT) -> list[list[s
     return out
 
 
+def _cost(e: Entry) -> int:
+    """What keeping an entry's headers and body costs, roughly (the byte budget counts this)."""
+    body, headers = e.body, e.headers
+    return _ENTRY_COST + (len(body) if body is not None else 0) + (_HEADER_COST * len(headers) if headers else 0)
+
+
 FILTERS = ("token", "service", "status", "reason", "push_type", "sender", "connection")
 
 
@@ -170,7 +176,7 @@ class Journal:
     def reset(self) -> None:
         self.entries: deque[Entry] = deque(maxlen=self.limit)
         self.next_id = 0
-        self._detailed: deque[tuple[Entry, int]] = deque()   # entries holding headers/body, with their cost
+        self._detailed: deque[Entry] = deque()   # entries holding headers/body, oldest first
         self.detail_bytes = 0
 
     def add(self, t: float, service: str, method: str, path: str, token: str | None, status: int,
@@ -184,22 +190,28 @@ class Journal:
         self.next_id = eid + 1
         self.entries.append(e)
         if headers is not None or body is not None:
-            cost = _ENTRY_COST + (len(body) if body is not None else 0) + (
-                _HEADER_COST * len(headers) if headers else 0)
+            # The queue holds the entry alone; its cost is recomputed (the same way) when it is shed.
             detailed = self._detailed
-            detailed.append((e, cost))
-            self.detail_bytes += cost
-            if self.detail_bytes > self.detail_budget or len(detailed) > self.limit:
+            if len(detailed) >= self.limit:
+                # The steady state of a full journal: the oldest detail goes as this one comes.
+                old = detailed.popleft()
+                self.detail_bytes -= _cost(old)
+                old.headers = old.body = None
+            detailed.append(e)
+            # _cost(e), inlined: this runs once per request
+            self.detail_bytes += _ENTRY_COST + (len(body) if body is not None else 0) + (
+                _HEADER_COST * len(headers) if headers else 0)
+            if self.detail_bytes > self.detail_budget:
                 self._shed()
         return e
 
     def _shed(self) -> None:
         """Over budget: the oldest entries give up their headers and body (their size stays known)."""
         detailed = self._detailed
-        while detailed and (self.detail_bytes > self.detail_budget or len(detailed) > self.limit):
-            old, cost = detailed.popleft()
+        while detailed and self.detail_bytes > self.detail_budget:
+            old = detailed.popleft()
+            self.detail_bytes -= _cost(old)
             old.headers = old.body = None
-            self.detail_bytes -= cost
 
     def query(self, token: str | None = None, since: int = 0, limit: int = 100,
               service: str | None = None, **filters: str | None) -> list[Entry]:
