@@ -16,7 +16,7 @@ from typing import Callable
 from . import errors
 from .errors import FcmFailure
 from .message import SendRequest, token_of, validate
-from .oauth import TokenAuthority
+from .oauth import AccessToken, TokenAuthority
 from .quota import Quotas
 from .topics import TopicRegistry
 
@@ -82,12 +82,13 @@ class SendDecision:
     """The outcome of one send. `failure` None means accepted: `name` is the message name, and the
     message goes to `install` (a token or FID target) or to every one of `installs` (a topic or
     condition; maybe none). `token` is the target as the journal shows it."""
-    __slots__ = ("failure", "token", "request", "name", "install", "installs")
+    __slots__ = ("failure", "token", "request", "name", "install", "installs", "sender")
 
     def __init__(self, failure: FcmFailure | None, token: str | None, request: SendRequest | None = None,
                  name: str | None = None, install: int = -1, installs: list[int] | None = None) -> None:
         self.failure, self.token, self.request, self.name = failure, token, request, name
         self.install, self.installs = install, installs
+        self.sender: str | None = None   # the service account behind the access token, once known
 
 
 def unknown_token_code(token: str) -> str:
@@ -106,6 +107,12 @@ def decide(rules: SendRules, project: str, authorization: bytes | None, body: by
     grant = rules.authority.check(authorization, now)
     if isinstance(grant, FcmFailure):
         return SendDecision(grant, None)
+    d = _decide(rules, grant, project, body, now)
+    d.sender = grant.client_email
+    return d
+
+
+def _decide(rules: SendRules, grant: AccessToken, project: str, body: bytes, now: float) -> SendDecision:
     if project != rules.project_id and project != rules.project_number:
         return SendDecision(errors.project_denied(project), None)
     quotas = rules.quotas

@@ -63,6 +63,7 @@ class WorkerRole:
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:
             service = plan.service
+            service.number_connections(self.me, self.workers)   # connection ids unique cluster-wide
             if plan.name == "fcm":
                 share_tokens(service.authority, self.secret)
                 self._fcm = service

@@ -236,6 +236,32 @@ def _raw_h2(url: str) -> tuple[socket.socket, h2.connection.H2Connection]:
     return sock, conn
 
 
+def test_the_report_covers_every_worker(cluster):
+    """Sends to an uninstalled token on connections the kernel spreads over both workers: the hub's
+    /report merges the workers' exports, so the finding counts every resend and its evidence ids
+    are the merged journal's."""
+    proc, ep = cluster
+    admin = _admin(ep)
+    admin.post("/reset").raise_for_status()
+    token = _devices(admin, "ios", 1)[0]["token"]
+    admin.post(f"/devices/{token}/state", json={"uninstall": True}).raise_for_status()
+    jwt_token = provider_token(ep)
+    clients = [_h2c(ep["apns"]["h2c_url"]) for _ in range(6)]
+    try:
+        statuses = [_apns(c, ep, token, jwt_token) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert statuses == [410] * 6
+    rep = admin.get("/report").json()
+    (f,) = [f for f in rep["findings"] if f["rule"] == "apns.send-after-unregistered"]
+    assert f["count"] == 5 and f["tokens"] == [token]
+    ids = {e["id"] for e in admin.get("/journal", params={"limit": 1000}).json()["entries"]}
+    assert {ev["id"] for ev in f["evidence"]} <= ids
+    assert admin.get("/journal/count", params={"status": "410"}).json()["count"] == 6
+    assert admin.get("/report", params={"ignore": "nope"}).status_code == 400
+
+
 def test_every_route_of_the_table_is_served_by_the_hub(cluster):
     _, ep = cluster
     with _admin(ep) as admin:
@@ -346,3 +372,4 @@ def test_a_port_in_use_is_a_clear_start_error(tmp_path):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "pushsim ready" not in out
     assert f"APNS cleartext port 127.0.0.1:{port} is already in use; choose another with --apns-h2c-port" in err
+
