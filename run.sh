@@ -5,6 +5,7 @@
 #   ./run.sh test  [pytest args]           the whole test suite
 #   ./run.sh bench full|quick|apns|fcm [args]  benchmarks vs nghttpd (installs h2load/nghttpd);
 #                                          `bench quick` is the < 1 min before/after check (benchmarks/README.md)
+#   ./run.sh conformance [--engine fast|h2] h2spec on every HTTP/2 port, both engines (docs/edge.md)
 #   ./run.sh pushsim ...                   any other pushsim command
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,6 +48,7 @@ case "$cmd" in
             exec "$venv/bin/python" -m pytest "$@" ;;
     bench)  need_debs h2load:nghttp2-client nghttpd:nghttp2-server; ensure_venv
             exec "$venv/bin/python" -m benchmarks "${@:-quick}" ;;
+    conformance) ensure_venv; exec "$venv/bin/python" -m tests.conformance "$@" ;;
     pushsim) ensure_venv; exec "$venv/bin/pushsim" "$@" ;;
-    *) echo "usage: ./run.sh serve|test|bench|pushsim [args]" >&2; exit 2 ;;
+    *) echo "usage: ./run.sh serve|test|bench|conformance|pushsim [args]" >&2; exit 2 ;;
 esac

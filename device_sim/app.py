@@ -60,6 +60,20 @@ class AppModel:
             d.announced, d.announced_at = v, t
         n.version = v
 
+    def ready_for(self, d: Device, n: Notification) -> bool:
+        """Does the app have the content a visible push announces? With an explicit
+        `content_version`, that version; otherwise (each push announces the next) the one before,
+        which a silent push sent first would have made ready."""
+        if b"content_version" in n.payload:
+            return d.version >= n.version
+        return d.version >= n.version - 1
+
+    def last_open(self, d: Device) -> float | None:
+        """Device time of the install's last open, None if never: each open starts the session timer
+        at open + session (read back from it, so no slot per install is spent on this)."""
+        timer = d.session_timer
+        return None if timer is None else timer[0] - self.params.session
+
     # background work ---------------------------------------------------------------------------
     def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
         sim, p, r = self.sim, self.params, d.rng

@@ -21,8 +21,7 @@ class Policy(Protocol):
 
 
 class DeliverAtOnce:
-    """Every accepted notification reaches its app at once: the policy when no OS rules apply
-    (tests and tools that check accounting, not device behaviour)."""
+    """The simplest policy: every accepted notification reaches its app at once (ledger and dispatch tests)."""
 
     def __init__(self, ledger: Ledger, now: Callable[[], float]) -> None:
         self.ledger, self.now = ledger, now

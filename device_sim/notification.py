@@ -42,6 +42,10 @@ class Notification:
     reason: str | None = None
     settled_at: float | None = None
     prev: int = -1
+    # Set at delivery, for the report (pushsim/report): the reason it was held for before it landed
+    # (None = delivered at once), and for a visible push whether the app had the content ready.
+    held: str | None = None
+    ready: bool | None = None
     _extra: dict[str, object] | None = None
 
     @property

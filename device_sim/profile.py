@@ -174,3 +174,13 @@ class FleetMix:
 def install_rng(seed: int, index: int) -> Stream:
     """The install's own random stream: its profile first, then its app's draws, in event order."""
     return Stream(mix64(seed, index, 1))
+
+
+# Real UTC offsets (minutes), weighted roughly by where app users live; an install's is seeded.
+UTC_OFFSETS = (-480, -420, -360, -300, -300, -240, -180, 0, 0, 60, 60, 60, 120, 180, 330, 330, 420,
+               480, 480, 540, 600)
+
+
+def utc_offset_minutes(seed: int, index: int) -> int:
+    """The install's time zone (for quiet hours in local time): a pure function of (seed, index)."""
+    return UTC_OFFSETS[int(unit(seed, index, 11) * len(UTC_OFFSETS))]

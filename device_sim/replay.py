@@ -19,7 +19,7 @@ from .fleet import PLATFORM_NAMES, App
 from .ledger import Record
 from .notification import Notification
 from .params import SimParams
-from .profile import FleetMix
+from .profile import FleetMix, utc_offset_minutes
 from .sim import outcome_digest
 from .world import World, WorldSettings
 
@@ -49,6 +49,7 @@ def export_jsonl(world: World) -> Iterator[str]:
         "apps": [[a.bundle_id, a.package] for a in fleet.apps],
         "platforms": _runs(fleet.platform), "app_of": _runs(fleet.app), "env_of": _runs(fleet.env),
         "params": sim.params.to_dict(), "mix": asdict(sim.mix),
+        "metrics": sim.stats(),      # the fleet's app metrics at export time (for the report)
     }
     yield orjson.dumps(header).decode() + "\n"
     for t, pos, index, changes in sim.interventions:
@@ -63,7 +64,40 @@ def export_jsonl(world: World) -> Iterator[str]:
             "expiration": exp, "exp_at": exp if exp in (None, 0.0) else clock.device(exp),
             "collapse_id": n.collapse_id, "content_available": n.content_available,
             "drop_reason": n.drop_reason, "payload": base64.b64encode(n.payload).decode(),
+            # what the ledger and the device made of it (the report reads these; replay ignores them)
+            "outcome": n.outcome.value, "outcome_reason": n.reason, "settled_at": n.settled_at,
+            "held": n.held, "ready": n.ready, "version": n.version, "size": len(n.payload),
+            "label": analytics_label(n.payload) if n.service == "fcm" else None,
         }).decode() + "\n"
+    # The report's inputs beside the replay's: the journal (every request, rejected ones too) and
+    # the installs that got traffic (time zone, last open, uninstalled).
+    device = clock.device
+    for e in list(world.journal.entries):
+        d = e.to_json(digest=True)     # headers and payload text stay out: the export stays small
+        d["type"], d["at"] = "request", device(e.t)
+        yield orjson.dumps(d).decode() + "\n"
+    app = sim.app
+    for index in sorted(sim.devices):
+        dev = sim.devices[index]
+        yield orjson.dumps({"type": "install", "install": index,
+                            "tz_minutes": utc_offset_minutes(cfg.seed, index), "opened_at": app.last_open(dev),
+                            "uninstalled": index in fleet.uninstalled}).decode() + "\n"
+
+
+def analytics_label(payload: bytes) -> str | None:
+    """The FCM message's analytics label (fcm_options, or android.fcm_options), if it has one."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    msg = doc.get("message") if isinstance(doc, dict) else None
+    if not isinstance(msg, dict):
+        return None
+    for scope in (msg, msg.get("android")):
+        opts = scope.get("fcm_options") if isinstance(scope, dict) else None
+        if isinstance(opts, dict) and isinstance(opts.get("analytics_label"), str):
+            return str(opts["analytics_label"])
+    return None
 
 
 @dataclass(slots=True)

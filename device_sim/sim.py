@@ -137,6 +137,13 @@ class DeviceSim:
 
     # accounting -----------------------------------------------------------------------------------------
     def deliver(self, n: Notification, t: float) -> None:
+        waited = n.reason
+        if waited is not None and waited != "queued":
+            n.held = waited
+        if not n.content_available:
+            d = self.devices.get(n.install)
+            if d is not None:
+                n.ready = self.app.ready_for(d, n)
         self.ledger.deliver_note(n, t)
 
     def drop(self, n: Notification, reason: str, t: float) -> None:

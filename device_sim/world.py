@@ -53,11 +53,12 @@ class World:
                  rules: tuple[SimParams, FleetMix] | None = None,
                  fetcher: Fetcher | None = None,
                  route: Callable[[World], Submitter] | None = None) -> None:
-        """`schedule` runs the dispatcher's flush later (e.g. loop.call_soon; None = at once);
-        `rules` = OS/app rule settings and fleet distributions (default: the defaults; a scenario file's
-        come from device_sim.scenario.sim_settings); `fetcher` performs apps' real HTTP fetches (None = none; unused on
-        the virtual clock); `route` builds what accepted notifications go through instead of this
-        process's dispatcher (a cluster worker's router, which hands it the installs it owns)."""
+        """`schedule` runs the dispatcher's flush later (e.g. loop.call_soon; None = at once).
+        `rules`: OS/app rule settings and fleet distributions (default: the defaults; a scenario
+        file's come from device_sim.scenario.sim_settings). `fetcher` performs apps' real HTTP
+        fetches (None = none; unused on the virtual clock). `route` builds what accepted
+        notifications go through instead of this process's dispatcher (a cluster worker's router,
+        which hands the installs it owns to `local_dispatcher`)."""
         self.settings = settings
         self.sched = Scheduler()
         self.clock = parse_clock(settings.clock, self.sched, now)

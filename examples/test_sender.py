@@ -77,3 +77,18 @@ def test_uninstalled_android_app_token_is_cleaned_up(pushsim, sender: Sender) ->
     r = sender.send_fcm(token, {"data": {"k": "v"}})
     assert (r.status, r.reason, r.removed) == (404, "UNREGISTERED", True)
     assert token not in sender.tokens
+
+
+def test_the_sender_is_conformant(pushsim, sender: Sender) -> None:
+    """The conformance report (docs/report.md): no error-level finding for this sender's traffic,
+    a retry after a 503 and a dead token included."""
+    ios, android = pushsim.tokens("ios", limit=2), pushsim.tokens("android", limit=1)
+    pushsim.add_fault(scope={"service": "apns", "tokens": [ios[0]]}, trigger={"first": 1},
+                      action={"type": "respond", "reason": "ServiceUnavailable"})
+    assert sender.send_apns(ios[0], {"aps": {"alert": "hello"}}).ok
+    assert sender.send_fcm(android[0], {"notification": {"title": "hello"}}).ok
+    pushsim.uninstall(ios[1])
+    assert sender.send_apns(ios[1], {"aps": {"alert": "bye"}}).removed
+    assert ios[1] not in sender.tokens          # dropped after the 410: never sent to again
+    report = pushsim.assert_conformant(fail_on="error")
+    assert report["summary"]["requests"] >= 4

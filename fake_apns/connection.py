@@ -11,10 +11,14 @@ from .certs import CertAuth, cert_auth_from_der
 
 
 class ApnsConnection:
-    __slots__ = ("cert_der", "cert", "tokens", "max_streams")
+    __slots__ = ("cert_der", "cert", "tokens", "max_streams", "id", "sender")
 
-    def __init__(self, cert_der: bytes | None, max_streams: int) -> None:
+    def __init__(self, cert_der: bytes | None, max_streams: int, conn_id: int = 0) -> None:
         self.cert_der = cert_der
+        self.id = conn_id                # numbers the connection in the journal
+        # Who sends on it: the certificate's subject, or "team_id/key_id" once a token is bound
+        # (APNs binds one team and key per connection, so it never changes after that).
+        self.sender: str | None = None
         # Parsed once per connection: every request on it shares the same certificate.
         self.cert: CertAuth | None = cert_auth_from_der(cert_der) if cert_der else None
         self.tokens = TokenState()

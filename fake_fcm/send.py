@@ -9,17 +9,21 @@ state, and they live in fake_fcm.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Callable
 
 from . import errors
 from .errors import FcmFailure
 from .message import SendRequest, token_of, validate
-from .oauth import TokenAuthority
+from .oauth import AccessToken, TokenAuthority
 from .quota import Quotas
 from .topics import TopicRegistry
 
 _US_LOW, _US_HIGH = 10**15, 10**16
+# Anything shaped like a registration token (instance id, ':', long url-safe tail) that the registry
+# does not know is a token FCM has forgotten: UNREGISTERED. Other strings are not tokens at all: 400.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-]{8,}:[A-Za-z0-9_\-]{20,}")
 
 
 class MessageNamer:
@@ -78,12 +82,18 @@ class SendDecision:
     """The outcome of one send. `failure` None means accepted: `name` is the message name, and the
     message goes to `install` (a token or FID target) or to every one of `installs` (a topic or
     condition; maybe none). `token` is the target as the journal shows it."""
-    __slots__ = ("failure", "token", "request", "name", "install", "installs")
+    __slots__ = ("failure", "token", "request", "name", "install", "installs", "sender")
 
     def __init__(self, failure: FcmFailure | None, token: str | None, request: SendRequest | None = None,
                  name: str | None = None, install: int = -1, installs: list[int] | None = None) -> None:
         self.failure, self.token, self.request, self.name = failure, token, request, name
         self.install, self.installs = install, installs
+        self.sender: str | None = None   # the service account behind the access token, once known
+
+
+def unknown_token_code(token: str) -> str:
+    """The error code for a token no install has (nor another project): see TOKEN_SHAPE."""
+    return "UNREGISTERED" if TOKEN_SHAPE.fullmatch(token) else "INVALID_ARGUMENT"
 
 
 def failure_for(code: str) -> FcmFailure:
@@ -97,6 +107,12 @@ def decide(rules: SendRules, project: str, authorization: bytes | None, body: by
     grant = rules.authority.check(authorization, now)
     if isinstance(grant, FcmFailure):
         return SendDecision(grant, None)
+    d = _decide(rules, grant, project, body, now)
+    d.sender = grant.client_email
+    return d
+
+
+def _decide(rules: SendRules, grant: AccessToken, project: str, body: bytes, now: float) -> SendDecision:
     if project != rules.project_id and project != rules.project_number:
         return SendDecision(errors.project_denied(project), None)
     quotas = rules.quotas

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
 import gevent.event
 import gevent.lock
 import httpx
@@ -127,6 +128,10 @@ def _on_range_message(environment: Environment, msg: Any, **_kw: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_kw: Any) -> None:
+    # gevent's loop caches "now" and has not turned since before the locustfile's imports, and
+    # locust arms the --run-time timer right after this event: on a busy machine a `-t 3s` run
+    # ended before its first request. A fresh reading makes the run last what was asked.
+    gevent.get_hub().loop.update_now()
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(RANGE_MESSAGE, _on_range_message)
 

@@ -22,12 +22,16 @@ import orjson
 from aiohttp import web
 
 from device_sim.fleet import PLATFORMS
+from device_sim.journal import FILTERS as JOURNAL_FILTERS
 from device_sim.ledger import Record
 from device_sim.replay import export_jsonl
 
 from . import control_faults
 from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param, integer, json_object, quote
 from .metrics import CONTENT_TYPE
+from .report import DEFAULTS as REPORT_RULES
+from .report import build_report, parse_policy
+from .report.live import records_of
 
 if TYPE_CHECKING:
     from .server import PushSim
@@ -160,11 +164,36 @@ async def journal(request: web.Request, sim: PushSim) -> web.StreamResponse:
     j = sim.testbed.journal
     since = int_param(request, "since", 0, 0)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    entries = j.query(token=request.query.get("token") or None, since=since, limit=limit,
-                      service=request.query.get("service") or None)
+    detail = choice("detail", request.query.get("detail", "0"), ("0", "1")) == "1"
+    entries = j.query(since=since, limit=limit, **_journal_filters(request))
     # A short page means the whole journal was scanned, so the next poll can start at its end.
     nxt = entries[-1].id + 1 if len(entries) >= limit else max(since, j.next_id)
-    return _json({"entries": [e.to_json() for e in entries], "next_since": nxt})
+    return _json({"entries": [e.to_json(detail) for e in entries], "next_since": nxt})
+
+
+def _journal_filters(request: web.Request) -> dict[str, str | None]:
+    """The journal's filters (the route table already refused unknown names, listing the known ones)."""
+    filters = {k: request.query.get(k) for k in JOURNAL_FILTERS}
+    for name in ("status", "connection"):
+        if filters[name]:
+            int_param(request, name, 0, 0)      # a 400 unless it is an integer
+    return filters
+
+
+async def journal_count(request: web.Request, sim: PushSim) -> web.Response:
+    j = sim.testbed.journal
+    return _json({"count": j.count(since=int_param(request, "since", 0, 0), **_journal_filters(request))})
+
+
+async def report(request: web.Request, sim: PushSim) -> web.Response:
+    """The conformance report (pushsim/report): findings and delivery metrics, as `pushsim report --format json`."""
+    ignore = [r for r in request.query.get("ignore", "").split(",") if r]
+    try:
+        policy = parse_policy({"ignore": ignore}, REPORT_RULES)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    records = records_of(sim.testbed.world)     # a snapshot, taken on the loop (the world is not thread-safe)
+    return _json(await asyncio.to_thread(build_report, records, policy))   # the analysis does not stall the fakes
 
 
 async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamResponse:
@@ -272,9 +301,10 @@ class Mode(enum.Enum):
 @dataclass(frozen=True)
 class Cluster:
     mode: Mode
-    merge: str = ""                      # MERGE: a function of pushsim.cluster.merge (answers, context)
-    hub: str = ""                        # HUB: the hub-side answer; ALL: a hub-side step after a 2xx
-    everywhere: Callable[[Any], bool] | None = None   # OWNER: a body that every worker must apply
+    merge: str = ""     # MERGE: the function of pushsim.cluster.merge that combines the answers
+    hub: str = ""       # HUB: the hub's own answer (a method of control_proxy.Proxy)
+    then: str = ""      # ALL: a hub-side step after every worker said 2xx (a Proxy method, given the body)
+    everywhere: Callable[[Any], bool] | None = None   # OWNER: true for a body every worker must apply
 
 
 @dataclass(frozen=True)
@@ -291,13 +321,16 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", health, Cluster(Mode.HUB, hub="health")),
     Route("GET", "/endpoints", endpoints, Cluster(Mode.HUB, hub="endpoints")),
     Route("GET", "/devices", list_devices, ANY, query=("limit", "offset", "platform")),
-    Route("POST", "/devices", register_devices, Cluster(Mode.ALL, hub="mirror_registration")),
+    Route("POST", "/devices", register_devices, Cluster(Mode.ALL, then="mirror_registration")),
     Route("GET", "/devices/{token}", get_device, OWNER),
     Route("POST", "/devices/{token}/state", control_faults.post_state,
           Cluster(Mode.OWNER, everywhere=control_faults.changes_every_worker)),
     Route("POST", "/devices/{token}/open", control_faults.post_open, OWNER),
     Route("GET", "/journal", journal, Cluster(Mode.MERGE, merge="journal"),
-          query=("format", "since", "limit", "token", "service")),
+          query=("format", "since", "limit", "detail") + JOURNAL_FILTERS),
+    Route("GET", "/journal/count", journal_count, Cluster(Mode.MERGE, merge="journal_count"),
+          query=("since",) + JOURNAL_FILTERS),
+    Route("GET", "/report", report, Cluster(Mode.HUB, hub="report"), query=("ignore",)),
     Route("GET", "/stats", stats, Cluster(Mode.HUB, hub="stats")),
     Route("GET", "/stats/fleet", fleet_stats, Cluster(Mode.MERGE, merge="fleet_stats")),
     Route("POST", "/reset", reset, ALL),

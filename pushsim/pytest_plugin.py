@@ -164,6 +164,21 @@ class PushSimClient:
                                f"reason={reason}, journal has {seen}")
         return es
 
+    # the conformance report (pushsim/report) ----------------------------------------------------
+    def report(self, ignore: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        """GET /report: {"findings": [...], "metrics": {...}, "summary": {...}} (docs/report.md)."""
+        return self.request("GET", "/report", query={"ignore": ",".join(ignore) or None})
+
+    def assert_conformant(self, fail_on: str = "error", ignore: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        """Fail when the sender has findings at or above `fail_on`, each listed with its evidence."""
+        from .report import failing
+        from .report.render import finding_line
+        rep = self.report(ignore)
+        bad = failing(rep["findings"], fail_on)
+        if bad:
+            raise PushSimError(f"the sender is not conformant: {len(bad)} finding(s) at or above {fail_on}:\n"
+                               + "\n".join(finding_line(f) for f in bad))
+        return rep
 
 # fixtures -------------------------------------------------------------------------------------
 def pytest_addoption(parser: pytest.Parser) -> None:

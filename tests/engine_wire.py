@@ -179,6 +179,31 @@ class Wire:
         self.pump()
         return sid
 
+    def request_unchecked(self, headers: Headers, body: bytes = b"", *, end: bool = True,
+                          chunks: int = 1) -> int:
+        """Send `headers` exactly as given, malformed or not (the h2 client's own validation and
+        normalisation are off for this request), then `body` in `chunks` DATA frames."""
+        sid = self.send_headers_unchecked(headers, end=end and not body)
+        step = -(-len(body) // chunks) if body else 0
+        for i in range(0, len(body), step or 1):
+            self.client.send_data(sid, body[i:i + step], end_stream=end and i + step >= len(body))
+        self.pump()
+        return sid
+
+    def send_headers_unchecked(self, headers: Headers, *, end: bool, sid: int | None = None) -> int:
+        """HEADERS (a request, or trailers when `sid` is an open stream) without client checks."""
+        c = self.client
+        cfg = c.config
+        saved = cfg.validate_outbound_headers, cfg.normalize_outbound_headers
+        cfg.validate_outbound_headers = cfg.normalize_outbound_headers = False
+        try:
+            if sid is None:
+                sid = c.get_next_available_stream_id()
+            c.send_headers(sid, headers, end_stream=end)
+        finally:
+            cfg.validate_outbound_headers, cfg.normalize_outbound_headers = saved
+        return sid
+
     def responses(self) -> dict[int, dict]:
         """stream id → {"headers": {...}, "body": bytes, "ended": bool, "reset": code|None}."""
         out: dict[int, dict] = {}

@@ -27,6 +27,7 @@ from aiohttp import web
 from pushsim.testbed import build_fleet, world_settings
 from pushsim.control import ROUTES, Mode, Route, add_route
 from pushsim.control_input import MAX_BODY, BadRequest, check_query
+from pushsim.report import DEFAULTS, build_report, parse_policy
 
 from . import merge
 from .routing import owner_of
@@ -71,7 +72,7 @@ class Proxy:
             answers = [await self.call(w, method, path_qs, body, ctype) for w in range(self.n)]
         return answers[answer_from]
 
-    # hub-side answers and steps, named by the table (Cluster.hub) ------------------------------
+    # hub-side answers and steps, named by the table (Cluster.hub, Cluster.then) ----------------
     async def health(self, request: web.Request) -> web.Response:
         data = await self.json(0, "/health")
         return _json({**data, "workers": self.n})
@@ -81,6 +82,18 @@ class Proxy:
 
     async def stats(self, request: web.Request) -> web.Response:
         return _json(await self.hub.stats())
+
+    async def report(self, request: web.Request) -> web.Response:
+        """The report over every worker's journal export, merged as one server's (merge.merge_jsonl)."""
+        ignore = [r for r in request.query.get("ignore", "").split(",") if r]
+        try:
+            policy = parse_policy({"ignore": ignore}, DEFAULTS)
+        except ValueError as e:
+            return _json({"error": str(e)}, 400)
+        exports = [(await self.call(w, "GET", "/journal?format=jsonl"))[2].splitlines(keepends=True)
+                   for w in range(self.n)]
+        records = [orjson.loads(line) for line in merge.merge_jsonl(exports)]
+        return _json(build_report(records, policy))
 
     async def mirror_registration(self, body: bytes) -> None:
         """Every worker registered the devices: so does the hub's fleet, which maps new tokens to owners."""
@@ -143,7 +156,7 @@ def _serve(proxy: Proxy, route: Route) -> Handler:
             return _reply(*await proxy.call(w, request.method, request.path_qs, body, ctype))
         inner = one
     elif mode is Mode.ALL:
-        then = getattr(proxy, c.hub) if c.hub else None
+        then = getattr(proxy, c.then) if c.then else None
 
         async def every(request: web.Request) -> web.StreamResponse:
             body = await request.read() or None

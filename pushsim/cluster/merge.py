@@ -39,6 +39,10 @@ def journal(a: Answers) -> tuple[str, bytes]:
     return JSON, orjson.dumps(merge_journal(pages, since, limit, a.workers, a.asked_at))
 
 
+def journal_count(a: Answers) -> tuple[str, bytes]:
+    return JSON, orjson.dumps({"count": sum(int(orjson.loads(b)["count"]) for b in a.bodies)})
+
+
 def fleet_stats(a: Answers) -> tuple[str, bytes]:
     assert a.stats is not None
     funnel = {k: a.stats[k] for k in ("accepted", "rejected", "delivered", "dropped", "pending")}
@@ -77,12 +81,15 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
 
 
 def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
-    """Replay exports (header, state lines, accepted lines) → one, state and notifications by time."""
+    """Exports (header, state, accepted, and the report's request and install lines) → one: state
+    and notifications by time, notifications renumbered, each request's `seq` following its notification."""
     header: dict[str, Any] | None = None
     states: list[tuple[float, dict[str, Any]]] = []
-    accepted: list[tuple[float, dict[str, Any]]] = []
+    accepted: list[tuple[float, int, dict[str, Any]]] = []
+    requests: list[tuple[int, dict[str, Any]]] = []
+    installs: dict[Any, dict[str, Any]] = {}
     total, complete = 0, True
-    for lines in exports:
+    for w, lines in enumerate(exports):
         for raw in lines:
             if not raw.strip():
                 continue
@@ -94,15 +101,19 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
                 complete = complete and bool(rec.get("complete", True))
             elif kind == "state":
                 states.append((rec["t"], rec))
+            elif kind == "request":
+                requests.append((w, rec))
+            elif kind == "install":
+                installs[rec.get("install")] = rec     # an install lives on its owner worker only
             else:
-                accepted.append((rec.get("t", 0.0), rec))
+                accepted.append((rec.get("t", 0.0), w, rec))
     out: list[bytes] = []
     if header is not None:
         # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
         out.append(orjson.dumps({**header, "accepted": total, "complete": complete, "digest": None,
                                  "workers": len(exports)}) + b"\n")
     accepted.sort(key=lambda x: x[0])
-    times = [rec.get("at", t) for t, rec in accepted]   # device time, like a state change's t
+    times = [rec.get("at", t) for t, _, rec in accepted]   # device time, like a state change's t
     seen_states: set[bytes] = set()
     for t, rec in sorted(states, key=lambda x: x[0]):
         key = orjson.dumps({k: v for k, v in rec.items() if k not in ("t", "pos")})
@@ -111,8 +122,17 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
         seen_states.add(key)
         # `pos`: how many notifications were accepted before the change, now counted cluster-wide.
         out.append(orjson.dumps({**rec, "pos": bisect.bisect_left(times, t)}) + b"\n")
-    for seq, (_, rec) in enumerate(accepted):
+    renumber: dict[tuple[int, Any], int] = {}
+    for seq, (_, w, rec) in enumerate(accepted):
+        renumber[(w, rec.get("seq"))] = seq
         out.append(orjson.dumps({**rec, "seq": seq}) + b"\n")
+    for w, rec in sorted(requests, key=lambda x: x[1].get("id", 0)):   # ids are unique cluster-wide
+        if "seq" in rec:
+            seq = renumber.get((w, rec["seq"]))       # None: accepted and numbered by another worker
+            rec = {k: v for k, v in rec.items() if k != "seq"} if seq is None else {**rec, "seq": seq}
+        out.append(orjson.dumps(rec) + b"\n")
+    for rec in installs.values():
+        out.append(orjson.dumps(rec) + b"\n")
     return out
 
 

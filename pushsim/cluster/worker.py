@@ -41,7 +41,7 @@ class WorkerRole:
     peers: dict[int, Channel] = field(default_factory=dict)
     router: Router | None = None
     backlog: list[tuple[int, list[Any]]] = field(default_factory=list)
-    sim: Any = None
+    server: Any = None          # this worker's PushSim
     live: bool = False
     requests: int = 0           # journal entries made here: requests this worker answered
     _fcm: Any = None
@@ -63,6 +63,7 @@ class WorkerRole:
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:
             service = plan.service
+            service.number_connections(self.me, self.workers)   # connection ids unique cluster-wide
             if plan.name == "fcm":
                 share_tokens(service.authority, self.secret)
                 self._fcm = service
@@ -112,8 +113,10 @@ class WorkerRole:
 
     # snapshots --------------------------------------------------------------------------------
     def _extra(self) -> dict[str, Any]:
-        conns = self.sim.connection_count() if self.sim is not None else 0
-        return {"pid": os.getpid(), "requests": self.requests, "connections": conns}
+        conns = self.server.connection_count() if self.server is not None else 0
+        # subscriptions this worker knows of: equal on every worker once replication has caught up
+        subs = sum(len(s) for s in self._fcm.topics.by_topic.values()) if self._fcm is not None else 0
+        return {"pid": os.getpid(), "requests": self.requests, "connections": conns, "topic_subscriptions": subs}
 
     def _send_snapshot(self, snap: Snapshot) -> None:
         if self.hub is not None:
@@ -162,9 +165,9 @@ async def _amain(me: int, workers: int, config: Config, secret: bytes, hub_sock:
     for peer, sock in peer_socks.items():
         role.peers[peer] = await open_channel(sock, lambda msgs, p=peer: role.on_peer(p, msgs),
                                               lambda exc: None)   # the hub notices a dead peer
-    sim = role.sim = PushSim(config, worker=role)
+    server = role.server = PushSim(config, worker=role)
     try:
-        endpoints = await sim.start()
+        endpoints = await server.start()
     except StartError as e:
         role.hub.send(("error", str(e)))
         await asyncio.sleep(0.05)
@@ -173,5 +176,5 @@ async def _amain(me: int, workers: int, config: Config, secret: bytes, hub_sock:
     admin_port = int(endpoints["admin"]["url"].rsplit(":", 1)[1])
     role.hub.send(("ready", {"worker": me, "pid": os.getpid(), "admin_port": admin_port, "endpoints": endpoints}))
     await stop.wait()
-    await sim.stop()
+    await server.stop()
     return 0

@@ -18,9 +18,10 @@ import logging
 from typing import Any
 
 from . import frames as F
-from .fast_frames import (_ACK, _ACTIVE, _CALM, _END, _HELD, _IDLE, _OPEN, _PEER_GOAWAY, _PEER_RESET,
-                          _RESET, _TOO_BIG, DEFAULT_MAX_STREAMS, FrameLoop, ConnError, CONN_WINDOW,
-                          APNS_SETTINGS, PeerFailed, _ENDED, _Stream)
+from .fast_frames import (_ACK, _ACTIVE, _CALM, _END, _HELD, _IDLE, _MALFORMED, _NEW, _OPEN,
+                          _PEER_GOAWAY, _PEER_RESET, _RESET, _TOO_BIG, DEFAULT_MAX_STREAMS, FrameLoop,
+                          ConnError, CONN_WINDOW, APNS_SETTINGS, PeerFailed, _ENDED, _Stream)
+from .fields import body_fits
 from .guard import ConnGuard
 from .hpack_fast import encode_block
 from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
@@ -30,25 +31,6 @@ from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Reply, Servic
 
 log = logging.getLogger(__name__)
 __all__ = ["FastH2Protocol", "ConnError"]
-
-
-def _request_line(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
-    """(:method, :path) from the leading pseudo-headers, or None: a malformed request (RFC 9113 §8.3).
-
-    Lenient on purpose, exactly like the h2 engine: the last duplicate wins, unknown pseudo-headers
-    pass, and a pseudo-header after a regular field is not seen.
-    """
-    method = path = None
-    for name, value in headers:
-        if name[:1] != b":":
-            break
-        if name == b":method":
-            method = value
-        elif name == b":path":
-            path = value
-    if method is None or path is None:
-        return None
-    return method, path
 
 
 class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
@@ -170,6 +152,8 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
                 if self._count_reset():
                     self._fail(F.ENHANCE_YOUR_CALM)
                     return
+            elif kind == _MALFORMED:
+                self._malformed(st)
             elif kind == _ACK:
                 if st is not None:
                     self._limit = st
@@ -201,13 +185,21 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
             elif not st.recv_open:
                 self._dispatch(st)
 
+    def _malformed(self, st: _Stream) -> None:
+        """RFC 9113 §8.1.1: a malformed request, or malformed trailers, is a stream error."""
+        if st.state == _NEW:                         # the request itself
+            st.state = _IDLE
+            if self._goaway_last is not None and st.sid > self._goaway_last:
+                return                               # ignored like any stream above our GOAWAY
+        elif st.state != _ACTIVE and st.state != _HELD:
+            return                                   # trailers of a stream refused or ignored
+        self._release(st)
+        if st.open:
+            self._reset(st, F.PROTOCOL_ERROR)
+
     def _dispatch(self, st: _Stream) -> None:
-        line = _request_line(st.headers)
-        if line is None:
-            self._release(st)
-            if st.open:
-                self._reset(st, F.PROTOCOL_ERROR)
-            return
+        line = st.line
+        assert line is not None                      # a malformed request never becomes _ACTIVE
         body = st.body[0] if len(st.body) == 1 else b"".join(st.body)
         st.body = []
         n = st.size
@@ -215,6 +207,9 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
             st.size = 0
             self._body_bytes -= n
             self._bodies.used -= n
+        if not body_fits(line, len(body)):
+            self._malformed(st)
+            return
         try:
             reply = self.service.handle(self.conn, line[0], line[1], st.headers, body)
         except Exception:                            # the contract: a raise becomes a 500
@@ -233,15 +228,11 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         RFC 9113 §8.1: a server may answer before the request is complete, then RST_STREAM with
         NO_ERROR; no more stream window is granted meanwhile (see `_data`).
         """
-        line = _request_line(st.headers)
+        line = st.line
+        assert line is not None                      # a malformed request never becomes _ACTIVE
         body = b"".join(st.body)
         st.body = []
         self._unbuffer(st)
-        if line is None:
-            self._release(st)
-            if st.open:
-                self._reset(st, F.PROTOCOL_ERROR)
-            return
         reply = too_large_reply(self.service, self.conn, line[0], line[1], st.headers, body)
         self._answer(st, reply)
         if st.recv_open and not st.open and st.sid in self._closed:

@@ -12,6 +12,7 @@ from typing import Any
 from hpack.exceptions import HPACKError
 
 from . import frames as F
+from .fields import MAX_HEADER_LIST, RequestLine, check_request, check_trailers
 from .hpack_fast import HpackDecoder, OversizedHeaderList
 from .limits import DEFAULT_LIMITS, Budget
 
@@ -19,7 +20,6 @@ DEFAULT_MAX_STREAMS = 1000           # when the service has no opinion (as the h
 # Real APNs announces exactly these (pushy#356), plus MAX_CONCURRENT_STREAMS from the service.
 APNS_SETTINGS = [(F.HEADER_TABLE_SIZE, 4096), (F.INITIAL_WINDOW_SIZE, 65535),
                  (F.MAX_FRAME_SIZE, 16384), (F.MAX_HEADER_LIST_SIZE, 8000)]
-MAX_HEADER_LIST = 65536              # enforced limit: the h2 engine's (announcing 8000 is advisory)
 STREAM_WINDOW = 65535                # as announced; topped up only for bodies above half of it
 CONN_WINDOW = 1 << 30                # granted once by WINDOW_UPDATE, topped up every 512 MiB
 MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's backlog limit)
@@ -28,7 +28,7 @@ CLOSED_MEMORY = 4096                 # closed stream ids remembered with how the
 _ENDED, _RESET = 1, 2                               # how a stream closed
 # Phase-1 events. _PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
 # _TOO_BIG: its body passed the service's limit; _CALM: bodies passed the connection's budget.
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY, _TOO_BIG, _CALM = range(8)
+_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY, _MALFORMED, _TOO_BIG, _CALM = range(9)
 # Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
 # stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
 _NEW, _ACTIVE, _IDLE, _HELD = 0, 1, 2, 3
@@ -50,12 +50,13 @@ class PeerFailed(Exception):
 
 
 class _Stream:
-    __slots__ = ("sid", "headers", "body", "recv_open", "open", "state", "recv_window",
+    __slots__ = ("sid", "headers", "line", "body", "recv_open", "open", "state", "recv_window",
                  "send_window", "pending", "timer", "size", "over")
 
-    def __init__(self, sid: int, headers: list, send_window: int) -> None:
+    def __init__(self, sid: int, headers: list, line: RequestLine | None, send_window: int) -> None:
         self.sid = sid
         self.headers = headers
+        self.line = line               # None: malformed (RFC 9113 §8.1.1), answered RST_STREAM
         self.body: list[bytes] = []
         self.recv_open = True          # the peer may still send (not half-closed remote)
         self.open = True               # protocol level: not closed by END_STREAM sent or RST
@@ -172,9 +173,9 @@ class FrameLoop:
             raise ConnError(F.PROTOCOL_ERROR) from None
         st = self.streams.get(sid)
         if st is not None:
-            if st.recv_open and end_stream:        # trailers: accepted and ignored
+            if st.recv_open and end_stream:        # trailers: checked, then ignored
                 st.recv_open = False
-                self._events.append((_END, st))
+                self._events.append((_END if check_trailers(headers) else _MALFORMED, st))
             elif st.recv_open:
                 raise ConnError(F.PROTOCOL_ERROR)
             else:
@@ -187,8 +188,9 @@ class FrameLoop:
                 return
             raise ConnError(F.STREAM_CLOSED if how == _ENDED else F.PROTOCOL_ERROR)
         self.highest = sid
-        st = self.streams[sid] = _Stream(sid, headers, self._peer_window)
-        self._events.append((_OPEN, st))
+        line = check_request(headers)
+        st = self.streams[sid] = _Stream(sid, headers, line, self._peer_window)
+        self._events.append((_OPEN if line is not None else _MALFORMED, st))
         if end_stream:
             st.recv_open = False
             self._events.append((_END, st))
@@ -278,8 +280,9 @@ class FrameLoop:
                 raise ConnError(F.PROTOCOL_ERROR)
             elif (st := self.streams.get(sid)) is not None:
                 st.send_window += inc
-                if st.send_window > F.MAX_WINDOW:
-                    raise ConnError(F.FLOW_CONTROL_ERROR)
+                if st.send_window > F.MAX_WINDOW:       # RFC 9113 §6.9.1: a stream error
+                    self._reset_in_frame_loop(st, F.FLOW_CONTROL_ERROR)
+                    return
                 self._events.append((_WINDOW, None))
         elif ftype == F.RST_STREAM:
             if n != 4:

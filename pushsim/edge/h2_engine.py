@@ -23,15 +23,18 @@ from h2.events import (
     SettingsAcknowledged,
     StreamEnded,
     StreamReset,
+    TrailersReceived,
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes, Settings
+from h2.stream import H2Stream
 from hyperframe.frame import GoAwayFrame
 
 from . import huffman
 from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
     too_large_reply
+from .fields import MAX_HEADER_LIST, RequestLine, body_fits, check_request, check_trailers
 from .guard import ConnGuard
 from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
@@ -51,8 +54,8 @@ APNS_SETTINGS: dict[SettingCodes, int] = {
     SettingCodes.MAX_HEADER_LIST_SIZE: 8000,
 }
 
-# Validation/normalisation cost ~19% (perf-notes trick 2). The checks that matter to a fake
-# (:method and :path present) are done in `_on_end`; the rest is lenient on purpose.
+# Validation/normalisation cost ~19% (perf-notes trick 2), and h2 makes a malformed request a
+# connection error; `fields.check_request` (shared with the fast engine) makes it a stream error.
 _CONFIG = H2Configuration(
     client_side=False,
     header_encoding=None,
@@ -66,25 +69,6 @@ _STATUS = {code: str(code).encode() for code in range(100, 600)}
 _SLICE = 16384   # input bytes handed to h2 per event-loop turn
 # A stream h2 no longer knows (closed, or purged from its table): nothing to send on it.
 _GONE = (StreamClosedError, StreamIDTooLowError)
-
-
-class _Connection(H2Connection):
-    """h2 with its per-new-stream count made O(1).
-
-    h2 counts open inbound streams by scanning every stream it holds each time one opens (and
-    purges closed ones on the way): 16k streams opened in one read took 8-16 s. Its limit check is
-    disabled anyway (`_ServerSettings`), so the count is only needed for the purge, which is done
-    when the table has doubled since the last one: amortised O(1) per stream.
-    """
-
-    _purge_at = 64
-
-    @property
-    def open_inbound_streams(self) -> int:  # type: ignore[override]
-        if len(self.streams) > self._purge_at:
-            self._open_streams(1)
-            self._purge_at = max(64, 2 * len(self.streams))
-        return 0
 
 
 class _ServerSettings(Settings):
@@ -109,11 +93,47 @@ class _ServerSettings(Settings):
         return 2**31
 
 
-class _Stream:
-    __slots__ = ("headers", "body", "timer", "out", "ended", "size", "over")
+class _LenientStream(H2Stream):
+    """h2's stream without its content-length check, which is a connection error in h2.
 
-    def __init__(self, headers: Headers) -> None:
+    RFC 9113 §8.1.1 makes a content-length that does not match the body a stream error; the
+    engine checks it with `fields.body_fits` once the body is in, as the fast engine does.
+    """
+
+    def _initialize_content_length(self, headers: object) -> None:
+        self._expected_content_length = None
+
+
+class _Connection(H2Connection):
+    """h2 with its per-new-stream count made O(1), and streams without h2's content-length check.
+
+    h2 counts open inbound streams by scanning every stream it holds each time one opens (and
+    purges closed ones on the way): 16k streams opened in one read took 8-16 s. Its limit check is
+    disabled anyway (`_ServerSettings`), so the count is only needed for the purge, which is done
+    when the table has doubled since the last one: amortised O(1) per stream.
+    """
+
+    _purge_at = 64
+
+    @property
+    def open_inbound_streams(self) -> int:  # type: ignore[override]
+        if len(self.streams) > self._purge_at:
+            self._open_streams(1)
+            self._purge_at = max(64, 2 * len(self.streams))
+        return 0
+
+    def _begin_new_stream(self, stream_id, allowed_ids):  # type: ignore[no-untyped-def]
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _LenientStream   # before h2 hands it the request's headers
+        return stream
+
+
+class _Stream:
+    __slots__ = ("headers", "line", "body", "timer", "out", "ended", "size", "over")
+
+    def __init__(self, headers: Headers, line: RequestLine) -> None:
         self.headers = headers
+        self.line = line
         self.body: list[bytes] = []
         self.ended = False                              # the request is complete (held streams)
         self.size = 0                                   # body bytes buffered (in the budgets)
@@ -172,8 +192,9 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             self._loop = None
         h2 = self._h2 = _Connection(_CONFIG)
         h2.local_settings = _ServerSettings(n)
-        # h2 applies this only when an acknowledgement changes it; our values start as current.
-        h2.decoder.max_header_list_size = APNS_SETTINGS[SettingCodes.MAX_HEADER_LIST_SIZE]
+        # The announced 8000 is advisory (RFC 9113 §6.5.2), and h2 would apply it on the first
+        # SETTINGS ack; both engines enforce the fast engine's limit instead.
+        h2.decoder.max_header_list_size = MAX_HEADER_LIST
         h2.initiate_connection()
         self.conns.add(self)
         transport.write(h2.data_to_send())  # type: ignore[attr-defined]
@@ -275,7 +296,11 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
     def _on_event(self, event: object) -> None:
         kind = type(event)
         if kind is RequestReceived:
-            self._on_request(event.stream_id, event.headers)  # type: ignore[attr-defined]
+            line = check_request(event.headers)  # type: ignore[attr-defined]
+            if line is None:
+                self._malformed(event.stream_id, new=True)  # type: ignore[attr-defined]
+            else:
+                self._on_request(event.stream_id, event.headers, line)  # type: ignore[attr-defined]
         elif kind is DataReceived:
             sid = event.stream_id  # type: ignore[attr-defined]
             # Hand the credit back at once: the body is buffered in full anyway, and a client
@@ -292,6 +317,9 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             self._forget(event.stream_id)  # type: ignore[attr-defined]
             if self._count_reset():
                 self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
+        elif kind is TrailersReceived:
+            if not check_trailers(event.headers):  # type: ignore[attr-defined]
+                self._malformed(event.stream_id, new=False)  # type: ignore[attr-defined]
         elif kind is WindowUpdated or kind is RemoteSettingsChanged:
             if kind is RemoteSettingsChanged:
                 self._ready = True
@@ -311,7 +339,17 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             self._close_now()
         # PING is acknowledged by h2 itself (flushed with this batch); the rest needs nothing.
 
-    def _on_request(self, sid: int, headers: Headers) -> None:
+    def _malformed(self, sid: int, *, new: bool) -> None:
+        """RFC 9113 §8.1.1: a malformed request, or malformed trailers, is a stream error."""
+        if new:
+            if self._goaway_last is not None and sid > self._goaway_last:
+                return   # ignored like any stream above our GOAWAY
+        elif sid not in self._streams:
+            return   # trailers of a stream refused or ignored
+        self._forget(sid)
+        self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
+
+    def _on_request(self, sid: int, headers: Headers, line: RequestLine) -> None:
         if self._goaway_last is not None and sid > self._goaway_last:
             return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
         owed = len(self._streams)
@@ -320,7 +358,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             if self._count_reset():
                 self._calm(ErrorCodes.ENHANCE_YOUR_CALM)
             return
-        stream = self._streams[sid] = _Stream(headers)
+        stream = self._streams[sid] = _Stream(headers, line)
         if self._held or owed >= self._announced:
             self._held[sid] = stream                      # behind earlier streams, or no slot yet
 
@@ -363,18 +401,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         body = b"".join(stream.body)
         stream.body = []
         self._unbuffer(stream)
-        method = path = None
-        for name, value in stream.headers:
-            if name[:1] != b":":
-                break
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-        if method is None or path is None:
-            del self._streams[sid]
-            self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
-            return
+        method, path, _ = stream.line                 # a malformed request never gets this far
         reply = too_large_reply(self.service, self.conn, method, path, stream.headers, body)  # type: ignore
         self._deliver(sid, reply)
         if sid not in self._streams:                 # answered in full: the rest is not wanted
@@ -389,23 +416,15 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             return
         if stream.over:
             return                       # answered already (`_too_big`)
-        method = path = None
-        for name, value in stream.headers:
-            if name[:1] != b":":
-                break   # pseudo-headers precede regular ones; any later one is malformed
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-        if method is None or path is None:
-            del self._streams[sid]
-            self._reset(sid, ErrorCodes.PROTOCOL_ERROR)   # RFC 9113 §8.1.1: malformed request
-            return
+        method, path, _ = line = stream.line
         chunks = stream.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         stream.body = []
         if stream.size:
             self._unbuffer(stream)
+        if not body_fits(line, len(body)):
+            self._malformed(sid, new=False)
+            return
         try:
             reply = self.service.handle(self.conn, method, path, stream.headers, body)  # type: ignore
         except Exception:

@@ -16,6 +16,7 @@ import functools
 import importlib
 import inspect
 import logging
+import re
 import ssl
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -57,12 +58,30 @@ def choose(transport: asyncio.BaseTransport, *, http1: bool) -> bool | None:
     return None   # cleartext, or TLS without ALPN: the preface decides
 
 
+# What may open an HTTP/1.x request: a method token (RFC 9110 §9.1, tchar) and a space. A
+# connection opening with anything else (TLS to a cleartext port, h2spec's invalid preface) is no
+# HTTP/1.1 client, and the HTTP/2 engine answers it GOAWAY(PROTOCOL_ERROR) as RFC 9113 §3.4 asks.
+_METHOD = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}"
+_METHOD_START = re.compile(_METHOD + rb"( |\Z)")
+_HTTP1_LINE = re.compile(_METHOD + rb" [^ ]+ HTTP/1\.[0-9]\r?\n")
+MAX_FIRST_LINE = 8192   # past this without a line end, the HTTP/1.1 engine answers the client
+
+
 def is_http2_start(data: bytes) -> bool | None:
-    """Does a connection starting with `data` speak HTTP/2? None until the answer is certain."""
+    """Does a connection starting with `data` go to the HTTP/2 engine? None until certain.
+
+    True for the HTTP/2 client preface, and for anything that is not an HTTP/1.x request line
+    either (the HTTP/2 engine then rejects the preface); False for an HTTP/1.x request line.
+    """
     n = min(len(data), len(PREFACE))
-    if data[:n] != PREFACE[:n]:
-        return False
-    return True if n == len(PREFACE) else None
+    if data[:n] == PREFACE[:n]:
+        return True if n == len(PREFACE) else None
+    end = data.find(b"\n", 0, MAX_FIRST_LINE)
+    if end >= 0:
+        return _HTTP1_LINE.match(data, 0, end + 1) is None
+    if not _METHOD_START.match(data):
+        return True
+    return False if len(data) >= MAX_FIRST_LINE else None
 
 
 class Dispatcher(asyncio.Protocol):

@@ -9,11 +9,12 @@ journals and counts that itself), then the wrapper applies it to the service's r
 from __future__ import annotations
 
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable
 
 import orjson
 
-from pushsim.edge.types import ConnInfo, Headers, Reply
+from pushsim.edge.types import Headers, Reply
 
 from .actions import ErrorBuilders, modify, replacement
 from .engine import Decision, FaultEngine, RequestView
@@ -75,7 +76,7 @@ class Faults:
 
     # the hook -------------------------------------------------------------------------------
     def consult(self, service_name: str, method: bytes, path: bytes, headers: Headers,
-                body: bytes) -> Reply | Modifier | None:
+                body: bytes, conn: ConnInfo | None = None) -> Reply | Modifier | None:
         """None: no rule fires, the service answers alone. A `Reply`: the answer instead of the
         service's (already journaled and counted). A `Modifier`: apply it to the service's answer."""
         if not self.engine.rules or not self.engine.wants(service_name):
@@ -89,11 +90,21 @@ class Faults:
             return Modifier(d)
         rep = replacement(d, service_name, headers, self.builders)
         if self.journal is not None:
+            reply = rep.reply
+            state = conn.state if conn is not None else None   # the service's connection state, if any yet
             self.journal.add(now, service_name, method.decode("latin-1"), view.path, view.token,
-                             rep.status, rep.reason, None)
+                             rep.status, rep.reason, None, None, getattr(state, "id", None),
+                             getattr(state, "sender", None), headers, body,
+                             _retry_after(reply.headers), reply.goaway is not None)
         if self.ledger is not None:
             self.ledger.reject(rep.reason)
         return rep.reply
+
+    def mark_goaway(self) -> None:
+        """A Modifier put a GOAWAY on the reply the service just journaled (handle is synchronous,
+        so it is the newest entry): note it for the report's apns.goaway-ignored rule."""
+        if self.journal is not None and self.journal.entries:
+            self.journal.entries[-1].goaway = True
 
     def _view(self, service_name: str, path: bytes, headers: Headers, body: bytes) -> RequestView:
         spath = path.decode("latin-1")
@@ -124,3 +135,17 @@ class Faults:
                 a = self.fleet.app_of(i)
                 app = a.bundle_id if self.fleet.platform_of(i) == "ios" else a.package
         return token, app if isinstance(app, str) else None
+
+
+def _retry_after(headers: Headers) -> float | None:
+    """The reply's Retry-After in seconds (delta-seconds or an HTTP date), for the journal."""
+    for name, value in headers:
+        if name != b"retry-after":
+            continue
+        if value.isdigit():
+            return float(int(value))
+        try:
+            return max(0.0, parsedate_to_datetime(value.decode("latin-1")).timestamp() - time.time())
+        except (TypeError, ValueError, IndexError):
+            return None
+    return None

@@ -41,9 +41,12 @@ class FaultingService:
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
         faults = self.faults
         if faults.active:
-            verdict = faults.consult(self.name, method, path, headers, body)
+            verdict = faults.consult(self.name, method, path, headers, body, conn)
             if verdict is not None:
                 if isinstance(verdict, Reply):
                     return verdict
-                return verdict(self.service.handle(conn, method, path, headers, body))
+                reply = verdict(self.service.handle(conn, method, path, headers, body))
+                if reply.goaway is not None:
+                    faults.mark_goaway()
+                return reply
         return self.service.handle(conn, method, path, headers, body)

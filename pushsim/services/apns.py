@@ -5,7 +5,10 @@ repeats (error bodies, header tuples, verified JWTs, token → install) is compu
 """
 from __future__ import annotations
 
+import itertools
 import logging
+
+from cryptography import x509
 
 from device_sim.notification import Notification
 from fake_apns import pushtypes, reasons
@@ -47,10 +50,19 @@ class ApnsService:
         self._ids = IdGenerator()
         self._unique_ids = IdGenerator()
         self._targets: dict[str, Target | None] = {}
+        self._conn_ids = itertools.count(1)
+
+    def number_connections(self, lane: int, lanes: int) -> None:
+        """Connection ids from several processes must not collide (the report groups by connection):
+        this one takes ids ≡ lane + 1 (mod lanes)."""
+        self._conn_ids = itertools.count(lane + 1, lanes)
 
     # Service protocol -----------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> ApnsConnection:
-        return ApnsConnection(conn.peer_cert_der, self.limit)
+        state = ApnsConnection(conn.peer_cert_der, self.limit, next(self._conn_ids))
+        if conn.peer_cert_der:
+            state.sender = _subject(conn.peer_cert_der)
+        return state
 
     def initial_max_streams(self, conn: ConnInfo) -> int | None:
         return initial_max_streams(conn.peer_cert_der is not None, self.limit)
@@ -111,11 +123,15 @@ class ApnsService:
         apns_id = d.apns_id or self._ids.next()
         message_id = apns_id.decode("latin-1")
         reason = d.reason
+        sender = state.sender
+        if sender is None and state.tokens.key_id is not None:
+            sender = state.sender = f"{state.tokens.team_id}/{state.tokens.key_id}"
         if reason is None:
             note = Notification("apns", d.token, d.install, message_id, now, d.push_type, d.priority, body,
                                 d.expiration, d.collapse_id, d.content_available, d.drop_reason)
             self._dispatcher.submit(note)
-            self._journal.add(now, "apns", "POST", path.decode("latin-1"), d.token, 200, None, message_id, note)
+            self._journal.add(now, "apns", "POST", path.decode("latin-1"), d.token, 200, None, message_id, note,
+                              state.id, sender, headers)
             out = [(_APNS_ID, apns_id)]
             if self.sandbox:
                 out.append((_UNIQUE_ID, self._unique_ids.next()))
@@ -126,7 +142,7 @@ class ApnsService:
             status = reasons.STATUS[reason]
             self._ledger.reject(reason)
             self._journal.add(now, "apns", method.decode("latin-1"), path.decode("latin-1"), d.token, status,
-                              reason, message_id)
+                              reason, message_id, None, state.id, sender, headers, body)
             reply = Reply(status, [_JSON_CT, (_APNS_ID, apns_id)], reasons.body_of(reason, d.timestamp))
         if self.throttle or state.max_streams != self.limit:      # steady state: nothing can change
             limit = next_max_streams(state, auth_ok=d.auth_ok, accepted=reason is None, limit=self.limit,
@@ -147,3 +163,10 @@ class ApnsService:
         except Exception:
             apns_id = b"00000000-0000-4000-8000-000000000000"
         return Reply(500, [_JSON_CT, (_APNS_ID, apns_id)], reasons.BODY[reason])
+
+
+def _subject(cert_der: bytes) -> str | None:
+    try:
+        return x509.load_der_x509_certificate(cert_der).subject.rfc4514_string()
+    except ValueError:
+        return None     # not a certificate we can read: ApnsConnection answers BadCertificate

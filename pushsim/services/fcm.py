@@ -10,6 +10,7 @@ Tokens of another project (SENDER_ID_MISMATCH) are the tokens of a second `Token
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 
@@ -22,12 +23,15 @@ from fake_fcm.message import SendRequest
 from fake_fcm.oauth import TokenAuthority
 from fake_fcm.quota import Quotas
 from fake_fcm.send import MessageNamer, SendRules, decide
+from fake_fcm.topic_api import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TopicAnswer, TopicApi
 from fake_fcm.topics import TopicRegistry
 from pushsim.edge.http1 import MAX_BODY, error_reply
 from pushsim.edge.types import ConnInfo, Headers, Reply
 from pushsim.testbed import Testbed
 
-from .fcm_topics import IID_INFO, IID_OPS, SUBSCRIPTIONS_RE, TokenResolver, TopicEndpoints, reply
+from .fcm_data import PATH_RE as DELIVERY_DATA_RE
+from .fcm_data import FcmDataApi
+from .fcm_tokens import TokenResolver, reply
 from .oauth import TOKEN_PATHS, OAuthService
 
 log = logging.getLogger(__name__)
@@ -48,8 +52,10 @@ class FcmService:
         self.quotas = Quotas(cfg.fcm_project_quota, cfg.fcm_device_quota_minute, cfg.fcm_device_quota_hour)
         self.foreign = TokenCodec(f"{cfg.seed}/foreign-project")
         self.resolver = TokenResolver(testbed.fleet, self.foreign)
-        self.topic_api = TopicEndpoints(testbed, authority, self.topics, self.resolver,
-                                        (self.project_id, self.project_number))
+        self.topic_api = TopicApi(authority, self.topics, self.resolver.resolve, self._describe,
+                                  (self.project_id, self.project_number))
+        self._conn_ids = itertools.count(1)
+        self.data_api = FcmDataApi(testbed, authority, (self.project_id, self.project_number))
         self.namer = MessageNamer(self.project_id)
         fleet = testbed.fleet
         self.rules = SendRules(authority, self.project_id, self.project_number, self.quotas, self.topics,
@@ -63,7 +69,7 @@ class FcmService:
 
     # Service protocol -------------------------------------------------------------------------
     def open(self, conn: ConnInfo) -> object:
-        return None
+        return FcmConnection(next(self._conn_ids))
 
     def initial_max_streams(self, conn: ConnInfo) -> int | None:
         return 1000
@@ -90,6 +96,11 @@ class FcmService:
         values ≡ lane (mod lanes)."""
         self.namer.set_lane(lane, lanes)
 
+    def number_connections(self, lane: int, lanes: int) -> None:
+        """Connection ids from several processes must not collide (the report groups by connection):
+        this one takes ids ≡ lane + 1 (mod lanes)."""
+        self._conn_ids = itertools.count(lane + 1, lanes)
+
     def foreign_token(self, index: int) -> str:
         """A registration token that belongs to another Firebase project (sends get SENDER_ID_MISMATCH)."""
         return self.foreign.fcm_token(index)
@@ -99,7 +110,7 @@ class FcmService:
             if method == b"POST":
                 send = self._send_paths.get(path)
                 if send is not None:
-                    return self._send(send[0], send[1], headers, body)
+                    return self._send(conn, send[0], send[1], headers, body)
             return self._route(conn, method, path, headers, body)
         except Exception:                     # a bug must cost one 500, never the connection
             log.exception("FCM service failed on %s %r", method, path[:200])
@@ -116,7 +127,7 @@ class FcmService:
             project = m.group(1).decode("latin-1")
             if len(self._send_paths) < _SEND_PATHS:
                 self._send_paths[path] = (project, text)
-            return self._send(project, text, headers, body)
+            return self._send(conn, project, text, headers, body)
         if bare in TOKEN_PATHS:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
@@ -125,32 +136,46 @@ class FcmService:
         if op is not None:
             if method != b"POST":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
-            return self.topic_api.iid(op, path, headers, body)
+            now = self.testbed.now()
+            return self._answer(now, method, text, self.topic_api.iid(op, headers, body, now))
         m = SUBSCRIPTIONS_RE.fullmatch(bare)
         if m is not None:
-            return self.topic_api.subscription(m, method, path, headers)
+            now = self.testbed.now()
+            return self._answer(now, method, text,
+                                self.topic_api.subscription(m, method, path, _authorization(headers), now))
+        m = DELIVERY_DATA_RE.fullmatch(bare)
+        if m is not None:
+            return self.data_api.handle(m, method, path, headers)
         if bare.startswith(IID_INFO) and len(bare) > len(IID_INFO):
             if method != b"GET":
                 return self._reply(errors.method_not_allowed(method.decode("latin-1")))
-            return self.topic_api.info(path, headers)
+            now = self.testbed.now()
+            return self._answer(now, method, text, self.topic_api.info(path, headers, now))
         return self._reply(errors.not_found_page(text))
 
     _reply = staticmethod(reply)
 
+    def _answer(self, now: float, method: bytes, path: str, a: TopicAnswer) -> Reply:
+        self.testbed.journal.add(now, a.service, method.decode("latin-1"), path, a.token, a.status, a.reason, None)
+        return Reply(a.status, a.headers, a.body)
+
+    def _describe(self, install: int) -> tuple[bool, str]:
+        fleet = self.testbed.fleet
+        ios = fleet.platform_of(install) == "ios"
+        app = fleet.app_of(install)
+        return ios, app.bundle_id if ios else app.package
+
     # sends ------------------------------------------------------------------------------------
-    def _send(self, project: str, path: str, headers: Headers, body: bytes) -> Reply:
-        auth = None
-        for name, value in headers:
-            if name == b"authorization":
-                auth = value
-                break
+    def _send(self, conn: ConnInfo, project: str, path: str, headers: Headers, body: bytes) -> Reply:
         testbed = self.testbed
         now = testbed.now()
-        d = decide(self.rules, project, auth, body, now)
+        d = decide(self.rules, project, _authorization(headers), body, now)
         f = d.failure
+        cid = getattr(conn.state, "id", None)
         if f is not None:
             testbed.ledger.reject(f.reason)
-            testbed.journal.add(now, "fcm", "POST", path, d.token, f.status, f.reason, None)
+            testbed.journal.add(now, "fcm", "POST", path, d.token, f.status, f.reason, None, None, cid,
+                                d.sender, headers, body, _retry_after(f.headers))
             return self._reply(f)
         req, name = d.request, d.name
         assert req is not None and name is not None
@@ -162,7 +187,8 @@ class FcmService:
             i = d.install
             note = self._submit(req, i, req.value if req.target == "token" else testbed.fleet.fcm_token(i),
                                 name, now, body)
-        testbed.journal.add(now, "fcm", "POST", path, d.token, 200, None, name, note)
+        testbed.journal.add(now, "fcm", "POST", path, d.token, 200, None, name, note, cid, d.sender, headers,
+                            None if note is not None else body)
         return Reply(200, [_JSON], b'{"name":"%s"}' % name.encode())
 
     def _fan_out(self, req: SendRequest, installs: list[int], start: int, name: str, now: float,
@@ -200,6 +226,21 @@ class FcmService:
         return self._fids.get(fid)
 
 
+class FcmConnection:
+    """Per-connection state: the id the journal shows (a sender's connection reuse is a report rule)."""
+    __slots__ = ("id",)
+
+    def __init__(self, conn_id: int) -> None:
+        self.id = conn_id
+
+
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
+    for name, value in headers:
+        if name == b"retry-after" and value.isdigit():
+            return float(int(value))
+    return None
+
+
 def build_fcm_service(testbed: Testbed, creds: object) -> FcmService:
     """The FCM service for `PushSim`: the service account from the state dir is the one trusted signer.
 
@@ -210,3 +251,10 @@ def build_fcm_service(testbed: Testbed, creds: object) -> FcmService:
     authority = TokenAuthority(ttl=lambda: testbed.config.access_token_ttl)
     authority.add_account(ServiceAccount.from_file(getattr(creds, "fcm_service_account")))
     return FcmService(testbed, authority)
+
+
+def _authorization(headers: Headers) -> bytes | None:
+    for name, value in headers:
+        if name == b"authorization":
+            return value
+    return None

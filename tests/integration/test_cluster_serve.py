@@ -21,6 +21,7 @@ import jwt
 import pytest
 
 from _serve_helpers import provider_token, walk_routes
+from tests.waiting import wait_until
 from pushsim.control import ROUTES
 
 pytestmark = pytest.mark.timeout(120)
@@ -209,7 +210,9 @@ def test_topic_subscriptions_replicate_to_every_worker(cluster):
         r = c.post("/iid/v1:batchAdd", json={"to": "/topics/news", "registration_tokens": [d["token"] for d in subs[2:]]},
                    headers={"authorization": f"Bearer {bearer}", "access_token_auth": "true"})
         assert r.status_code == 200 and r.json() == {"results": [{}, {}]}, r.text
-    time.sleep(0.3)      # replication is asynchronous (as in FCM): give it a moment
+    # replication is asynchronous (as in FCM): every worker knows all four subscriptions first
+    wait_until(lambda: [p["topic_subscriptions"] for p in admin.get("/stats").json()["per_worker"]] == [4, 4],
+               "topic subscriptions replicated to both workers")
     for _ in range(4):   # topic sends on several connections: each worker fans out to every subscriber
         with _h2c(ep["fcm"]["h2c_url"]) as c:
             assert _fcm(c, ep, bearer, {"topic": "news", "data": {"x": "1"}}).status_code == 200
@@ -233,6 +236,32 @@ def _raw_h2(url: str) -> tuple[socket.socket, h2.connection.H2Connection]:
     return sock, conn
 
 
+def test_the_report_covers_every_worker(cluster):
+    """Sends to an uninstalled token on connections the kernel spreads over both workers: the hub's
+    /report merges the workers' exports, so the finding counts every resend and its evidence ids
+    are the merged journal's."""
+    proc, ep = cluster
+    admin = _admin(ep)
+    admin.post("/reset").raise_for_status()
+    token = _devices(admin, "ios", 1)[0]["token"]
+    admin.post(f"/devices/{token}/state", json={"uninstall": True}).raise_for_status()
+    jwt_token = provider_token(ep)
+    clients = [_h2c(ep["apns"]["h2c_url"]) for _ in range(6)]
+    try:
+        statuses = [_apns(c, ep, token, jwt_token) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert statuses == [410] * 6
+    rep = admin.get("/report").json()
+    (f,) = [f for f in rep["findings"] if f["rule"] == "apns.send-after-unregistered"]
+    assert f["count"] == 5 and f["tokens"] == [token]
+    ids = {e["id"] for e in admin.get("/journal", params={"limit": 1000}).json()["entries"]}
+    assert {ev["id"] for ev in f["evidence"]} <= ids
+    assert admin.get("/journal/count", params={"status": "410"}).json()["count"] == 6
+    assert admin.get("/report", params={"ignore": "nope"}).status_code == 400
+
+
 def test_every_route_of_the_table_is_served_by_the_hub(cluster):
     _, ep = cluster
     with _admin(ep) as admin:
@@ -246,6 +275,12 @@ def test_every_route_of_the_table_is_served_by_the_hub(cluster):
         assert r.status_code == 400 and "bogus" in r.json()["error"]
         r = admin.get("/journal", params={"since": "9" * 30})
         assert r.status_code == 400 and "since" in r.json()["error"]
+        deep = b"[" * 100_000 + b"]" * 100_000
+        for path in (f"/devices/{token}/state", "/faults", "/devices"):   # owner-routed and broadcast
+            r = admin.post(path, content=deep, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and "JSON" in r.json()["error"], (path, r.text)
+        r = admin.post("/faults", content=b"[" + b"1," * (1 << 20) + b"1]")
+        assert r.status_code == 413 and "larger than" in r.json()["error"]
 
 
 def test_ctrl_c_stops_every_process_cleanly(cluster):
@@ -337,3 +372,4 @@ def test_a_port_in_use_is_a_clear_start_error(tmp_path):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "pushsim ready" not in out
     assert f"APNS cleartext port 127.0.0.1:{port} is already in use; choose another with --apns-h2c-port" in err
+

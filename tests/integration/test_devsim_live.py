@@ -8,6 +8,7 @@ from device_sim.notification import Notification
 from device_sim.replay import export_jsonl, replay
 from pushsim.config import Config
 from pushsim.testbed import Testbed
+from tests.waiting import until
 
 
 async def _backend(handler):
@@ -39,14 +40,12 @@ async def test_live_scaled_run_is_woken_by_the_loop_and_replays_to_the_same_dige
     for i in (3, 4):
         testbed.dispatcher.submit(_note(testbed, i, k, "data", priority=10))
         k += 1
-    await asyncio.sleep(0.05)
-    assert testbed.ledger.pending == {"held-budget": 1}   # burst of 3 spent, the 4th is held
+    await until(lambda: testbed.ledger.pending == {"held-budget": 1},   # burst of 3 spent, the 4th is held
+                "the fourth background push held for budget")
     held = [s for s, r in testbed.ledger.records.items() if r.reason == "held-budget"][0]
-    deadline = loop.time() + 5.0
-    while testbed.ledger.records[held].outcome.value == "pending" and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    await until(lambda: testbed.ledger.records[held].outcome.value != "pending", "the held push settled")
     assert testbed.ledger.records[held].outcome.value == "delivered"   # nobody called advance(): the driver did
-    await asyncio.sleep(0.1)
+    await until(lambda: not testbed.ledger.pending, "nothing pending")
     lines = list(export_jsonl(testbed.world))
     res = replay(lines)
     assert res.matches and res.funnel == testbed.ledger.stats()

@@ -1,21 +1,17 @@
 """End to end: a live `pushsim serve` (PushSim) on a scaled clock takes background pushes over
 HTTP/2 from a real client; its journal export replays in virtual time to the same outcome digest.
-
-Skipped until the server and the APNs service are on this branch (they come from other helpers).
 """
 import asyncio
 import json
 import time
 
-import pytest
+import httpx
+import jwt
 
-
-import httpx  # noqa: E402
-import jwt  # noqa: E402
-
-from device_sim.replay import export_jsonl, replay  # noqa: E402
-from pushsim.config import Config  # noqa: E402
-from pushsim.server import PushSim  # noqa: E402
+from device_sim.replay import export_jsonl, replay
+from pushsim.config import Config
+from pushsim.server import PushSim
+from tests.waiting import until
 
 
 async def test_journal_from_a_live_server_replays_to_the_same_outcomes(tmp_path):
@@ -41,10 +37,11 @@ async def test_journal_from_a_live_server_replays_to_the_same_outcomes(tmp_path)
                                                "apns-push-type": "background", "apns-priority": "5"},
                                       content=json.dumps({"aps": {"content-available": 1}, "k": k}))
                 assert r.status_code == 200, r.text
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
+                await asyncio.sleep(0.02)   # spread over device time (12 s at 600x): some coalesce, some not
+        await until(lambda: set(testbed.ledger.pending) <= {"stored-offline"},
+                    "every push to an online install settled")
         testbed.device_sim.set_state(3, online=True)
-        await asyncio.sleep(0.3)
+        await until(lambda: not testbed.ledger.pending, "the stored pushes delivered once online")
         live = testbed.ledger.stats()
         assert live["accepted"] == 24
         assert live["dropped"].get("coalesced", 0) + live["dropped"].get("superseded", 0) > 0

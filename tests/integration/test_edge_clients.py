@@ -50,7 +50,7 @@ async def run(*argv: str) -> str:
 
 
 class Http1StandIn(asyncio.Protocol):
-    """Stands in for pushsim.edge.http1.Http1Protocol (another helper's module) in these tests."""
+    """Stands in for pushsim.edge.http1.Http1Protocol: these tests check the hand-over, not HTTP/1.1."""
 
     def __init__(self, service: object, conns: set) -> None:
         self.conns, self.buf = conns, b""

@@ -9,13 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import firebase_admin
 import pytest
+from firebase_admin import credentials, messaging
 
 from pushsim import server
-firebase_admin = pytest.importorskip("firebase_admin")
-from firebase_admin import credentials, messaging  # noqa: E402
-
-from pushsim.config import Config  # noqa: E402
+from pushsim.config import Config
 
 pytestmark = pytest.mark.timeout(60)
 

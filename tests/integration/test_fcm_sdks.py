@@ -16,6 +16,7 @@ import pytest
 from firebase_admin import credentials, messaging
 
 from fcm_harness import Harness, start
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -52,8 +53,9 @@ async def test_firebase_admin_send_data_message(fcm: Harness, app: firebase_admi
     token = fcm.fcm_token("android")
     name = await in_thread(messaging.send, messaging.Message(data={"k": "v"}, token=token), False, app)
     assert name.startswith(f"projects/{fcm.project_id}/messages/0:")
-    await asyncio.sleep(0.05)
-    [d] = fcm.testbed.ledger.deliveries(fcm.testbed.fleet.resolve_fcm(token))
+    install = fcm.testbed.fleet.resolve_fcm(token)
+    await until(lambda: fcm.testbed.ledger.deliveries(install), "the message reached its install")
+    [d] = fcm.testbed.ledger.deliveries(install)
     assert d["id"] == name and d["push_type"] == "data"
     fcm.testbed.ledger.check()
 
@@ -85,12 +87,11 @@ async def test_firebase_admin_topics_fan_out(fcm: Harness, app: firebase_admin.A
     assert (resp.success_count, resp.failure_count) == (3, 0)
     await in_thread(messaging.send, messaging.Message(topic="news", notification=messaging.Notification("t")),
                     False, app)
-    await asyncio.sleep(0.05)
-    assert installs_reached(fcm) == set(chosen)
+    await until(lambda: installs_reached(fcm) == set(chosen), "the topic message reached its subscribers")
     await in_thread(messaging.unsubscribe_from_topic, [fleet.fcm_token(4)], "news", app)
     await in_thread(messaging.send, messaging.Message(condition="'news' in topics"), False, app)
-    await asyncio.sleep(0.05)
-    assert [len(fcm.testbed.ledger.deliveries(i)) for i in chosen] == [2, 1, 2]
+    await until(lambda: [len(fcm.testbed.ledger.deliveries(i)) for i in chosen] == [2, 1, 2],
+                "the condition message reached the remaining subscribers")
     again = await in_thread(messaging.subscribe_to_topic, [fleet.fcm_token(0), "junk"], "news", app)
     assert again.success_count == 1 and again.errors[0].reason == "INVALID_ARGUMENT"   # re-subscribe = 409 = ok
 
@@ -105,8 +106,7 @@ async def test_firebase_admin_legacy_iid_topics(fcm: Harness, app: firebase_admi
                                [fleet.fcm_token(1), fleet.codec.fcm_token(99_999)], "/topics/sports", app)
     assert (resp.success_count, resp.failure_count) == (1, 1) and resp.errors[0].reason == "NOT_FOUND"
     await in_thread(messaging.send, messaging.Message(topic="sports", data={"a": "b"}), False, app)
-    await asyncio.sleep(0.05)
-    assert installs_reached(fcm) == {1}
+    await until(lambda: installs_reached(fcm) == {1}, "the legacy topic message reached its subscriber")
 
 
 async def test_firebase_admin_send_each_async_over_http2(fcm: Harness, app: firebase_admin.App) -> None:
@@ -149,7 +149,7 @@ async def test_pyfcm_send_and_refresh(fcm: Harness, monkeypatch: pytest.MonkeyPa
     assert result["name"].startswith("projects/")
     expired = [e for e in fcm.testbed.journal.entries if e.reason == "ACCESS_TOKEN_EXPIRED"]
     assert len(expired) == 1
-    await asyncio.sleep(0.05)
+    await until(lambda: len(fcm.testbed.ledger.records) == 2, "both accepted messages are in the ledger")
     notes = [r.note for r in fcm.testbed.ledger.records.values()]
     assert [(n.push_type, n.priority) for n in notes] == [("alert", 5), ("background", 5)]
     one.shutdown()

@@ -18,6 +18,7 @@ from gevent import ssl as gssl
 from hyperframe.frame import GoAwayFrame
 
 from loadtests.h2client import ConnectionClosed, GoAway, H2Client, RequestTimeout, StreamReset
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -216,8 +217,8 @@ def test_goaway_fails_newer_streams_and_the_next_request_reconnects(server) -> N
     assert len(ok) + len(refused) == 12
     assert client.request("POST", "/p", [], b"x").status == 200
     assert client.connections_opened == 2
-    gevent.sleep(0.1)
-    assert srv.connections_closed >= 1      # the old connection is closed once drained, not left open
+    # the old connection is closed once drained, not left open
+    wait_until(lambda: srv.connections_closed >= 1, "the drained connection closed", sleep=gevent.sleep)
     client.close()
 
 
@@ -259,7 +260,7 @@ def test_server_closing_mid_request_fails_waiters_and_reconnects(server) -> None
     client = H2Client(f"http://127.0.0.1:{srv.port}")
     assert client.request("POST", "/p", [], b"x").status == 200
     job = gevent.spawn(client.request, "POST", "/p", [("x-delay", "5")], b"x")
-    gevent.sleep(0.2)
+    wait_until(lambda: srv.active >= 1, "the slow request reached the server", sleep=gevent.sleep)
     client._conn.sock.shutdown(2)           # the transport dies under an open stream
     job.join(3)
     assert isinstance(job.exception, ConnectionClosed)

@@ -104,7 +104,7 @@ def test_plugin_fixtures_and_the_example_sender_suite(tmp_path: Path) -> None:
     r = run_pytest(["--pushsim-devices", "ios=3,android=2", "-rA", "test_generated.py",
                     str(ROOT / "examples" / "test_sender.py")], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "11 passed" in r.stdout
+    assert "12 passed" in r.stdout
     assert "PASSED" in r.stdout and "test_sender.py::test_429_with_retry_after_is_retried_after_the_wait" in r.stdout
 
 

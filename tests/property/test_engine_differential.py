@@ -45,8 +45,36 @@ request = st.tuples(
     st.integers(0, 20),                # padding per DATA frame
     st.booleans(),                     # end the stream now (else it stays open for "finish")
 )
+# RFC 9113 §8.1.1 malformed requests (a stream error on both engines): each turns the well-formed
+# request header list into one that breaks a rule, sent with the client's own checks off.
+_BASE = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost")]
+MALFORMED = {
+    "upper": lambda p: _BASE + [(b":path", p), (b"Apns-Topic", b"x")],
+    "connection": lambda p: _BASE + [(b":path", p), (b"connection", b"close")],
+    "te": lambda p: _BASE + [(b":path", p), (b"te", b"gzip")],
+    "te-ok": lambda p: _BASE + [(b":path", p), (b"te", b"trailers")],          # well-formed
+    "unknown-pseudo": lambda p: _BASE + [(b":path", p), (b":foo", b"1")],
+    "status": lambda p: _BASE + [(b":path", p), (b":status", b"200")],
+    "dup-path": lambda p: _BASE + [(b":path", p), (b":path", p)],
+    "no-scheme": lambda p: [(b":method", b"POST"), (b":path", p)],
+    "no-path": lambda p: list(_BASE),
+    "empty-path": lambda p: _BASE + [(b":path", b"")],
+    "late-pseudo": lambda p: _BASE + [(b"x-a", b"1"), (b":path", p)],
+    "value-lf": lambda p: _BASE + [(b":path", p), (b"x-a", b"a\nb")],
+    "value-space": lambda p: _BASE + [(b":path", p), (b"x-a", b"a ")],
+    "clen-bad": lambda p: _BASE + [(b":path", p), (b"content-length", b"x")],
+    "clen-0": lambda p: _BASE + [(b":path", p), (b"content-length", b"0")],     # fits an empty body
+    "clen-4": lambda p: _BASE + [(b":path", p), (b"content-length", b"4")],     # fits b"test" only
+}
+malformed = st.tuples(st.just("malformed"), st.sampled_from(sorted(MALFORMED)), st.sampled_from(PATHS),
+                      st.sampled_from([b"", b"test", b"z" * 300]), st.booleans())
+trailers = st.tuples(st.just("trailers"), st.integers(0, 5),
+                     st.sampled_from([[(b"x-sum", b"1")], [(b":path", b"/")], [(b"X-Sum", b"1")],
+                                      [(b"te", b"trailers")], [(b"upgrade", b"h2c")]]))
+
 action = st.one_of(
-    request, request, request,
+    request, request, request, malformed, malformed, trailers,
+    st.tuples(st.just("overflow"), st.integers(0, 5)),       # WINDOW_UPDATE past 2^31-1 on a stream
     st.tuples(st.just("ping"), st.binary(min_size=8, max_size=8)),
     st.tuples(st.just("settings"), st.sampled_from([None, 0, 10, 1000, 65535, 200000]),
               # HEADER_TABLE_SIZE changes are left out: the h2 engine's replies then fail to decode
@@ -112,7 +140,14 @@ def _run(engine: type, actions: list) -> tuple:
                     c.update_settings(new)
             elif kind == "window":
                 c.increment_flow_control_window(act[1])
-            elif kind in ("finish", "reset", "priority") and opened:
+            elif kind == "malformed":
+                _, case, path, body, end = act
+                sid = w.send_headers_unchecked(MALFORMED[case](path), end=end and not body)
+                if body:
+                    c.send_data(sid, body, end_stream=end)
+                if not end:
+                    opened.append(sid)
+            elif kind in ("finish", "reset", "priority", "trailers", "overflow") and opened:
                 sid = opened[act[1] % len(opened)]
                 if kind == "finish":
                     c.send_data(sid, act[2], end_stream=True)
@@ -120,6 +155,11 @@ def _run(engine: type, actions: list) -> tuple:
                 elif kind == "reset":
                     c.reset_stream(sid)
                     opened.remove(sid)
+                elif kind == "trailers":
+                    opened.remove(sid)
+                    w.send_headers_unchecked(act[2], end=True, sid=sid)
+                elif kind == "overflow":
+                    w.send_raw(F.window_update(sid, F.MAX_WINDOW))
                 else:
                     c.prioritize(sid, weight=100)
             elif kind == "bigheader":
@@ -163,6 +203,11 @@ _RESET_STALLED_THEN_GOAWAY = [("req", b"/ok", b"", [], 1, 0, False), ("req", b"/
 @example([("req", b"/ok", b"", [], 1, 0, False), ("req", b"/fault/stall", b"", [], 1, 0, False), ("reset", 0),
           ("raw", 0), ("raw", 0), ("req", b"/goaway", b"", [], 1, 4, False), ("bigheader", 24253), ("raw", 8),
           ("bigheader", 17576), ("reset", 5), ("window", 325), ("finish", 0, b"")])
+@example([("malformed", "upper", b"/ok", b"test", True), ("req", b"/ok", b"", [], 1, 0, True)])
+@example([("malformed", "clen-4", b"/big/1000", b"z" * 300, True), ("ping", b"\0" * 8)])
+@example([("req", b"/ok", b"", [], 1, 0, False), ("trailers", 0, [(b":path", b"/")]),
+          ("req", b"/ok", b"", [], 1, 0, True)])
+@example([("req", b"/big/70000", b"", [], 1, 0, False), ("overflow", 0), ("ping", b"\0" * 8)])
 def test_fast_engine_matches_h2_engine(actions):
     ref, fast = _both(actions)
     assert fast[0] == ref[0], "client-visible events differ"

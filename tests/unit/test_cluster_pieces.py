@@ -1,6 +1,7 @@
 """Cluster building blocks without processes: channel framing, merges, shared OAuth tokens, CLI."""
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from fake_fcm.oauth import AccessToken
@@ -195,3 +196,19 @@ def test_fcm_message_names_never_collide_across_workers():
         assert len(got) == 100
         names.append(got)
     assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
+
+
+def test_merged_export_keeps_the_reports_lines_and_renumbers_their_seqs() -> None:
+    def lines(*recs: dict) -> list[bytes]:
+        return [orjson.dumps(r) + b"\n" for r in recs]
+    w0 = lines({"type": "header", "accepted": 1}, {"type": "accepted", "seq": 0, "t": 2.0, "at": 2.0},
+               {"type": "request", "id": 20, "seq": 0, "t": 2.0}, {"type": "install", "install": 0})
+    w1 = lines({"type": "header", "accepted": 1}, {"type": "accepted", "seq": 0, "t": 1.0, "at": 1.0},
+               {"type": "request", "id": 11, "seq": 0, "t": 1.0}, {"type": "request", "id": 13, "seq": -1, "t": 1.5},
+               {"type": "install", "install": 1})
+    out = [orjson.loads(x) for x in merge_jsonl([w0, w1])]
+    reqs = {r["id"]: r for r in out if r["type"] == "request"}
+    acc = {r["t"]: r["seq"] for r in out if r["type"] == "accepted"}
+    assert acc == {1.0: 0, 2.0: 1}
+    assert reqs[11]["seq"] == 0 and reqs[20]["seq"] == 1 and "seq" not in reqs[13]
+    assert sorted(r["install"] for r in out if r["type"] == "install") == [0, 1]

@@ -20,22 +20,33 @@ from pushsim.edge.types import ConnInfo, Reply
 _encoder = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
 
-@given(st.binary(max_size=40))
-def test_sniffing_decides_only_when_certain(data: bytes) -> None:
+_starts = st.sampled_from([b"", PREFACE[:10], PREFACE, b"GET", b"POST /p HTTP/1.1", b"PRI * HTTP/1.1",
+                           b"INVALID CONNECTION PREFACE", b"\x16\x03\x01"])
+
+
+@given(_starts, st.binary(max_size=40), st.binary(max_size=40))
+def test_sniffing_decides_only_when_certain(start: bytes, data: bytes, more: bytes) -> None:
+    data = start + data
     verdict = is_http2_start(data)
     if verdict is None:
-        assert len(data) < len(PREFACE) and PREFACE.startswith(data)
-    elif verdict:
-        assert data.startswith(PREFACE)
+        assert b"\n" not in data or PREFACE.startswith(data)
     else:
-        assert not PREFACE.startswith(data[:len(PREFACE)])
+        assert is_http2_start(data + more) is verdict            # never changes its mind
+    if PREFACE.startswith(data[:len(PREFACE)]):
+        assert verdict is (True if len(data) >= len(PREFACE) else None)
 
 
 def test_sniffing_examples() -> None:
     assert is_http2_start(PREFACE + b"\x00\x00") is True
     assert is_http2_start(PREFACE[:10]) is None
     assert is_http2_start(b"POST /v1/projects/p/messages:send HTTP/1.1\r\n") is False
-    assert is_http2_start(b"PRI * HTTP/1.1") is False
+    assert is_http2_start(b"GET / HTTP/1.0\n") is False
+    assert is_http2_start(b"PRI * HTTP/1.1") is None                    # a line end decides
+    assert is_http2_start(b"PRI * HTTP/1.1\r\n") is False
+    # neither HTTP/2 nor HTTP/1.x: the HTTP/2 engine answers GOAWAY (h2spec 3.5 #2)
+    assert is_http2_start(b"INVALID CONNECTION PREFACE\r\n\r\n") is True
+    assert is_http2_start(b"\x16\x03\x01\x02\x00") is True               # TLS on a cleartext port
+    assert is_http2_start(b"GET /" + b"a" * 9000) is False               # HTTP/1.1 answers 414/431
 
 
 class _Ssl:

@@ -202,17 +202,26 @@ def test_many_initial_window_entries_in_one_settings_frame_are_cheap(name: str) 
         assert all(st.send_window == 3699 for st in w.proto.streams.values())
 
 
+def _open_in_one_read(n: int) -> float:
+    """Seconds the h2 engine takes to open n streams that arrive in one read (best of two)."""
+    best = float("inf")
+    for _ in range(2):
+        w = _wire("h2", ScriptService(initial_max_streams=100_000), EdgeLimits(reset_budget=10**9))
+        block = w.client.encoder.encode([(b":method", b"POST"), (b":scheme", b"https"),
+                                         (b":authority", b"x"), (b":path", b"/ok")])
+        data = b"".join(HeadersFrame(1 + 2 * i, block, flags=["END_HEADERS"]).serialize() for i in range(n))
+        start = time.perf_counter()
+        w.proto.data_received(data)
+        best = min(best, time.perf_counter() - start)
+        assert len(w.proto._streams) == n
+    return best
+
+
 def test_h2_engine_opens_many_streams_in_one_read_in_linear_time() -> None:
-    w = _wire("h2", ScriptService(initial_max_streams=100_000), EdgeLimits(reset_budget=10**9))
-    enc = w.client.encoder
-    block = enc.encode([(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"x"),
-                        (b":path", b"/ok")])
-    n = 8000
-    data = b"".join(HeadersFrame(1 + 2 * i, block, flags=["END_HEADERS"]).serialize() for i in range(n))
-    start = time.perf_counter()
-    w.proto.data_received(data)
-    assert time.perf_counter() - start < 3.0                 # quadratic was ~4 s for 8k, 16 s for 16k
-    assert len(w.proto._streams) == n
+    # A ratio, not a wall-clock bound, so a busy machine cannot fail it: 8x the streams costs ~8x
+    # when linear (up to ~16x seen on a busy machine); h2's own per-stream scan made it ~150x (8k streams ~4 s, 16k ~16 s).
+    small, large = _open_in_one_read(1000), _open_in_one_read(8000)
+    assert large < 40 * small, (small, large)
 
 
 def test_fast_hpack_memo_keeps_no_long_literals() -> None:

@@ -8,6 +8,7 @@ import pytest
 from fake_fcm.oauth import TokenAuthority
 from fake_fcm.quota import Quotas
 from fake_fcm.send import MessageNamer, SendDecision, SendRules, decide
+from fake_fcm.topic_api import SUBSCRIPTIONS_RE, TopicAnswer, TopicApi
 from fake_fcm.topics import TopicRegistry
 
 NOW = 1_800_000_000.0
@@ -103,3 +104,42 @@ def test_message_names_increase_and_keep_to_their_lane() -> None:
     assert micros == sorted(set(micros)) and all(m % 3 == 1 for m in micros)
     with pytest.raises(ValueError):
         namer.set_lane(3, 3)
+
+
+# topic management (fake_fcm.topic_api) --------------------------------------------------------
+
+def _topic_api(w: FakeFcm) -> TopicApi:
+    return TopicApi(w.authority, w.topics, FakeFcm.lookup, lambda i: (i == 1, "com.example.app"), ("proj", "1234"))
+
+
+def _v1(api: TopicApi, w: FakeFcm, method: bytes, path: bytes) -> TopicAnswer:
+    m = SUBSCRIPTIONS_RE.fullmatch(path.split(b"?", 1)[0])
+    assert m is not None
+    return api.subscription(m, method, path, w.bearer, NOW)
+
+
+def test_v1_registrations_subscribe_once_and_unsubscribe(w: FakeFcm) -> None:
+    api = _topic_api(w)
+    sub = b"/v1/projects/proj/registrations/tok-android/topicSubscriptions"
+    first = _v1(api, w, b"POST", sub + b"?topic_name=news")
+    assert (first.status, first.reason, first.token) == (200, None, "tok-android")
+    assert orjson.loads(first.body)["name"].endswith("/topicSubscriptions/news") and w.topics.subscribers("news") == {0}
+    again = _v1(api, w, b"POST", sub + b"?topic_name=news")
+    assert (again.status, again.reason) == (409, "ALREADY_EXISTS")
+    assert _v1(api, w, b"DELETE", sub + b"/news").status == 200 and w.topics.subscribers("news") == set()
+    assert _v1(api, w, b"DELETE", sub + b"/news").reason == "NOT_FOUND"
+    assert _v1(api, w, b"DELETE", sub + b"/news?allow_missing=true").status == 200
+    other = b"/v1/projects/other/registrations/tok-android/topicSubscriptions?topic_name=news"
+    assert _v1(api, w, b"POST", other).reason == "PERMISSION_DENIED"
+
+
+def test_iid_needs_access_token_auth_and_answers_per_token(w: FakeFcm) -> None:
+    api = _topic_api(w)
+    body = orjson.dumps({"to": "/topics/news", "registration_tokens": ["tok-android", "tok-other-project", "junk"]})
+    denied = api.iid("add", [(b"authorization", w.bearer)], body, NOW)
+    assert (denied.status, denied.reason, denied.service) == (401, "Unauthorized", "iid")
+    ok = api.iid("add", [(b"authorization", w.bearer), (b"access_token_auth", b"true")], body, NOW)
+    assert ok.status == 200 and ok.token == "/topics/news"
+    assert orjson.loads(ok.body) == {"results": [{}, {"error": "PERMISSION_DENIED"}, {"error": "INVALID_ARGUMENT"}]}
+    info = api.info(b"/iid/info/tok-ios?details=true", [(b"authorization", w.bearer), (b"access_token_auth", b"true")], NOW)
+    assert orjson.loads(info.body)["platform"] == "IOS" and orjson.loads(info.body)["rel"] == {"topics": {}}

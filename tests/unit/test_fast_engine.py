@@ -10,6 +10,7 @@ import pytest
 from pushsim.edge import frames as F
 from pushsim.edge.fast_engine import FastH2Protocol
 from tests.engine_wire import ScriptService, Wire
+from tests.waiting import until
 
 E = h2.errors.ErrorCodes
 
@@ -84,7 +85,7 @@ def test_max_streams_reply_sends_settings_and_is_enforced_after_ack():
     assert ("max_streams", 1) in w.events
     s1 = w.request(b"/ok", end=False)                       # stays open
     # the client believes the limit is 1 and would refuse, so bypass its bookkeeping
-    raw = w.client.encoder.encode([(b":method", b"POST"), (b":path", b"/ok")])
+    raw = w.client.encoder.encode([(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/ok")])
     w.send_raw(F.header(len(raw), F.HEADERS, F.END_HEADERS | F.END_STREAM, s1 + 2) + raw)
     assert w.transport.writes[-1] == F.rst_stream(s1 + 2, E.REFUSED_STREAM)
     w.client.end_stream(s1)
@@ -182,7 +183,7 @@ def test_data_after_end_stream_is_stream_closed():
 def test_headers_reusing_a_finished_stream_is_connection_stream_closed():
     w, _ = wire()
     sid = w.request(b"/ok")
-    raw = w.client.encoder.encode([(b":method", b"POST"), (b":path", b"/ok")])
+    raw = w.client.encoder.encode([(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/ok")])
     w.send_raw(F.header(len(raw), F.HEADERS, F.END_HEADERS | F.END_STREAM, sid) + raw)
     assert _last_goaway(w)[1] == E.STREAM_CLOSED
 
@@ -223,8 +224,11 @@ def test_rst_from_client_cancels_a_delayed_reply():
         w.client.reset_stream(s1)
         w.pump()
         assert s2 not in w.responses()
-        await asyncio.sleep(0.1)
-        w.pump()
+
+        def s2_answered() -> bool:
+            w.pump()
+            return bool(w.responses().get(s2, {}).get("ended"))
+        await until(s2_answered, "the delayed reply of the stream not reset")   # s1's timer was due first
         r = w.responses()
         assert r[s2]["ended"] and r.get(s1, {}).get("headers", {}) == {}
     asyncio.run(run())

@@ -2,11 +2,9 @@
 never accepts a request a fault replaced, and the ledger's accounting invariant holds."""
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
-
-from fake_apns.auth import KeyStore  # noqa: E402
+from fake_apns.auth import KeyStore
 from fake_apns.testing import make_jwt, new_key
 from pushsim.config import Config
 from pushsim.edge.types import ConnInfo

@@ -163,3 +163,20 @@ def test_the_wrapper_passes_the_connection_calls_through(faults: Faults) -> None
     wrapped = FaultingService(Inner(faults), "apns", faults)
     conn = ConnInfo(tls=False, alpn=None, http2=True)
     assert (wrapped.open(conn), wrapped.initial_max_streams(conn), wrapped.closing_reason()) == ("state", 7, b"bye")
+
+
+def test_the_journal_notes_connection_sender_retry_after_and_goaway_for_the_report(faults: Faults) -> None:
+    class State:      # what a service keeps per connection (ApnsConnection has these two)
+        id, sender = 7, "TEAM/KEY"
+    conn = ConnInfo(tls=True, alpn="h2", http2=True, state=State())
+    svc = EchoService(faults)
+    faults.add({"scope": {"service": "apns"}, "trigger": {"first": 1},
+                "action": {"type": "respond", "reason": "TooManyRequests", "retry_after": 3}})
+    FaultingService(svc, "apns", faults).handle(conn, b"POST", APNS_PATH, HDRS, b"{}")
+    e = faults.journal.entries[-1]
+    assert (e.status, e.conn, e.sender, e.retry_after, e.goaway) == (429, 7, "TEAM/KEY", 3.0, False)
+    assert e.headers is HDRS and e.body == b"{}"
+    faults.clear()
+    faults.add({"scope": {"service": "apns"}, "trigger": {"first": 1}, "action": {"type": "goaway"}})
+    FaultingService(svc, "apns", faults).handle(conn, b"POST", APNS_PATH, HDRS, b"{}")
+    assert faults.journal.entries[-1].goaway is True

@@ -320,7 +320,8 @@ def test_fault_hook_is_consulted(w: World) -> None:
         def __init__(self) -> None:
             self.seen: list[bytes] = []
 
-        def consult(self, name: str, method: bytes, path: bytes, headers: list, body: bytes) -> Reply | None:
+        def consult(self, name: str, method: bytes, path: bytes, headers: list, body: bytes,
+                    conn: object = None) -> Reply | None:
             assert name == "fcm"
             self.seen.append(path)
             return Reply(503, [], b"injected") if b"messages:send" in path else None
