@@ -31,6 +31,7 @@ from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Reply, Servic
 
 log = logging.getLogger(__name__)
 __all__ = ["FastH2Protocol", "ConnError"]
+YIELD_READ = 65536   # a read this big is followed by one loop turn without reading (guard.py)
 
 
 class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
@@ -117,6 +118,8 @@ class FastH2Protocol(ConnGuard, FrameLoop, asyncio.Protocol):
         if self._events:
             self._handle_events()
         self._flush()
+        if len(data) >= YIELD_READ:
+            self._yield_reading()
 
     # ---- phase 2: events ---------------------------------------------------------------------
 

@@ -37,14 +37,31 @@ class ConnGuard:
     _controls = 0
     _control_start = 0.0
     _tick_handle: asyncio.TimerHandle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def _guard_start(self) -> None:
         self._reset_start = self._control_start = time.monotonic()
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._loop = asyncio.get_running_loop()
         except RuntimeError:         # driven by hand (tests): no timers
+            self._loop = None
             return
         self._tick_handle = loop.call_later(self.limits.handshake_timeout, self._tick)
+
+    def _yield_reading(self) -> None:
+        """After a big read, let the other connections have the loop before reading more.
+
+        libuv (uvloop) reads a ready socket up to 32 times per loop turn, so a peer streaming
+        PINGs or SETTINGS got 32 × 256 KiB processed before anyone else was served (1-2 s).
+        """
+        loop = self._loop
+        if loop is not None and not self._guard_dead():
+            self.transport.pause_reading()
+            loop.call_soon(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if not self._paused and not self._guard_dead():
+            self.transport.resume_reading()
 
     def _guard_stop(self) -> None:
         if self._tick_handle is not None:
