@@ -133,14 +133,14 @@ def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns, jw
     assert [e["message_id"] for e in mine["entries"]] == ["8F1E3A4B-0000-4000-8000-00000000ABCD"]
 
     text = admin.get("/metrics").text
-    assert re.search(r"^pushsim_accepted_total 1$", text, re.M)
-    assert re.search(r'^pushsim_rejected_total\{reason="BadDeviceToken"\} 1$', text, re.M)
-    assert re.search(r'^pushsim_service_accepted_total\{service="apns"\} 1$', text, re.M)
-    assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1$', text, re.M)
+    assert re.search(r"^pushsim_accepted_total 1\.0$", text, re.M)
+    assert re.search(r'^pushsim_rejected_total\{reason="BadDeviceToken"\} 1\.0$', text, re.M)
+    assert re.search(r'^pushsim_service_accepted_total\{service="apns"\} 1\.0$', text, re.M)
+    assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1\.0$', text, re.M)
     # Per-service settles: seeded from the ledger at the first scrape, followed live after it.
     assert push(apns, server.endpoints, token, jwt_token).status_code == 200
     stats, text = admin.get("/stats").json(), admin.get("/metrics").text
-    m = re.search(r'^pushsim_service_delivered_total\{service="apns"\} (\d+)$', text, re.M)
+    m = re.search(r'^pushsim_service_delivered_total\{service="apns"\} (\d+)\.0$', text, re.M)
     assert (int(m.group(1)) if m else 0) == stats["delivered"]
 
 
@@ -166,7 +166,7 @@ def test_reset_forgets_traffic_but_keeps_the_fleet(server, admin, apns, jwt_toke
     assert admin.get("/stats").json() == {"accepted": 0, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
     assert admin.get("/journal").json()["entries"] == []
     assert admin.get("/devices").json()["total"] == total
-    assert re.search(r"^pushsim_accepted_total 0$", admin.get("/metrics").text, re.M)
+    assert re.search(r"^pushsim_accepted_total 0\.0$", admin.get("/metrics").text, re.M)
 
 
 def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
