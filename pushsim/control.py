@@ -26,7 +26,7 @@ from device_sim.journal import FILTERS as JOURNAL_FILTERS
 from device_sim.ledger import Record
 from device_sim.replay import export_jsonl
 
-from . import control_faults
+from . import control_faults, dashboard
 from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param, integer, json_object, quote
 from .metrics import CONTENT_TYPE
 from .report import DEFAULTS as REPORT_RULES
@@ -318,6 +318,9 @@ class Route:
 
 ANY, OWNER, ALL, STREAM = Cluster(Mode.ANY), Cluster(Mode.OWNER), Cluster(Mode.ALL), Cluster(Mode.STREAM)
 ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", dashboard.index, Cluster(Mode.HUB, hub="dashboard")),
+    Route("GET", "/dashboard.js", dashboard.script, Cluster(Mode.HUB, hub="dashboard_script")),
+    Route("GET", "/dashboard.css", dashboard.style, Cluster(Mode.HUB, hub="dashboard_style")),
     Route("GET", "/health", health, Cluster(Mode.HUB, hub="health")),
     Route("GET", "/endpoints", endpoints, Cluster(Mode.HUB, hub="endpoints")),
     Route("GET", "/devices", list_devices, ANY, query=("limit", "offset", "platform")),

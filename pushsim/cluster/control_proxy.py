@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 
 from pushsim.testbed import build_fleet, world_settings
+from pushsim import dashboard
 from pushsim.control import ROUTES, Mode, Route, add_route
 from pushsim.control_input import MAX_BODY, BadRequest, check_query
 from pushsim.report import DEFAULTS, build_report, parse_policy
@@ -79,6 +80,15 @@ class Proxy:
 
     async def endpoints(self, request: web.Request) -> web.Response:
         return _json(getattr(self.hub, "endpoints", {}))
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        return await dashboard.index(request)   # the same page: it reads the hub's merged routes
+
+    async def dashboard_script(self, request: web.Request) -> web.Response:
+        return await dashboard.script(request)
+
+    async def dashboard_style(self, request: web.Request) -> web.Response:
+        return await dashboard.style(request)
 
     async def stats(self, request: web.Request) -> web.Response:
         return _json(await self.hub.stats())
