@@ -20,7 +20,7 @@ import httpx
 import jwt
 import pytest
 
-from _serve_helpers import provider_token, walk_routes
+from _serve_helpers import consistent_scrape, funnel_of_metrics, promtool_check, provider_token, walk_routes
 from tests.waiting import wait_until
 from pushsim.control import ROUTES
 
@@ -156,6 +156,10 @@ def test_load_is_accounted_exactly_across_workers(cluster):
             time.sleep(0.05)
     metrics = admin.get("/metrics").text
     assert f"pushsim_accepted_total {ok}" in metrics and "pushsim_devices 400" in metrics
+    # the hub's sum of the workers' scrapes is the cluster's /stats, and still valid exposition
+    stats_now, metrics = consistent_scrape(admin)
+    assert funnel_of_metrics(metrics) == stats_now
+    promtool_check(metrics)
     page = admin.get("/journal", params={"limit": 10_000}).json()
     everything = [e["id"] for e in page["entries"]]
     assert len(everything) >= ok and len(set(everything)) == len(everything) and everything == sorted(everything)

@@ -8,7 +8,8 @@ import threading
 import httpx
 import pytest
 
-from _serve_helpers import apns_client, ephemeral_config, provider_token, push, walk_routes
+from _serve_helpers import (apns_client, consistent_scrape, ephemeral_config, funnel_of_metrics, promtool_check,
+                            provider_token, push, walk_routes)
 from pushsim.control import ROUTES
 from pushsim.server import run_in_thread
 
@@ -225,3 +226,19 @@ def test_fleet_stats_and_jsonl_export(server, admin, apns, jwt_token):
     assert r.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in r.text.splitlines()]
     assert lines[0]["type"] == "header" and lines[0]["accepted"] == 1
+
+
+def test_metrics_pass_promtool_and_agree_with_stats(server, admin, apns, jwt_token):
+    tokens = [_ios_token(admin, i) for i in range(3)]
+    for i in range(9):
+        assert push(apns, server.endpoints, tokens[i % 3], jwt_token).status_code == 200
+    assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
+    stats, text = consistent_scrape(admin)
+    assert funnel_of_metrics(text) == stats and stats["accepted"] == 9
+    promtool_check(text)
+    # the delivery-delay histogram counts every delivery; process metrics are there
+    m = re.search(r'^pushsim_delivery_delay_seconds_count\{service="apns"\} (\S+)$', text, re.M)
+    assert m and float(m.group(1)) == stats["delivered"] > 0
+    assert re.search(r"^process_cpu_seconds_total \S+$", text, re.M)
+    settled = re.findall(r'^pushsim_settled_total\{[^}]*platform="ios"[^}]*\} (\S+)$', text, re.M)
+    assert sum(float(v) for v in settled) == stats["delivered"] + sum(stats["dropped"].values())
