@@ -341,12 +341,22 @@ def test_events_merge_and_a_dead_worker_stops_the_cluster(tmp_path):
             jwt_token = provider_token(ep)
             with _h2c(ep["apns"]["h2c_url"]) as c:
                 assert all(_apns(c, ep, d["token"], jwt_token) == 200 for d in devs)
+            ids: list[str] = []
             for raw in stream.iter_lines():
+                if raw.startswith("id: "):
+                    ids.append(raw[4:])
                 if raw.startswith("data: "):
                     seen.append(json.loads(raw[6:]))
                 if len(seen) == 2:
                     break
         assert sorted(e["install"] for e in seen) == [0, 1] and {e["outcome"] for e in seen} == {"delivered"}
+        # the hub's ids are every worker's last id: coming back after the first event replays the second
+        assert len(ids) == 2 and all(len(i.split(".")) == 2 for i in ids), ids
+        with httpx.stream("GET", ep["admin"]["url"] + "/events", headers={"Last-Event-ID": ids[0]},
+                          timeout=10) as stream:
+            again = next(json.loads(raw[6:]) for raw in stream.iter_lines() if raw.startswith("data: "))
+        assert again["seq"] == seen[1]["seq"] and again["install"] == seen[1]["install"]
+        assert admin.get("/events", headers={"Last-Event-ID": "7"}).status_code == 400
         pids = [p["pid"] for p in admin.get("/stats").json()["per_worker"]]
         os.kill(pids[1], signal.SIGKILL)
         assert proc.wait(20) == 1

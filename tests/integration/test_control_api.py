@@ -242,3 +242,57 @@ def test_metrics_pass_promtool_and_agree_with_stats(server, admin, apns, jwt_tok
     assert re.search(r"^process_cpu_seconds_total \S+$", text, re.M)
     settled = re.findall(r'^pushsim_settled_total\{[^}]*platform="ios"[^}]*\} (\S+)$', text, re.M)
     assert sum(float(v) for v in settled) == stats["delivered"] + sum(stats["dropped"].values())
+
+
+def _sse(c: httpx.Client, n: int, headers: dict[str, str] | None = None, **params: str) -> list[tuple[str, dict]]:
+    """The first n (id, data) events of /events."""
+    out: list[tuple[str, dict]] = []
+    ident = ""
+    with c.stream("GET", "/events", params=params, headers=headers or {}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                out.append((ident, json.loads(line[6:])))
+                if len(out) == n:
+                    return out
+    return out
+
+
+def test_events_have_ids_and_resume_from_last_event_id(server, admin, apns, jwt_token):
+    token = _ios_token(admin, 4)
+    assert admin.post(f"/devices/{token}/state", json={"app_state": "foreground", "online": True,
+                                                       "low_power": False}).status_code == 200
+    url = server.endpoints["admin"]["url"]
+    first: list[tuple[str, dict]] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            with c.stream("GET", "/events", params={"token": token}) as r:
+                opened.set()
+                ident = ""
+                for line in r.iter_lines():
+                    if line.startswith("id: "):
+                        ident = line[4:]
+                    elif line.startswith("data: "):
+                        first.append((ident, json.loads(line[6:])))
+                        return           # the connection drops after one event
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert opened.wait(5)
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    t.join(10)
+    assert first and first[0][0].isdigit()
+    # while nobody listens, two more settle; the browser comes back with the id it saw last
+    for _ in range(2):
+        assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    with httpx.Client(base_url=url, timeout=10) as c:
+        missed = _sse(c, 2, headers={"Last-Event-ID": first[0][0]}, token=token)
+        ids = [int(i) for i, _ in missed]
+        assert ids == sorted(ids) and ids[0] > int(first[0][0])
+        assert {e["token"] for _, e in missed} == {token} and first[0][1]["seq"] < missed[0][1]["seq"] < missed[1][1]["seq"]
+        bad = c.get("/events", headers={"Last-Event-ID": "yesterday"})
+        assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]
