@@ -236,9 +236,47 @@ def _last_event_id(request: web.Request) -> int | None:
     return int(raw)
 
 
+SUMMARY_EVERY = 1.0   # seconds between two `/events?summary=1` events
+
+
+async def summary_events(request: web.Request, funnel: Callable[[], Awaitable[dict[str, Any]]],
+                         stopped: Callable[[], bool]) -> web.StreamResponse:
+    """`/events?summary=1`: the /stats funnel as one `event: stats` per SUMMARY_EVERY, however
+    busy the fakes are: what a dashboard follows at 30k requests/s (no per-notification work at
+    all). Each event is a whole snapshot, so a reconnecting client needs no replay."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    await resp.write(b": pushsim summary\nretry: 2000\n\n")
+    n = 0
+    try:
+        while not stopped():
+            n += 1
+            await resp.write(b"id: %d\nevent: stats\ndata: " % n
+                             + orjson.dumps(await funnel(), option=orjson.OPT_NON_STR_KEYS) + b"\n\n")
+            await asyncio.sleep(SUMMARY_EVERY)
+    except ConnectionResetError:
+        pass
+    return resp
+
+
+def summary_wanted(request: web.Request) -> bool:
+    return choice("summary", request.query.get("summary", "0"), ("0", "1")) == "1"
+
+
 async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
     """Server-sent events: one `id: N` + `data: {json}` per settled or re-pended notification. A
-    client that comes back with `Last-Event-ID` first gets the kept events it missed (event_log)."""
+    client that comes back with `Last-Event-ID` first gets the kept events it missed (event_log).
+    With `summary=1`: the funnel once a second instead (summary_events)."""
+    if summary_wanted(request):
+        ended = asyncio.Event()
+        request.app[STREAMS].add(ended.set)
+
+        async def funnel() -> dict[str, Any]:
+            return sim.testbed.ledger.stats()
+        try:
+            return await summary_events(request, funnel, ended.is_set)
+        finally:
+            request.app[STREAMS].discard(ended.set)
     want_token = request.query.get("token") or None
     want_service = request.query.get("service") or None
     last_id = _last_event_id(request)
@@ -352,7 +390,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/stats/fleet", fleet_stats, Cluster(Mode.MERGE, merge="fleet_stats")),
     Route("POST", "/reset", reset, ALL),
     Route("GET", "/metrics", metrics, Cluster(Mode.MERGE, merge="metrics")),
-    Route("GET", "/events", events, STREAM, query=("token", "service")),
+    Route("GET", "/events", events, STREAM, query=("token", "service", "summary")),
     Route("POST", "/faults", control_faults.post_faults, ALL),
     Route("GET", "/faults", control_faults.get_faults, ANY),
     Route("DELETE", "/faults", control_faults.delete_all, ALL),

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from pushsim.testbed import build_fleet, world_settings
 from pushsim import dashboard
-from pushsim.control import ROUTES, Mode, Route, add_route
+from pushsim.control import ROUTES, Mode, Route, summary_wanted, add_route, summary_events
 from pushsim.control_input import MAX_BODY, BadRequest, check_query
 from pushsim.report import DEFAULTS, build_report, parse_policy
 
@@ -193,6 +193,11 @@ def _serve(proxy: Proxy, route: Route) -> Handler:
         inner = merged
     elif mode is Mode.STREAM:
         async def streams(request: web.Request) -> web.StreamResponse:
+            if summary_wanted(request):     # the hub's own consistent funnel, not N partial ones
+                async def funnel() -> dict[str, Any]:
+                    s = await proxy.hub.stats()
+                    return {k: s[k] for k in ("accepted", "rejected", "delivered", "dropped", "pending")}
+                return await summary_events(request, funnel, lambda: proxy.hub.stopping)
             return await _interleave_events(proxy, request)
         inner = streams
     else:

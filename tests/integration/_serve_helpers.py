@@ -92,3 +92,23 @@ def consistent_scrape(admin: httpx.Client) -> tuple[dict[str, object], str]:
             return {k: {r: n for r, n in v.items() if n} if isinstance(v, dict) else v
                     for k, v in after.items()}, text
         time.sleep(0.05)
+
+
+def summary_events(admin: httpx.Client, n: int) -> list[tuple[str, dict[str, object]]]:
+    """The first n (id, funnel) events of /events?summary=1."""
+    import json
+    out: list[tuple[str, dict[str, object]]] = []
+    ident, kind = "", ""
+    with admin.stream("GET", "/events", params={"summary": "1"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                assert kind == "stats"
+                out.append((ident, json.loads(line[6:])))
+                if len(out) == n:
+                    break
+    return out

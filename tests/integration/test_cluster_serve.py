@@ -20,7 +20,8 @@ import httpx
 import jwt
 import pytest
 
-from _serve_helpers import consistent_scrape, funnel_of_metrics, promtool_check, provider_token, walk_routes
+from _serve_helpers import (consistent_scrape, funnel_of_metrics, promtool_check, provider_token, summary_events,
+                            walk_routes)
 from tests.waiting import wait_until
 from pushsim.control import ROUTES
 
@@ -357,6 +358,9 @@ def test_events_merge_and_a_dead_worker_stops_the_cluster(tmp_path):
             again = next(json.loads(raw[6:]) for raw in stream.iter_lines() if raw.startswith("data: "))
         assert again["seq"] == seen[1]["seq"] and again["install"] == seen[1]["install"]
         assert admin.get("/events", headers={"Last-Event-ID": "7"}).status_code == 400
+        summary = summary_events(admin, 1)[0][1]      # the hub's own funnel, not one worker's
+        assert summary == {k: v for k, v in admin.get("/stats").json().items() if k in summary}
+        assert summary["accepted"] == 2
         pids = [p["pid"] for p in admin.get("/stats").json()["per_worker"]]
         os.kill(pids[1], signal.SIGKILL)
         assert proc.wait(20) == 1

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from _serve_helpers import (apns_client, consistent_scrape, ephemeral_config, funnel_of_metrics, promtool_check,
-                            provider_token, push, walk_routes)
+                            provider_token, push, summary_events, walk_routes)
 from pushsim.control import ROUTES
 from pushsim.server import run_in_thread
 
@@ -296,3 +296,12 @@ def test_events_have_ids_and_resume_from_last_event_id(server, admin, apns, jwt_
         assert {e["token"] for _, e in missed} == {token} and first[0][1]["seq"] < missed[0][1]["seq"] < missed[1][1]["seq"]
         bad = c.get("/events", headers={"Last-Event-ID": "yesterday"})
         assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]
+
+
+def test_events_summary_pushes_the_funnel_once_a_second(server, admin, apns, jwt_token):
+    assert push(apns, server.endpoints, _ios_token(admin, 5), jwt_token).status_code == 200
+    assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
+    got = summary_events(admin, 2)
+    assert [i for i, _ in got] == ["1", "2"]
+    assert got[-1][1] == admin.get("/stats").json() and got[-1][1]["rejected"] == {"BadDeviceToken": 1}
+    assert admin.get("/events", params={"summary": "yes"}).status_code == 400

@@ -65,7 +65,7 @@ def test_dashboard_shows_the_funnel_moving_and_matches_stats(server, page, tmp_p
         assert admin.post("/reset").status_code == 200
         tokens = [d["token"] for d in admin.get("/devices", params={"platform": "ios", "limit": 20}).json()["devices"]]
         page.goto(admin_url + "/")
-        page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=10_000)
+        page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=10_000)   # the summary stream is up
 
         jwt = provider_token(server.endpoints)
         done = threading.Event()

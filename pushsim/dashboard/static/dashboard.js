@@ -218,7 +218,20 @@ function every(ms, fn) {
   setInterval(tick, ms);
 }
 
-every(STATS_EVERY_MS, async () => { showStats(await getJSON("/stats")); setStatus(true, "live"); });
+// The funnel: the server pushes one aggregate event a second (/events?summary=1); EventSource
+// reconnects by itself after a drop. While it is down, /stats is polled instead.
+let streaming = false;
+function follow() {
+  const es = new EventSource("/events?summary=1");
+  es.addEventListener("stats", (ev) => { streaming = true; setStatus(true, "live"); showStats(JSON.parse(ev.data)); });
+  es.onerror = () => { streaming = false; setStatus(false, "reconnecting…"); };
+}
+follow();
+every(STATS_EVERY_MS, async () => {
+  if (streaming) return;
+  showStats(await getJSON("/stats"));
+  setStatus(true, "live (polling)");
+});
 every(SLOW_EVERY_MS, async () => showFleet(await getJSON("/stats/fleet")));
 every(SLOW_EVERY_MS, async () => {
   const r = await fetch("/metrics", { cache: "no-store" });
