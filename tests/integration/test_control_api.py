@@ -305,3 +305,16 @@ def test_events_summary_pushes_the_funnel_once_a_second(server, admin, apns, jwt
     assert [i for i, _ in got] == ["1", "2"]
     assert got[-1][1] == admin.get("/stats").json() and got[-1][1]["rejected"] == {"BadDeviceToken": 1}
     assert admin.get("/events", params={"summary": "yes"}).status_code == 400
+
+
+def test_the_grafana_dashboard_reads_series_metrics_exposes(server, admin, apns, jwt_token):
+    from pathlib import Path
+    assert push(apns, server.endpoints, _ios_token(admin, 2), jwt_token).status_code == 200
+    assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
+    dash = json.loads((Path(__file__).parents[2] / "docs" / "grafana" / "pushsim.json").read_text())
+    wanted = {name for p in dash["panels"] for t in p["targets"]
+              for name in re.findall(r"\b((?:pushsim|process)_[a-z_]+)\b", t["expr"])}
+    assert len(wanted) > 10
+    text = admin.get("/metrics").text
+    exposed = set(re.findall(r"^([a-z_]+)[{ ]", text, re.M)) | set(re.findall(r"^# HELP ([a-z_]+) ", text, re.M))
+    assert wanted <= exposed, sorted(wanted - exposed)
