@@ -398,7 +398,7 @@ def _findings_table(report: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr class='{esc(f['severity'])}'><td>{esc(f['severity'])}</td><td>{esc(f['rule'])}</td>"
         f"<td>{esc(f['sender'] or '')}</td><td class='n'>{f['count']}</td><td>{esc(f['detail'] or f['title'])}</td>"
-        f"<td>{esc(_evidence(f, 3))}</td><td>{esc(f["advice"])}<br><small>{esc(f['source'])}</small></td></tr>"
+        f"<td>{esc(_evidence(f, 3))}</td><td>{esc(f['advice'])}<br><small>{esc(f['source'])}</small></td></tr>"
         for f in report["findings"])
     c = report["summary"]["findings"]
     head = f"<p>{c['error']} error(s), {c['warning']} warning(s), {c['info']} info</p>"
