@@ -6,7 +6,7 @@ Fixtures
     pushsim_endpoints function: the endpoints dict (URLs, CA file, credentials) for your sender
 
 Reusing a server you started yourself (e.g. `pushsim serve` in CI, another language's tests):
-    PUSHSIM_ENDPOINTS=/path/to/endpoints.json  or  PUSHSIM_ADMIN_URL=http://127.0.0.1:8089
+    PUSHSIM_ENDPOINTS=/path/to/endpoints.json  or  PUSHSIM_ADMIN_URL=http://127.0.0.1:2199
 Server settings for the in-process one: PUSHSIM_TEST_DEVICES (default "ios=20,android=20"),
 PUSHSIM_TEST_SEED (default 0), or the `--pushsim-devices` / `--pushsim-seed` options.
 
