@@ -148,36 +148,8 @@ def write_html(path: str, inputs: PageInputs) -> None:
     print(f"HTML report written to {path}", file=sys.stderr)
 
 
-def table(rows: list[tuple[str, object]], indent: str = "  ") -> list[str]:
-    """Two aligned columns: name, value (numbers right-aligned)."""
-    if not rows:
-        return []
-    w = max(len(k) for k, _ in rows)
-    shown = [(k, "-" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-             for k, v in rows]
-    vw = max(len(v) for _, v in shown)
-    return [f"{indent}{k:<{w}}  {v:>{vw}}" for k, v in shown]
-
-
-def metrics_rows(m: dict[str, Any]) -> list[tuple[str, object]]:
-    """The device sim's app metrics (DeviceSim.stats()) as readable rows."""
-    bg, dur, fresh = m.get("background") or {}, m.get("task_duration") or {}, m.get("freshness") or {}
-    rows: list[tuple[str, object]] = [
-        ("receipt rate", m.get("receipt_rate")),
-        ("background tasks started", bg.get("started")), ("  succeeded", bg.get("succeeded")),
-        ("  failed", bg.get("failed")), ("  killed (over the OS window)", bg.get("killed")),
-        ("  success rate", bg.get("success_rate")),
-        ("task duration p50 / p90 / p99 s", f"{dur.get('p50')} / {dur.get('p90')} / {dur.get('p99')}"),
-        ("app opens", fresh.get("opens")), ("  found fresh content", fresh.get("fresh")),
-        ("  fresh rate", fresh.get("fresh_rate")), ("  mean staleness s", fresh.get("mean_staleness"))]
-    android, ios = m.get("android") or {}, m.get("ios") or {}
-    rows += [(f"android {k.replace('_', ' ')}", v) for k, v in android.items() if v]
-    rows += [(f"ios {k.replace('_', ' ')}", v) for k, v in ios.items() if v]
-    return rows
-
-
 def format_virtual(s: Any) -> str:
-    from .stats import funnel_table
+    from .stats import funnel_table, metrics_rows, table
     lines = [f"scenario {s.name}  seed {s.seed}  {s.duration:g} s virtual  "
              f"({s.events:,} events in {s.wall_seconds:.3f} s)", "", "funnel",
              *("  " + ln for ln in funnel_table(s.funnel).splitlines()), "", "fleet metrics",
