@@ -220,3 +220,18 @@ def test_stats_fleet_table(ps: PushSimClient, tmp_path: Path, capsys: pytest.Cap
     assert "fleet" in out and "background tasks started" in out and "{" not in out
     assert main(["stats", "--fleet", "--json", "--endpoints", ps.endpoints_file]) == 0
     assert json.loads(capsys.readouterr().out)["funnel"]["delivered"] == 1
+
+
+def test_token_command_prints_credentials_the_fakes_accept(ps: PushSimClient, capsys: pytest.CaptureFixture) -> None:
+    import httpx
+    assert main(["token", "apns", "--endpoints", ps.endpoints_file]) == 0
+    jwt = capsys.readouterr().out.strip()
+    assert jwt.count(".") == 2
+    assert main(["token", "fcm", "--endpoints", ps.endpoints_file]) == 0
+    access = capsys.readouterr().out.strip()
+    fcm = ps.endpoints["fcm"]
+    r = httpx.post(f"{fcm['h2c_url']}/v1/projects/{fcm['project_id']}/messages:send",
+                   json={"message": {"token": ps.tokens("android")[0], "data": {"k": "v"}}},
+                   headers={"authorization": f"Bearer {access}"})
+    assert r.status_code == 200, r.text
+    assert main(["token", "apns", "--state-dir", "/nonexistent"]) == 2
