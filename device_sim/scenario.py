@@ -79,6 +79,11 @@ class Summary:
 
 def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
     """Run a scenario in virtual time; the same scenario and seed always give the same digest."""
+    return simulate(scenario, seed)[1]
+
+
+def simulate(scenario: str | Path | dict[str, Any], seed: int) -> tuple[World, Summary]:
+    """`run_virtual`, keeping the world (for a journal export or an HTML report of the run)."""
     doc = load(scenario) if isinstance(scenario, (str, Path)) else scenario
     start = float(doc.get("start", VIRTUAL_EPOCH))
     duration = float(doc.get("duration", 86_400))
@@ -96,8 +101,8 @@ def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
     sched.run_until(start + duration)
     wall = time.perf_counter() - t0
     world.ledger.check()
-    return Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(world.ledger),
-                   world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall)
+    return world, Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(world.ledger),
+                          world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall)
 
 
 class _Traffic:
