@@ -3,7 +3,9 @@
     name = "..."; duration = 86400; [fleet] devices = "ios=1"
     [profile.ios] / [profile.android]   distributions (see profile.PlatformMix)
     [ios] / [android] / [app]           rule settings (see params.py)
-    [[traffic]] platform, push_type, priority, per_hour, poisson, expiration, collapse_id, payload, installs
+    [[traffic]] platform, push_type, priority, per_hour, poisson, expiration, collapse_id, payload, installs,
+                arms (send only to installs of these experiment arms)
+    [experiment] arms = { holdout = 0.1, treated = 0.9 }, holdout, mode, seed   (see cohorts.py)
     [[events]] at, install, set = {online = false, app_state = "force_quit", open = true, ...}
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cohorts import Experiment
 from .fleet import IOS
 from .notification import Notification
 from .params import SimParams
@@ -53,12 +56,14 @@ class Summary:
     events: int
     wall_seconds: float
     outcomes: list[str] = field(default_factory=list)
+    experiment: dict[str, Any] | None = None       # device_sim.lift.outcomes, when the scenario has one
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "seed": self.seed, "duration": self.duration, "digest": self.digest,
                 "funnel": self.funnel, "metrics": self.metrics, "events": self.events,
                 "wall_seconds": round(self.wall_seconds, 4),
-                "events_per_second": round(self.events / self.wall_seconds) if self.wall_seconds else None}
+                "events_per_second": round(self.events / self.wall_seconds) if self.wall_seconds else None,
+                **({"experiment": self.experiment} if self.experiment is not None else {})}
 
     def format(self) -> str:
         f = self.funnel
@@ -73,6 +78,9 @@ class Summary:
         lines.append(f"  receipt rate {m['receipt_rate']}  background {m['background']}")
         lines.append(f"  freshness {m['freshness']}")
         lines.append(f"  events {self.events} in {self.wall_seconds:.3f} s")
+        if self.experiment is not None:
+            from .lift import format_outcomes
+            lines.append(format_outcomes(self.experiment))
         lines.append(f"digest {self.digest}")
         return "\n".join(lines)
 
@@ -83,8 +91,13 @@ def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
     start = float(doc.get("start", VIRTUAL_EPOCH))
     duration = float(doc.get("duration", 86_400))
     fleet_doc = doc.get("fleet", {})
+    if doc.get("faults"):
+        # Fault rules act on the HTTP edge (status codes, resets, latency), which a virtual run has none of.
+        raise ValueError("[[faults]] act on the HTTP edge and a virtual run has none: run it with "
+                         "--mode live, or remove the [[faults]] tables")
+    experiment = Experiment.from_dict(doc["experiment"]) if "experiment" in doc else None
     world = World(WorldSettings(devices=str(fleet_doc.get("devices", "ios=1")), seed=seed, clock="virtual",
-                                start=start), rules=sim_settings(doc))
+                                start=start), rules=sim_settings(doc), experiment=experiment)
     sim, sched = world.device_sim, world.sched
     for i, rule in enumerate(doc.get("traffic", [])):
         _Traffic(world, i, rule, seed).start(start, start + duration)
@@ -97,7 +110,8 @@ def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
     wall = time.perf_counter() - t0
     world.ledger.check()
     return Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(world.ledger),
-                   world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall)
+                   world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall,
+                   experiment=sim.experiment_outcomes())
 
 
 class _Traffic:
@@ -114,6 +128,15 @@ class _Traffic:
         else:
             every = [i for i in range(len(fleet)) if fleet.platform[i] == want]
             self.targets = every if sel == "all" else every[: int(sel)]
+        arms = rule.get("arms")
+        if arms is not None:
+            exp = world.experiment
+            if exp is None:
+                raise ValueError(f"[[traffic]] #{rule_no + 1}: arms = {arms!r} but the scenario has no [experiment]")
+            unknown = sorted(set(arms) - set(exp.names))
+            if unknown:
+                raise ValueError(f"[[traffic]] #{rule_no + 1}: unknown arm(s) {', '.join(unknown)}")
+            self.targets = [i for i in self.targets if exp.arm_of(i) in arms]
         self.ios = want == IOS
         self.service = rule.get("service", "apns" if self.ios else "fcm")
         self.push_type = rule.get("push_type", "background" if self.ios else "data")
