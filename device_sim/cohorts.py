@@ -68,6 +68,20 @@ class Experiment:
             raise ValueError(f"{where} seed: must be a non-negative integer, got {seed!r}")
         return cls(tuple(arms), str(holdout), str(mode), seed, str(doc.get("name", "experiment")))
 
+    @classmethod
+    def from_file(cls, path: str) -> Experiment:
+        """`serve --experiment FILE`: a TOML file with an `[experiment]` table (a scenario file
+        works), or whose top level is that table."""
+        import tomllib
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML: {e}") from None
+        if "experiment" in doc:
+            return cls.from_dict(doc["experiment"], f"{path}: [experiment]")
+        return cls.from_dict(doc, path)
+
     def __post_init__(self) -> None:
         total = sum(w for _, w in self.arms)
         acc, bounds = 0.0, []
@@ -98,7 +112,7 @@ class Experiment:
     def describe(self) -> dict[str, object]:
         total = sum(w for _, w in self.arms)
         return {"name": self.name, "mode": self.mode, "holdout": self.holdout, "seed": self.seed,
-                "arms": {a: round(w / total, 6) for a, w in self.arms}}
+                "weights": {a: round(w / total, 6) for a, w in self.arms}}
 
 
 # per-install counters, one array each (8 bytes per install per metric)
@@ -117,6 +131,9 @@ class Tally:
         self.sums = {k: array("d", bytes(8 * installs)) for k in SUMS}
         self.drops: list[dict[str, int]] = [{} for _ in experiment.arms]
         self.sent_to_holdout = 0
+        # (me, workers): this process tallies the installs with index % workers == me (a cluster
+        # worker); (0, 1) = all of them.
+        self.shard = (0, 1)
 
     def _grow(self, install: int) -> None:
         # installs registered after start (POST /devices): extend every array to cover them

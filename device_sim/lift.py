@@ -3,7 +3,9 @@
 The unit of analysis is the install: each metric is first a value per install (its fresh rate at
 open, its wakes per day, ...), then an arm's estimate is the mean over its installs with a
 Student-t interval, and a lift is the difference of two arms' means with a Welch interval (the arms
-differ in size and spread). scipy.stats does the distributions; numpy does the per-install arrays.
+differ in size and spread). scipy.stats gives the t quantiles; numpy does the per-install arrays.
+Both are computed from [n, mean, M2] per arm and metric, which pool exactly across processes
+(`serve --workers N`: each worker summarises the installs it owns; the hub merges).
 
 Metrics (per install; "per day" divides by the observed device days):
   fresh_rate               fresh opens / opens             (installs with at least one open)
@@ -49,34 +51,42 @@ def arm_indices(experiment: Experiment, installs: int) -> np.ndarray:
     return np.searchsorted(bounds, u, side="right").astype(np.int64)
 
 
-def _interval(values: np.ndarray) -> dict[str, Any]:
-    n = len(values)
+def _r(x: float) -> float:
+    return round(float(x), 6)
+
+
+def _point(x: float | None) -> dict[str, Any]:
+    return {"estimate": None if x is None else _r(x), "ci95": [None, None]}
+
+
+def _interval(n: int, mean: float, m2: float) -> dict[str, Any]:
+    """Mean of n per-install values (M2 = sum of squared deviations) with its Student-t 95% interval."""
     if n == 0:
-        return {"estimate": None, "ci95": [None, None], "n": 0}
-    mean = float(values.mean())
+        return {**_point(None), "n": 0}
     if n < 2:
-        return {"estimate": _r(mean), "ci95": [None, None], "n": n}
-    sem = float(values.std(ddof=1)) / math.sqrt(n)
+        return {**_point(mean), "n": n}
+    sem = math.sqrt(m2 / (n - 1) / n)
     if sem == 0.0:
         return {"estimate": _r(mean), "ci95": [_r(mean), _r(mean)], "n": n}
     lo, hi = sps.t.interval(0.95, n - 1, loc=mean, scale=sem)
     return {"estimate": _r(mean), "ci95": [_r(lo), _r(hi)], "n": n}
 
 
-def _lift(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    if len(a) == 0 or len(b) == 0:
-        return {"estimate": None, "ci95": [None, None]}
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return {"estimate": _r(diff), "ci95": [None, None]}
-    if a.var(ddof=1) == 0.0 and b.var(ddof=1) == 0.0:
+def _lift(a: list[float], b: list[float]) -> dict[str, Any]:
+    """a − b with Welch's 95% interval (unequal sizes and variances; Welch–Satterthwaite df)."""
+    (na, ma, m2a), (nb, mb, m2b) = a, b
+    if na == 0 or nb == 0:
+        return _point(None)
+    diff = ma - mb
+    if na < 2 or nb < 2:
+        return _point(diff)
+    va, vb = m2a / (na - 1) / na, m2b / (nb - 1) / nb       # squared standard errors
+    se2 = va + vb
+    if se2 == 0.0:
         return {"estimate": _r(diff), "ci95": [_r(diff), _r(diff)]}
-    ci = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return {"estimate": _r(diff), "ci95": [_r(ci.low), _r(ci.high)]}
-
-
-def _r(x: float) -> float:
-    return round(float(x), 6)
+    df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
+    half = float(sps.t.ppf(0.975, df)) * math.sqrt(se2)
+    return {"estimate": _r(diff), "ci95": [_r(diff - half), _r(diff + half)]}
 
 
 def per_install(tally: Tally, members: np.ndarray, days: float) -> dict[str, np.ndarray]:
@@ -98,25 +108,65 @@ def per_install(tally: Tally, members: np.ndarray, days: float) -> dict[str, np.
     }
 
 
-def outcomes(tally: Tally, installs: int, days: float) -> dict[str, Any]:
-    """The `experiment` JSON: the design, `arms.{arm}.{metric}` and `lift.{arm}.{metric}` (arm minus
-    holdout), each `{"estimate": x, "ci95": [low, high]}`, plus installs and drops per arm."""
+def moments(tally: Tally, installs: int, days: float) -> dict[str, Any]:
+    """The sufficient statistics of every arm and metric — [n, mean, M2] over the installs this
+    process owns (`tally.shard`) — so several processes' answers pool exactly (merge_moments)."""
     exp = tally.experiment
     installs = min(installs, len(tally.counts["opens"]))
     arms_of = arm_indices(exp, installs)
-    values = []
+    me, workers = tally.shard
+    owned = np.arange(installs) % workers == me
     arms: dict[str, Any] = {}
     for k, name in enumerate(exp.names):
-        members = np.flatnonzero(arms_of == k)
+        members = np.flatnonzero((arms_of == k) & owned)
         v = per_install(tally, members, days)
-        values.append(v)
-        arms[name] = {"installs": int(len(members)), **{m: _interval(v[m]) for m in METRICS},
-                      "drops_by_reason": dict(sorted(tally.drops[k].items()))}
-    base = values[tally.holdout_index]
-    lift = {name: {m: _lift(values[k][m], base[m]) for m in METRICS}
-            for k, name in enumerate(exp.names) if k != tally.holdout_index}
-    return {**exp.describe(), "days": round(days, 6), "sent_to_holdout": tally.sent_to_holdout,
-            "arms": arms, "lift": lift}
+        stats = {}
+        for m in METRICS:
+            x = v[m]
+            mean = float(x.mean()) if len(x) else 0.0
+            stats[m] = [int(len(x)), mean, float(((x - mean) ** 2).sum()) if len(x) else 0.0]
+        arms[name] = {"installs": int(len(members)), "metrics": stats, "drops": dict(tally.drops[k])}
+    return {"days": days, "sent_to_holdout": tally.sent_to_holdout, "arms": arms}
+
+
+def merge_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool disjoint sets of installs (cluster workers): Chan et al.'s pairwise update of n, mean, M2."""
+    out: dict[str, Any] = {"days": max(p["days"] for p in parts),
+                           "sent_to_holdout": sum(p["sent_to_holdout"] for p in parts), "arms": {}}
+    for p in parts:
+        for name, arm in p["arms"].items():
+            acc = out["arms"].setdefault(name, {"installs": 0, "metrics": {}, "drops": {}})
+            acc["installs"] += arm["installs"]
+            for reason, n in arm["drops"].items():
+                acc["drops"][reason] = acc["drops"].get(reason, 0) + n
+            for m, (nb, mb, m2b) in arm["metrics"].items():
+                na, ma, m2a = acc["metrics"].get(m, (0, 0.0, 0.0))
+                n = na + nb
+                if n == 0:
+                    acc["metrics"][m] = [0, 0.0, 0.0]
+                    continue
+                delta = mb - ma
+                acc["metrics"][m] = [n, ma + delta * nb / n, m2a + m2b + delta * delta * na * nb / n]
+    return out
+
+
+def summarize(experiment: dict[str, Any], mom: dict[str, Any]) -> dict[str, Any]:
+    """The `experiment` JSON: the design (Experiment.describe), `arms.{arm}.{metric}` and
+    `lift.{arm}.{metric}` (arm minus holdout), each `{"estimate": x, "ci95": [low, high]}`, plus
+    installs and drops by reason per arm, and the moments it came from."""
+    holdout = experiment["holdout"]
+    arms = {name: {"installs": a["installs"], **{m: _interval(*a["metrics"][m]) for m in METRICS},
+                   "drops_by_reason": dict(sorted(a["drops"].items()))}
+            for name, a in mom["arms"].items()}
+    base = mom["arms"][holdout]["metrics"]
+    lift = {name: {m: _lift(a["metrics"][m], base[m]) for m in METRICS}
+            for name, a in mom["arms"].items() if name != holdout}
+    return {**experiment, "days": round(mom["days"], 6), "sent_to_holdout": mom["sent_to_holdout"],
+            "arms": arms, "lift": lift, "moments": mom}
+
+
+def outcomes(tally: Tally, installs: int, days: float) -> dict[str, Any]:
+    return summarize(tally.experiment.describe(), moments(tally, installs, days))
 
 
 def format_outcomes(doc: dict[str, Any]) -> str:
