@@ -20,7 +20,7 @@ from pushsim.report.metrics import delivery_data
 from pushsim.report.records import load
 from pushsim.testbed import Testbed
 
-from .fcm_topics import reply
+from .fcm_tokens import reply
 
 PATH_RE = re.compile(rb"/v1beta1/projects/([^/?#]+)/androidApps/([^/?#]+)/deliveryData")
 DEFAULT_PAGE, MAX_PAGE = 1000, 10_000     # Google's documented page sizes
