@@ -112,7 +112,14 @@ class Experiment:
     def describe(self) -> dict[str, object]:
         total = sum(w for _, w in self.arms)
         return {"name": self.name, "mode": self.mode, "holdout": self.holdout, "seed": self.seed,
-                "weights": {a: round(w / total, 6) for a, w in self.arms}}
+                "weights": {a: round(w / total, 6) for a, w in self.arms},
+                "arm_weights": [[a, w] for a, w in self.arms]}    # exact, so a reader re-derives the arms
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> Experiment:
+        """The experiment `describe()` gave (a journal export's header, a report's input)."""
+        return cls.from_dict({"arms": {a: w for a, w in d["arm_weights"]}, "holdout": d["holdout"],
+                              "mode": d["mode"], "seed": d["seed"], "name": d["name"]})
 
 
 # per-install counters, one array each (8 bytes per install per metric)

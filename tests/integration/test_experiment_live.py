@@ -87,6 +87,8 @@ def test_enforced_holdout_is_dropped_and_goes_stale_with_an_unchanged_sender(enf
     stats = admin.get("/stats").json()
     assert stats["dropped"].get("holdout") == len(holdout)
     assert stats["accepted"] == stats["delivered"] + sum(stats["dropped"].values()) + sum(stats["pending"].values())
+    # enforced: the sender need not know, so sending to the holdout is no finding
+    assert not [f for f in admin.get("/report").json()["findings"] if f["rule"] == "experiment.send-to-holdout"]
     dev = admin.get(f"/devices/{holdout[0]}").json()
     assert dev["arm"] == "holdout" and dev["deliveries"][-1]["reason"] == "holdout"
 
@@ -111,6 +113,9 @@ def test_advertised_holdout_is_delivered_and_counted(tmp_path):
             wait_until(lambda: admin.get("/stats").json()["delivered"] == 1, "the push to the holdout delivered")
             doc = admin.get("/experiment").json()["experiment"]
             assert doc["mode"] == "advertised" and doc["sent_to_holdout"] == 1
+            findings = [f for f in admin.get("/report").json()["findings"] if f["rule"] == "experiment.send-to-holdout"]
+            assert len(findings) == 1 and findings[0]["count"] == 1
+            assert findings[0]["tokens"] == [holdout[0]["token"]]
     finally:
         stop()
 
