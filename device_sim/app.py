@@ -159,6 +159,11 @@ class AppModel:
         """The user launches the app: record freshness first, then let the OS hand over held pushes."""
         m = self.sim.metrics
         m.opens += 1
+        content = self.sim.content
+        if content is not None:        # freshness against what exists now, pushed or not
+            newest = content.version_at(t)
+            if newest > d.announced and newest > d.version:
+                d.announced, d.announced_at = newest, content.published(d.version + 1)
         fresh = d.version >= d.announced
         if fresh:
             m.fresh_opens += 1
@@ -173,6 +178,8 @@ class AppModel:
                 tally.add("fresh_opens", d.index)
             else:
                 tally.add_seconds("staleness_s", d.index, t - d.announced_at)
+        if content is not None:        # the app refreshes in the foreground: fresh until the next update
+            d.version = max(d.version, content.version_at(t))
         d.state = FOREGROUND
         self.sim.sched.cancel(d.session_timer)
         d.session_timer = self.sim.sched.call_at(t + self.params.session, self._session_end, d)

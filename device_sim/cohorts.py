@@ -5,7 +5,9 @@ into weighted arms. The arm of an install is a pure function of (experiment seed
 a splitmix64 hash mapped onto the cumulative weights — so it is the same in every run, in every
 cluster worker and in the hub, with nothing stored or exchanged.
 
-One arm is the holdout. `enforced`: pushes to its installs are accepted as usual but never reach
+One arm is the holdout; `withhold` says which pushes it goes without: `all` (default) or only
+`silent` ones (content-available), which keeps visible pushes flowing so that landing readiness
+can be compared. `enforced`: those pushes to its installs are accepted as usual but never reach
 the app (dropped, reason `holdout`), so an unchanged sender can be measured. `advertised`: the
 sender reads the arms and is expected to skip the holdout; pushes that still reach it are delivered
 and counted (`sent_to_holdout`), which the conformance report flags.
@@ -25,7 +27,8 @@ from .profile import mix64
 
 MODES = ("enforced", "advertised")
 HOLDOUT_REASON = "holdout"
-_KEYS = {"arms", "holdout", "mode", "seed", "name"}
+_KEYS = {"arms", "holdout", "mode", "seed", "name", "withhold"}
+WITHHOLD = ("all", "silent")
 _UNASSIGNED = 255
 MAX_ARMS = 16
 
@@ -37,6 +40,7 @@ class Experiment:
     mode: str = "enforced"
     seed: int = 0
     name: str = "experiment"
+    withhold: str = "all"          # which pushes the holdout goes without: all, or only silent ones
     _bounds: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
@@ -63,10 +67,13 @@ class Experiment:
         mode = doc.get("mode", "enforced")
         if mode not in MODES:
             raise ValueError(f"{where} mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        withhold = doc.get("withhold", "all")
+        if withhold not in WITHHOLD:
+            raise ValueError(f"{where} withhold: must be one of {', '.join(WITHHOLD)}, got {withhold!r}")
         seed = doc.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"{where} seed: must be a non-negative integer, got {seed!r}")
-        return cls(tuple(arms), str(holdout), str(mode), seed, str(doc.get("name", "experiment")))
+        return cls(tuple(arms), str(holdout), str(mode), seed, str(doc.get("name", "experiment")), str(withhold))
 
     @classmethod
     def from_file(cls, path: str) -> Experiment:
@@ -112,6 +119,7 @@ class Experiment:
     def describe(self) -> dict[str, object]:
         total = sum(w for _, w in self.arms)
         return {"name": self.name, "mode": self.mode, "holdout": self.holdout, "seed": self.seed,
+                "withhold": self.withhold,
                 "weights": {a: round(w / total, 6) for a, w in self.arms},
                 "arm_weights": [[a, w] for a, w in self.arms]}    # exact, so a reader re-derives the arms
 
@@ -119,7 +127,8 @@ class Experiment:
     def from_description(cls, d: dict[str, Any]) -> Experiment:
         """The experiment `describe()` gave (a journal export's header, a report's input)."""
         return cls.from_dict({"arms": {a: w for a, w in d["arm_weights"]}, "holdout": d["holdout"],
-                              "mode": d["mode"], "seed": d["seed"], "name": d["name"]})
+                              "mode": d["mode"], "seed": d["seed"], "name": d["name"],
+                              "withhold": d.get("withhold", "all")})
 
 
 # per-install counters, one array each (8 bytes per install per metric)
@@ -161,6 +170,10 @@ class Tally:
 
     def is_holdout(self, install: int) -> bool:
         return self.arm(install) == self.holdout_index
+
+    def withheld(self, install: int, silent: bool) -> bool:
+        """Is this push one the install's arm goes without (the holdout's, of the withheld kind)?"""
+        return (silent or self.experiment.withhold == "all") and self.arm(install) == self.holdout_index
 
     def add(self, key: str, install: int, n: int = 1) -> None:
         if install >= len(self._arm):

@@ -47,6 +47,8 @@ class DeviceSim:
         # An experiment's per-install tally (None = no experiment: every hook below is one test).
         self.cohorts: Tally | None = None
         self.cohorts_since = sched.now      # device time the tally started (for per-day rates)
+        # The sender's content timeline (device_sim.content), when a scenario has one.
+        self.content: Any = None
 
     # the dispatch core's Policy --------------------------------------------------------------------
     def handle(self, batch: list[Notification]) -> None:
@@ -67,7 +69,7 @@ class DeviceSim:
         d = self.device(n.install, t)
         self.app.announce(d, n, t)      # the content exists whether or not the push reaches the app
         tally = self.cohorts
-        if tally is not None and tally.is_holdout(n.install):
+        if tally is not None and tally.withheld(n.install, n.content_available):
             if tally.experiment.enforced:
                 self.drop(n, HOLDOUT_REASON, t)
                 return

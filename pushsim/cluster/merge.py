@@ -55,7 +55,7 @@ def experiment(a: Answers) -> tuple[str, bytes]:
     from device_sim.lift import merge_moments, summarize
 
     docs = [orjson.loads(b)["experiment"] for b in a.bodies]
-    design = {k: v for k, v in docs[0].items() if k in ("name", "mode", "holdout", "seed", "weights", "arm_weights")}
+    design = {k: v for k, v in docs[0].items() if k in ("name", "mode", "holdout", "seed", "withhold", "weights", "arm_weights")}
     pooled = merge_moments([d["moments"] for d in docs])
     return JSON, orjson.dumps({"experiment": summarize(design, pooled)})
 

@@ -314,7 +314,9 @@ def experiment_send_to_holdout(inp: Inputs, p: Callable[[str], float]) -> Iterat
         exp = Experiment.from_description(desc)
     except (KeyError, TypeError, ValueError):
         return iter(())           # a header from elsewhere we cannot read: no finding, not a crash
-    return (_of_note(a) for a in inp.accepted if exp.arm_of(a.install) == exp.holdout)
+    silent_only = exp.withhold == "silent"
+    return (_of_note(a) for a in inp.accepted
+            if (a.background or not silent_only) and exp.arm_of(a.install) == exp.holdout)
 
 
 # the catalogue ----------------------------------------------------------------------------------------------------
