@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from device_sim.scenario import build_virtual, run_virtual
+from pushsim.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "scenarios" / "experiment-make-ready.toml"
@@ -94,11 +93,9 @@ def test_virtual_runs_refuse_faults_clearly():
         build_virtual(_doc({"platform": "ios"}, faults=[{"action": {"type": "stall"}}]), 0)
 
 
-def test_make_ready_example_shows_a_fresh_rate_lift_whose_interval_excludes_zero():
-    out = subprocess.run([sys.executable, "-m", "pushsim", "run", str(EXAMPLE), "--mode", "virtual", "--seed", "1",
-                          "--json"], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+def test_make_ready_example_shows_a_fresh_rate_lift_whose_interval_excludes_zero(capsys):
+    assert main(["run", str(EXAMPLE), "--mode", "virtual", "--seed", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
     exp = doc["experiment"]
     assert set(exp["arms"]) == {"holdout", "eager", "batched"}
     for arm in ("eager", "batched"):
