@@ -149,7 +149,49 @@ async def get_device(request: web.Request, sim: PushSim) -> web.Response:
         return _json({"error": "unknown device token", "token": token}, 404)
     out = {**testbed.fleet.describe(i), "deliveries": testbed.ledger.deliveries(i)}
     out["os"] = testbed.device_sim.describe(i)
+    if testbed.experiment is not None:
+        out["arm"] = testbed.experiment.arm_of(i)
     return _json(out)
+
+
+def _experiment_of(sim: PushSim) -> Any:
+    exp = sim.testbed.experiment
+    if exp is None:
+        raise web.HTTPConflict(reason="no experiment: start the server with --experiment FILE")
+    return exp
+
+
+async def experiment(request: web.Request, sim: PushSim) -> web.Response:
+    """Per-arm outcomes and lifts since start or the last reset (device_sim.lift)."""
+    _experiment_of(sim)
+    return _json({"experiment": sim.testbed.device_sim.experiment_outcomes()})
+
+
+async def experiment_assignments(request: web.Request, sim: PushSim) -> web.Response:
+    """Each install's arm, paged (`offset`, `limit`), optionally of one `arm`: what an advertised
+    holdout's sender reads to skip the holdout."""
+    from device_sim.lift import arm_indices
+
+    exp = _experiment_of(sim)
+    fleet = sim.testbed.fleet
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_param(request, "offset", 0, 0)
+    arm = request.query.get("arm") or None
+    if arm is None:
+        total = len(fleet)
+        indices: Any = range(offset, min(total, offset + limit))
+    else:
+        choice("arm", arm, exp.names)
+        members = (arm_indices(exp, len(fleet)) == exp.names.index(arm)).nonzero()[0]
+        total = len(members)
+        indices = [int(i) for i in members[offset:offset + limit]]
+    items = []
+    for i in indices:
+        d = fleet.describe(i)
+        items.append({"index": i, "platform": d["platform"], "token": d["token"], "fcm_token": d["fcm_token"],
+                      "arm": exp.arm_of(i)})
+    return _json({"assignments": items, "total": total, "offset": offset, "limit": limit,
+                  "experiment": exp.describe()})
 
 
 async def fleet_stats(request: web.Request, sim: PushSim) -> web.Response:
@@ -388,6 +430,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/report", report, Cluster(Mode.HUB, hub="report"), query=("ignore",)),
     Route("GET", "/stats", stats, Cluster(Mode.HUB, hub="stats")),
     Route("GET", "/stats/fleet", fleet_stats, Cluster(Mode.MERGE, merge="fleet_stats")),
+    # each worker summarises the installs it owns; the hub pools their moments (exact, not averaged)
+    Route("GET", "/experiment", experiment, Cluster(Mode.MERGE, merge="experiment")),
+    # arms are a pure function of the install index: any worker's page is the cluster's
+    Route("GET", "/experiment/assignments", experiment_assignments, ANY, query=("limit", "offset", "arm")),
     Route("POST", "/reset", reset, ALL),
     Route("GET", "/metrics", metrics, Cluster(Mode.MERGE, merge="metrics")),
     Route("GET", "/events", events, STREAM, query=("token", "service", "summary")),

@@ -50,6 +50,16 @@ def fleet_stats(a: Answers) -> tuple[str, bytes]:
                               option=orjson.OPT_NON_STR_KEYS)
 
 
+def experiment(a: Answers) -> tuple[str, bytes]:
+    """Each worker's /experiment covers the installs it owns: pool their moments, summarise once."""
+    from device_sim.lift import merge_moments, summarize
+
+    docs = [orjson.loads(b)["experiment"] for b in a.bodies]
+    design = {k: v for k, v in docs[0].items() if k in ("name", "mode", "holdout", "seed", "withhold", "weights", "arm_weights")}
+    pooled = merge_moments([d["moments"] for d in docs])
+    return JSON, orjson.dumps({"experiment": summarize(design, pooled)})
+
+
 def metrics(a: Answers) -> tuple[str, bytes]:
     return a.content_type, merge_metrics([b.decode() for b in a.bodies]).encode()
 
