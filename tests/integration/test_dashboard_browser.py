@@ -108,7 +108,8 @@ def test_dashboard_shows_the_funnel_moving_and_matches_stats(server, page, tmp_p
         deadline = time.monotonic() + 10
         while _canvas_inked(page, "statuses") < 50 and time.monotonic() < deadline:
             page.wait_for_timeout(200)
-        assert _canvas_inked(page, "statuses") >= 50
+        assert _canvas_inked(page, "statuses") >= 50 and _canvas_inked(page, "latency") >= 50
+        assert _canvas_inked(page, "delay") >= 50
         assert "receipt rate" in page.locator("#primer").inner_text()
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
