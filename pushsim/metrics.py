@@ -31,6 +31,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Delivery delay (edge accepted → the device settled it as delivered), seconds: an alert shown at
 # once lands in the first buckets; a dozing Android device or a throttled iOS one in the last.
 DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# Response latency as the fakes make it: their own work takes microseconds, so a reply is in the
+# first bucket unless a fault rule delays it (docs/faults.md `delay`).
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PLATFORM_NAMES = {code: name for name, code in PLATFORMS.items()}
 
 
@@ -38,6 +41,9 @@ class Metrics:
     def __init__(self, testbed: Any) -> None:
         self.testbed = testbed
         self._unsubscribe: Callable[[], None] | None = None
+        faults = getattr(testbed, "faults", None)
+        if faults is not None:
+            faults.on_delay = self._on_delay
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_TestbedCollector(self))
         ProcessCollector(registry=self.registry)      # process_cpu_seconds_total, memory, fds, start time
@@ -50,6 +56,8 @@ class Metrics:
         self.rejected: Counter[tuple[str, str]] = Counter()            # (service, reason)
         self.delay_buckets: dict[str, list[int]] = {}                  # service → count per bucket (+Inf last)
         self.delay_sum: Counter[str] = Counter()
+        self.latency_delayed: dict[str, list[int]] = {}                # service → delayed replies per bucket
+        self.latency_sum: Counter[str] = Counter()
         self._journal_seen = self.testbed.journal.next_id
 
     def close(self) -> None:
@@ -81,6 +89,13 @@ class Metrics:
                 counts = self.delay_buckets[n.service] = [0] * (len(DELAY_BUCKETS) + 1)
             counts[bisect.bisect_left(DELAY_BUCKETS, delay)] += 1
             self.delay_sum[n.service] += delay
+
+    def _on_delay(self, service: str, seconds: float) -> None:
+        counts = self.latency_delayed.get(service)
+        if counts is None:
+            counts = self.latency_delayed[service] = [0] * (len(LATENCY_BUCKETS) + 1)
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum[service] += seconds
 
     def _catch_up(self) -> None:
         journal = self.testbed.journal
@@ -169,6 +184,23 @@ class _TestbedCollector(Collector):
                 cumulative.append((bound, total))
             delay.add_metric([service], cumulative, m.delay_sum[service])
         yield delay
+        latency = HistogramMetricFamily(
+            "pushsim_response_latency_seconds",
+            "Seconds the fakes held a reply, by service: a fault rule's delay; otherwise under a millisecond.",
+            labels=("service",))
+        answered: Counter[str] = Counter()
+        for (s, _), n in m.requests.items():
+            answered[s] += n
+        for service in sorted(answered):
+            delayed = m.latency_delayed.get(service, [0] * (len(LATENCY_BUCKETS) + 1))
+            # every reply not delayed by a rule went out at once: the first bucket
+            counts = [max(0, answered[service] - sum(delayed)) + delayed[0], *delayed[1:]]
+            cumulative, total = [], 0
+            for bound, c in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts):
+                total += c
+                cumulative.append((bound, total))
+            latency.add_metric([service], cumulative, m.latency_sum[service])
+        yield latency
         yield gauge("pushsim_devices", "Installs in the simulated fleet.", (), [((), len(m.testbed.fleet))])
         yield from _primer_families(m.testbed.stats(), counter, gauge)
 

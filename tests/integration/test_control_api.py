@@ -318,3 +318,24 @@ def test_the_grafana_dashboard_reads_series_metrics_exposes(server, admin, apns,
     text = admin.get("/metrics").text
     exposed = set(re.findall(r"^([a-z_]+)[{ ]", text, re.M)) | set(re.findall(r"^# HELP ([a-z_]+) ", text, re.M))
     assert wanted <= exposed, sorted(wanted - exposed)
+
+
+def test_response_latency_histogram_shows_a_delay_rule(server, admin, apns, jwt_token):
+    token = _ios_token(admin, 1)
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    assert admin.post("/faults", json={"id": "slow", "action": {"type": "delay", "fixed_ms": 60}}).status_code == 201
+    try:
+        for _ in range(2):
+            assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    finally:
+        admin.delete("/faults")
+    text = admin.get("/metrics").text
+    promtool_check(text)
+
+    def bucket(le: str) -> float:
+        m = re.search(rf'^pushsim_response_latency_seconds_bucket\{{le="{re.escape(le)}",service="apns"\}} (\S+)$', text, re.M)
+        assert m, text
+        return float(m.group(1))
+    assert bucket("0.05") == 1 and bucket("0.1") == 3 and bucket("+Inf") == 3
+    m = re.search(r'^pushsim_response_latency_seconds_sum\{service="apns"\} (\S+)$', text, re.M)
+    assert m and abs(float(m.group(1)) - 0.12) < 1e-6

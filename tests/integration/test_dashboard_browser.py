@@ -2,9 +2,14 @@
 browser, never a downloaded one), under a small live APNs load from the test."""
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -23,10 +28,38 @@ PUSHES = 60
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory) -> Iterator[Any]:
     sim, stop = run_in_thread(ephemeral_config(tmp_path_factory.mktemp("state"), devices="ios=20,android=10"))
     yield sim
     stop()
+
+
+def _cluster(state: Path) -> Iterator[dict[str, Any]]:
+    """`pushsim serve --workers 2` as a subprocess → its endpoints.json."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushsim", "serve", "--workers", "2", "--state-dir", str(state),
+         "--apns-port", "0", "--apns-h2c-port", "0", "--fcm-port", "0", "--fcm-h2c-port", "0",
+         "--admin-port", "0", "--devices", "ios=20,android=10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()   # type: ignore[union-attr]
+        assert line.startswith("pushsim ready:"), proc.stderr.read()   # type: ignore[union-attr]
+        yield json.loads(Path(line.split(":", 1)[1].strip()).read_text())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(params=["one process", "--workers 2"])
+def endpoints(request, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    if request.param == "one process":
+        yield request.getfixturevalue("server").endpoints
+    else:
+        yield from _cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture
@@ -59,21 +92,21 @@ def _canvas_inked(page, canvas_id: str) -> int:
     }""", canvas_id)
 
 
-def test_dashboard_shows_the_funnel_moving_and_matches_stats(server, page, tmp_path):
-    admin_url = server.endpoints["admin"]["url"]
+def test_dashboard_shows_the_funnel_moving_and_matches_stats(endpoints, page, tmp_path):
+    admin_url = endpoints["admin"]["url"]
     with httpx.Client(base_url=admin_url, timeout=10) as admin:
         assert admin.post("/reset").status_code == 200
         tokens = [d["token"] for d in admin.get("/devices", params={"platform": "ios", "limit": 20}).json()["devices"]]
         page.goto(admin_url + "/")
         page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=10_000)   # the summary stream is up
 
-        jwt = provider_token(server.endpoints)
+        jwt = provider_token(endpoints)
         done = threading.Event()
 
         def load() -> None:   # a bounded loop of pushes, a few per tick of the page's poll
-            with apns_client(server.endpoints) as apns:
+            with apns_client(endpoints) as apns:
                 for i in range(PUSHES):
-                    push(apns, server.endpoints, tokens[i % len(tokens)] if i % 10 else "00" * 31 + "zz", jwt)
+                    push(apns, endpoints, tokens[i % len(tokens)] if i % 10 else "00" * 31 + "zz", jwt)
                     time.sleep(0.03)   # spread the load over a few polls, so the rates plot has points
             done.set()
 
@@ -86,7 +119,7 @@ def test_dashboard_shows_the_funnel_moving_and_matches_stats(server, page, tmp_p
         t.join()
 
         stats = admin.get("/stats").json()
-        assert stats["accepted"] + sum(stats["rejected"].values()) == PUSHES
+        assert stats["accepted"] + sum(stats["rejected"].values()) == PUSHES, stats
         # once the load stopped, the page catches up with /stats and shows the same numbers
         deadline = time.monotonic() + 10
         while True:
@@ -108,7 +141,8 @@ def test_dashboard_shows_the_funnel_moving_and_matches_stats(server, page, tmp_p
         deadline = time.monotonic() + 10
         while _canvas_inked(page, "statuses") < 50 and time.monotonic() < deadline:
             page.wait_for_timeout(200)
-        assert _canvas_inked(page, "statuses") >= 50
+        assert _canvas_inked(page, "statuses") >= 50 and _canvas_inked(page, "latency") >= 50
+        assert _canvas_inked(page, "delay") >= 50
         assert "receipt rate" in page.locator("#primer").inner_text()
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000

@@ -138,17 +138,20 @@ function parseProm(text) {
   return out;
 }
 
-function showMetrics(text) {
-  const samples = parseProm(text);
+function histogram(samples, name) {
   const cumulative = new Map();            // le → count, summed over services
   for (const s of samples) {
-    if (s.name === "pushsim_delivery_delay_seconds_bucket") {
-      cumulative.set(s.labels.le, (cumulative.get(s.labels.le) || 0) + s.value);
-    }
+    if (s.name === name) cumulative.set(s.labels.le, (cumulative.get(s.labels.le) || 0) + s.value);
   }
-  const bounds = [...cumulative.keys()].sort((a, b) => Number(a) - Number(b));
+  const bounds = [...cumulative.keys()].sort((a, b) => Number(a) - Number(b));   // "+Inf" sorts last
   const counts = bounds.map((b, i) => cumulative.get(b) - (i ? cumulative.get(bounds[i - 1]) : 0));
-  drawBars("delay", bounds.map((b) => (b === "+Inf" ? "more" : "≤" + b + "s")), counts, COLORS.delivered);
+  return [bounds.map((b) => (b === "+Inf" ? "more" : "≤" + b + "s")), counts];
+}
+
+function showMetrics(text) {
+  const samples = parseProm(text);
+  drawBars("delay", ...histogram(samples, "pushsim_delivery_delay_seconds_bucket"), COLORS.delivered);
+  drawBars("latency", ...histogram(samples, "pushsim_response_latency_seconds_bucket"), COLORS.accepted);
   const statuses = samples.filter((s) => s.name === "pushsim_requests_total");
   drawBars("statuses", statuses.map((s) => s.labels.service + " " + s.labels.status),
            statuses.map((s) => s.value), COLORS.accepted);
