@@ -150,15 +150,24 @@ def bar_chart(name: str, title: str, bars: list[tuple[str, float, int]], unit: s
 # ---------------------------------------------------------------------------------------------------
 # the data
 
+MAX_TIME = 1e13     # device seconds (~year 318,000): beyond it a value is not a time, and spans would overflow
+
+
 def _f(d: dict[str, Any], key: str) -> float | None:
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > MAX_TIME:
         return None
     return float(v)
 
 
+def _i(d: dict[str, Any], key: str) -> int | None:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 class Sorted:
-    """The records sorted by type (only the fields the plots need)."""
+    """The records sorted by type; a record without the fields the plots need is left out (an
+    edited or truncated export must still give a page)."""
 
     def __init__(self, records: Iterable[Any]) -> None:
         self.header: dict[str, Any] = {}
@@ -171,11 +180,12 @@ class Sorted:
             kind = r.get("type")
             if kind == "header":
                 self.header = r
-            elif kind == "accepted" and _f(r, "at") is not None:
+            elif kind == "accepted" and _f(r, "at") is not None and _i(r, "seq") is not None \
+                    and _i(r, "install") is not None:
                 self.accepted.append(r)
             elif kind == "request" and _f(r, "at") is not None:
                 self.requests.append(r)
-            elif kind == "install":
+            elif kind == "install" and _i(r, "install") is not None:
                 self.installs.append(r)
         times = [_f(a, "at") for a in self.accepted] + [_f(r, "at") for r in self.requests]
         times += [_f(a, "settled_at") for a in self.accepted]
