@@ -23,7 +23,7 @@ from . import build_report
 
 BINS = 96                      # time buckets per series: a day in 15-minute steps
 PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 240, 56, 16, 14, 34
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 250, 56, 16, 26, 34
 # Content age at an install's last open: bucket upper bounds (seconds) and their labels.
 AGE_BUCKETS = ((60, "< 1 min"), (300, "1–5 min"), (900, "5–15 min"), (3600, "15–60 min"),
                (6 * 3600, "1–6 h"), (24 * 3600, "6–24 h"), (math.inf, "> 24 h"))
@@ -112,7 +112,7 @@ def line_chart(name: str, title: str, x0: float, x1: float, series: dict[str, li
         px = PAD_L + iw * k / 6
         parts.append(f"<text x='{px:.1f}' y='{H - PAD_B + 14}' class='xt'>{_num(round((x - x0) / div, 2))}</text>")
     parts.append(f"<text x='{W - PAD_R}' y='{H - 4}' class='xt' text-anchor='end'>device time, {unit} from start"
-                 f"</text><text x='4' y='{PAD_T - 2}' class='yl'>{esc(y_label)}</text>")
+                 f"</text><text x='4' y='12' class='yl'>{esc(y_label)}</text>")
     for i, (label, vals) in enumerate(series.items()):
         pts = " ".join(f"{sx(j):.1f},{sy(v):.1f}" for j, v in enumerate(vals))
         parts.append(f"<polyline fill='none' stroke='{PALETTE[i % len(PALETTE)]}' stroke-width='1.6' "
@@ -150,15 +150,24 @@ def bar_chart(name: str, title: str, bars: list[tuple[str, float, int]], unit: s
 # ---------------------------------------------------------------------------------------------------
 # the data
 
+MAX_TIME = 1e13     # device seconds (~year 318,000): beyond it a value is not a time, and spans would overflow
+
+
 def _f(d: dict[str, Any], key: str) -> float | None:
     v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > MAX_TIME:
         return None
     return float(v)
 
 
+def _i(d: dict[str, Any], key: str) -> int | None:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 class Sorted:
-    """The records sorted by type (only the fields the plots need)."""
+    """The records sorted by type; a record without the fields the plots need is left out (an
+    edited or truncated export must still give a page)."""
 
     def __init__(self, records: Iterable[Any]) -> None:
         self.header: dict[str, Any] = {}
@@ -171,11 +180,12 @@ class Sorted:
             kind = r.get("type")
             if kind == "header":
                 self.header = r
-            elif kind == "accepted" and _f(r, "at") is not None:
+            elif kind == "accepted" and _f(r, "at") is not None and _i(r, "seq") is not None \
+                    and _i(r, "install") is not None:
                 self.accepted.append(r)
             elif kind == "request" and _f(r, "at") is not None:
                 self.requests.append(r)
-            elif kind == "install":
+            elif kind == "install" and _i(r, "install") is not None:
                 self.installs.append(r)
         times = [_f(a, "at") for a in self.accepted] + [_f(r, "at") for r in self.requests]
         times += [_f(a, "settled_at") for a in self.accepted]
@@ -229,24 +239,28 @@ def reasons_plot(s: Sorted) -> Plot:
 
 
 def budget_plot(s: Sorted) -> Plot:
-    """Background wakes per iOS install per hour of device time (what the budget is spent on)."""
-    per: dict[int, Counter[int]] = defaultdict(Counter)       # bin → install → background wakes
+    """Background wakes per iOS install per hour of device time (what the budget is spent on), in
+    buckets of at least an hour, so a rate compares with `budget_per_hour`."""
+    span = s.t1 - s.t0
+    nb = max(1, min(BINS, int(span // 3600)))
+    width = span / nb
+    per: dict[int, Counter[int]] = defaultdict(Counter)       # bucket → install → background wakes
     for a in s.accepted:
         t = _f(a, "settled_at")
         if a.get("outcome") == "delivered" and a.get("push_type") == "background" and t is not None:
-            per[s.bin_of(t)][int(a.get("install", -1))] += 1
-    hours = (s.t1 - s.t0) / BINS / 3600.0
-    mean, peak = [0.0] * BINS, [0.0] * BINS
+            per[min(nb - 1, max(0, int((t - s.t0) / width)))][int(a.get("install", -1))] += 1
+    hours = width / 3600.0
+    mean, peak = [0.0] * nb, [0.0] * nb
     for b, counts in per.items():
-        peak[b] = max(counts.values()) / hours
-        mean[b] = sum(counts.values()) / len(counts) / hours
+        peak[b] = round(max(counts.values()) / hours, 3)
+        mean[b] = round(sum(counts.values()) / len(counts) / hours, 3)
     params = s.header.get("params") if isinstance(s.header.get("params"), dict) else {}
     ios = params.get("ios") if isinstance(params, dict) and isinstance(params.get("ios"), dict) else {}
     rate = ios.get("budget_per_hour") if isinstance(ios, dict) else None
     ref = (f"budget {rate}/h", float(rate)) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
     plot = line_chart("budget", "Per-install background budget use over device time", s.t0, s.t1,
-                      {"mean per woken install": mean, "busiest install": peak}, _time_unit(s.t1 - s.t0),
-                      "background wakes per hour", ref)
+                      {"mean per woken install": mean, "busiest install": peak}, _time_unit(span),
+                      f"background wakes per hour (buckets of {_num(round(hours, 2))} h)", ref)
     if not per:
         plot.note = "no background push was delivered"
     return plot
@@ -358,9 +372,10 @@ def trace_plot(s: Sorted, seq: int | None, given: list[dict[str, Any]] | None) -
         label = f"+{_num(round(rel, 3))} s  {st.get('outcome')} {st.get('reason') or ''}".rstrip()
         if st.get("superseded_by") is not None:
             label += f" (superseded by seq {st['superseded_by']})"
+        anchor = "end" if x > PAD_L + iw / 2 else "start"     # keep a late step's label inside the plot
         parts.append(f"<circle cx='{x:.1f}' cy='30' r='5' fill='{c}'/>"
                      f"<line x1='{x:.1f}' x2='{x:.1f}' y1='35' y2='{52 + 18 * i}' class='grid'/>"
-                     f"<text x='{x:.1f}' y='{56 + 18 * i}' class='lg'>{esc(label)}</text>")
+                     f"<text x='{x:.1f}' y='{56 + 18 * i}' text-anchor='{anchor}'>{esc(label)}</text>")
     parts.append("</svg>")
     who = f"notification seq {seq_shown}"
     if a is not None:

@@ -235,3 +235,17 @@ def test_token_command_prints_credentials_the_fakes_accept(ps: PushSimClient, ca
                    headers={"authorization": f"Bearer {access}"})
     assert r.status_code == 200, r.text
     assert main(["token", "apns", "--state-dir", "/nonexistent"]) == 2
+
+
+def test_run_live_html_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.unit.test_report_html import assert_offline, plot_points
+    out = tmp_path / "live.html"
+    assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--no-progress", "--max-requests", "100",
+                 "--state-dir", str(tmp_path), "--html", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "funnel" in text and "{" not in text
+    page = out.read_text()
+    pts = plot_points(page)
+    assert pts["traffic"] > 0 and pts["latency-response"] > 0 and pts["trace"] > 0, pts
+    assert "rejected requests" in page      # the [[faults]] rule's 429s come from the journal
+    assert_offline(page)
