@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     option(p, "run", "--concurrency", "live: requests in flight", default="32")
     option(p, "run", "--clock", "live: the fleet's clock, real or scaled:N (N device seconds per second); "
            "with scaled:N, traffic is paced on the device clock (a 24 h scenario at scaled:1440 takes a "
-           "minute); with real (default), sent as fast as the fakes answer", default="real")
+           "minute); with real, sent as fast as the fakes answer", default="real")
     option(p, "run", "--settle", "live: seconds to wait for queued notifications to settle", default="3")
     option(p, "run", "--faults", "live: JSON file of fault rules to install first")
     option(p, "run", "--state-dir", "live: where credentials are kept (default: a fresh temporary dir, so a "
