@@ -90,15 +90,16 @@ class Summary:
         return "\n".join(lines)
 
 
-def run_virtual(scenario: str | Path | dict[str, Any], seed: int) -> Summary:
+def run_virtual(scenario: str | Path | dict[str, Any], seed: int, skip_faults: bool = False) -> Summary:
     """Run a scenario in virtual time; the same scenario and seed always give the same digest."""
-    return simulate(scenario, seed)[1]
+    return simulate(scenario, seed, skip_faults)[1]
 
 
-def simulate(scenario: str | Path | dict[str, Any], seed: int) -> tuple[World, Summary]:
+def simulate(scenario: str | Path | dict[str, Any], seed: int,
+             skip_faults: bool = False) -> tuple[World, Summary]:
     """`run_virtual`, keeping the world (for a journal export or an HTML report of the run)."""
     doc = load(scenario) if isinstance(scenario, (str, Path)) else scenario
-    world, start, duration = build_virtual(doc, seed)
+    world, start, duration = build_virtual(doc, seed, skip_faults)
     sim, sched = world.device_sim, world.sched
     t0 = time.perf_counter()
     sched.run_until(start + duration)
@@ -109,15 +110,17 @@ def simulate(scenario: str | Path | dict[str, Any], seed: int) -> tuple[World, S
                           experiment=sim.experiment_outcomes())
 
 
-def build_virtual(doc: dict[str, Any], seed: int) -> tuple[World, float, float]:
-    """The scenario's world with its traffic and events scheduled, not yet run: (world, start, duration)."""
+def build_virtual(doc: dict[str, Any], seed: int, skip_faults: bool = False) -> tuple[World, float, float]:
+    """The scenario's world with its traffic and events scheduled, not yet run: (world, start, duration).
+    A scenario with `[[faults]]` is refused unless `skip_faults` (the run then has none)."""
     start = float(doc.get("start", VIRTUAL_EPOCH))
     duration = float(doc.get("duration", 86_400))
     fleet_doc = doc.get("fleet", {})
-    if doc.get("faults"):
-        # Fault rules act on the HTTP edge (status codes, resets, latency), which a virtual run has none of.
-        raise ValueError("[[faults]] act on the HTTP edge and a virtual run has none: run it with "
-                         "--mode live, or remove the [[faults]] tables")
+    if doc.get("faults") and not skip_faults:
+        # Fault rules act on the HTTP edge (status codes, resets, latency), which a virtual run has
+        # none of: running without them silently would report a funnel the scenario never meant.
+        raise ValueError(f"{len(doc['faults'])} [[faults]] rule(s) act on the HTTP edge, which a virtual run "
+                         "has none of: run it with --mode live, or pass --skip-faults to run without them")
     experiment = Experiment.from_dict(doc["experiment"]) if "experiment" in doc else None
     world = World(WorldSettings(devices=str(fleet_doc.get("devices", "ios=1")), seed=seed, clock="virtual",
                                 start=start), rules=sim_settings(doc), experiment=experiment)

@@ -129,3 +129,41 @@ def test_experiment_routes_without_an_experiment_say_so(tmp_path):
                 assert r.status_code == 409 and "--experiment" in r.json()["error"]
     finally:
         stop()
+
+
+@pytest.mark.timeout(60)
+def test_cluster_pools_every_workers_installs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "exp.toml"
+    path.write_text(SCENARIO.replace("{mode}", "enforced").replace("{{", "{").replace("}}", "}"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushsim", "serve", "--workers", "2", "--state-dir", str(tmp_path / "state"),
+         "--apns-port", "0", "--apns-h2c-port", "0", "--fcm-port", "0", "--fcm-h2c-port", "0",
+         "--admin-port", "0", "--devices", f"ios={IOS}", "--scenario", str(path), "--experiment", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("pushsim ready:"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        ep = json.loads(Path(line.split(":", 1)[1].strip()).read_text())
+        with httpx.Client(base_url=ep["admin"]["url"], timeout=10) as admin:
+            rows = _assignments(admin)
+            holdout = [r for r in rows if r["arm"] == "holdout"]
+            jwt = provider_token(ep)
+            with httpx.Client(http2=True, http1=False, base_url=ep["apns"]["h2c_url"], timeout=10) as apns:
+                for r in rows:
+                    _silent(apns, ep, jwt, r["token"])
+            wait_until(lambda: admin.get("/stats").json()["accepted"] == IOS, "every push accepted", timeout=10)
+            doc = admin.get("/experiment").json()["experiment"]
+            assert doc["arms"]["holdout"]["installs"] == len(holdout)
+            assert doc["arms"]["treated"]["installs"] == IOS - len(holdout)
+            wait_until(lambda: admin.get("/experiment").json()["experiment"]["arms"]["holdout"]["drops_by_reason"]
+                       == {"holdout": len(holdout)}, "every holdout push dropped, counted on its owner", timeout=10)
+            dev = admin.get(f"/devices/{holdout[0]['token']}").json()
+            assert dev["arm"] == "holdout"
+    finally:
+        proc.kill()
+        proc.wait(10)
