@@ -7,7 +7,9 @@ engine supplies `_owes_answers()` and `_calm(code, abort)` (GOAWAY with `code`, 
 - idle: no bytes read and nothing owed for `idle_timeout` → GOAWAY(NO_ERROR) and close. Checked
   by a timer every quarter of it, so a busy connection costs nothing per frame but a counter;
 - resets: peer RST_STREAMs plus streams we refuse, per `budget_window` → ENHANCE_YOUR_CALM;
-- control frames: PINGs and SETTINGS (each makes us queue an ack), per `budget_window`, likewise;
+- control frames: PINGs and SETTINGS (each makes us queue an ack), per `budget_window`, likewise
+  (both `limits.RateBudget`s; the fast engine spends its own inside the sans-IO
+  `fast_conn.FastH2Connection`, on the loop's clock, and uses this mixin for the rest);
 - writes: when the transport's buffer passes its high-water mark, reading pauses (asyncio flow
   control) so a peer that does not read cannot make us queue replies; a buffer that still grows
   past `max_write_buffer` (one read's worth of replies is already in it) ends the connection.
