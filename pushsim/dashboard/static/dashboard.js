@@ -107,7 +107,7 @@ function drawRates() {
 }
 
 function drawBars(id, labels, values, color) {
-  const c = document.getElementById(id), ctx = c.getContext("2d"), pad = 40;
+  const c = document.getElementById(id), ctx = c.getContext("2d"), pad = 56;   // room for the slanted bucket labels
   const ymax = Math.max(1, ...values);
   axes(ctx, c.width, c.height, ymax, pad);
   const w = (c.width - pad - 8) / Math.max(1, values.length);
