@@ -78,6 +78,11 @@ class AppModel:
     def run_task(self, d: Device, n: Notification, t: float, window: float | None) -> None:
         sim, p, r = self.sim, self.params, d.rng
         sim.metrics.tasks_started += 1
+        tally = sim.cohorts
+        if tally is not None:
+            tally.add("wakes", d.index)
+            if n.version > d.version:          # something new to make ready: one backend fetch
+                tally.add("fetches", d.index)
         dur = p.task_median * math.exp(p.task_sigma * r.gauss(0.0, 1.0)) if p.task_sigma else p.task_median
         ok = r.random() >= p.failure_rate
         version = n.version
@@ -127,6 +132,8 @@ class AppModel:
 
     def _settle(self, d: Device, started: float, t: float, version: int, ok: bool, killed: bool) -> None:
         self.sim.metrics.task_done(t - started, ok and not killed, killed)
+        if self.sim.cohorts is not None:
+            self.sim.cohorts.add_seconds("task_s", d.index, t - started)
         if killed:
             self.sim.on_overrun(d)
             d.ready = False
@@ -152,12 +159,27 @@ class AppModel:
         """The user launches the app: record freshness first, then let the OS hand over held pushes."""
         m = self.sim.metrics
         m.opens += 1
-        if d.version >= d.announced:
+        content = self.sim.content
+        if content is not None:        # freshness against what exists now, pushed or not
+            newest = content.version_at(t)
+            if newest > d.announced and newest > d.version:
+                d.announced, d.announced_at = newest, content.published(d.version + 1)
+        fresh = d.version >= d.announced
+        if fresh:
             m.fresh_opens += 1
         else:
             m.staleness_seconds += t - d.announced_at
         if d.ready:
             m.ready_opens += 1
+        tally = self.sim.cohorts
+        if tally is not None:
+            tally.add("opens", d.index)
+            if fresh:
+                tally.add("fresh_opens", d.index)
+            else:
+                tally.add_seconds("staleness_s", d.index, t - d.announced_at)
+        if content is not None:        # the app refreshes in the foreground: fresh until the next update
+            d.version = max(d.version, content.version_at(t))
         d.state = FOREGROUND
         self.sim.sched.cancel(d.session_timer)
         d.session_timer = self.sim.sched.call_at(t + self.params.session, self._session_end, d)

@@ -51,6 +51,8 @@ def export_jsonl(world: World) -> Iterator[str]:
         "params": sim.params.to_dict(), "mix": asdict(sim.mix),
         "metrics": sim.stats(),      # the fleet's app metrics at export time (for the report)
     }
+    if world.experiment is not None:     # arms are derived from it, install by install, by a reader
+        header["experiment"] = world.experiment.describe()
     yield orjson.dumps(header).decode() + "\n"
     for t, pos, index, changes in sim.interventions:
         yield orjson.dumps({"type": "state", "t": t, "pos": pos, "install": index, "set": changes}).decode() + "\n"

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from .android import AndroidPolicy
 from .app import AppModel, Fetcher
 from .clock import Clock, LoopDriver, Scheduler, Timer
+from .cohorts import HOLDOUT_REASON, Tally
 from .device import Device, make_device
 from .fleet import IOS, Fleet
 from .ios import IosPolicy
@@ -43,6 +44,11 @@ class DeviceSim:
         # at, so a replay applies them at the same point of the traffic.
         self.interventions: list[tuple[float, int, int, dict[str, Any]]] = []
         self.driver: LoopDriver | None = None
+        # An experiment's per-install tally (None = no experiment: every hook below is one test).
+        self.cohorts: Tally | None = None
+        self.cohorts_since = sched.now      # device time the tally started (for per-day rates)
+        # The sender's content timeline (device_sim.content), when a scenario has one.
+        self.content: Any = None
 
     # the dispatch core's Policy --------------------------------------------------------------------
     def handle(self, batch: list[Notification]) -> None:
@@ -61,7 +67,13 @@ class DeviceSim:
 
     def arrive(self, n: Notification, t: float) -> None:
         d = self.device(n.install, t)
-        self.app.announce(d, n, t)
+        self.app.announce(d, n, t)      # the content exists whether or not the push reaches the app
+        tally = self.cohorts
+        if tally is not None and tally.withheld(n.install, n.content_available):
+            if tally.experiment.enforced:
+                self.drop(n, HOLDOUT_REASON, t)
+                return
+            tally.sent_to_holdout += 1
         (self.ios if d.ios else self.android).arrive(d, n, t)
 
     def advance(self, t: float | None = None) -> None:
@@ -144,11 +156,18 @@ class DeviceSim:
             d = self.devices.get(n.install)
             if d is not None:
                 n.ready = self.app.ready_for(d, n)
+            tally = self.cohorts
+            if tally is not None:
+                tally.add("visible", n.install)
+                if n.ready:
+                    tally.add("ready_visible", n.install)
         self.ledger.deliver_note(n, t)
 
     def drop(self, n: Notification, reason: str, t: float) -> None:
         if self._expiry:
             self.cancel_expiry(n)
+        if self.cohorts is not None:
+            self.cohorts.dropped(n.install, reason)
         self.ledger.drop_note(n, reason, t)
 
     def repend(self, n: Notification, reason: str) -> None:
@@ -250,6 +269,14 @@ class DeviceSim:
         if self.driver is None and self.clock.mode != "virtual":
             self.advance()
 
+    def experiment_outcomes(self) -> dict[str, object] | None:
+        """Per-arm outcomes and lifts (device_sim.lift) since the tally started; None without an experiment."""
+        if self.cohorts is None:
+            return None
+        self._catch_up()
+        from .lift import outcomes     # scipy loads only for runs that have an experiment
+        return outcomes(self.cohorts, len(self.fleet), (self.sched.now - self.cohorts_since) / DAY)
+
     def stats(self) -> dict[str, object]:
         self._catch_up()
         out = self.metrics.as_dict(self.ledger)
@@ -265,6 +292,9 @@ class DeviceSim:
         self.metrics.reset()
         self.events = 0
         self.interventions.clear()
+        if self.cohorts is not None:
+            self.cohorts.reset()
+        self.cohorts_since = self.sched.now
         if self.driver is not None:
             self.driver.close()
             self.driver = None

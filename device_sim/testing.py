@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cohorts import Experiment
 from .notification import Notification
 from .scenario import sim_settings
 from .world import World, WorldSettings
@@ -13,7 +14,8 @@ IDEAL_ANDROID = {"app_state": {"background": 1.0}, "charging": 0.0, "doze": 0.0,
                  "opens_per_day": 0.0, "bucket": {"active": 1.0}, "os_version": {"14": 1.0}}
 
 
-def virtual_world(devices: str = "ios=1,android=1", seed: int = 0, **settings: Any) -> World:
+def virtual_world(devices: str = "ios=1,android=1", seed: int = 0, experiment: Experiment | None = None,
+                  **settings: Any) -> World:
     """A world on the virtual clock whose installs start ideal: background, online, no power saving.
 
     `settings` are scenario tables, e.g. ios={"budget_per_hour": 1}, profile={"ios": {...}}.
@@ -22,7 +24,8 @@ def virtual_world(devices: str = "ios=1,android=1", seed: int = 0, **settings: A
     prof = doc.setdefault("profile", {})
     prof["ios"] = {**IDEAL_IOS, **prof.get("ios", {})}
     prof["android"] = {**IDEAL_ANDROID, **prof.get("android", {})}
-    return World(WorldSettings(devices=devices, seed=seed, clock="virtual"), rules=sim_settings(doc))
+    return World(WorldSettings(devices=devices, seed=seed, clock="virtual"), rules=sim_settings(doc),
+                 experiment=experiment)
 
 
 def push(world: World, install: int, push_type: str | None = None, *, priority: int | None = None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from .clock import Scheduler, parse_clock
+from .cohorts import Experiment, Tally
 from .dispatch import Dispatcher
 from .fleet import App, Fleet, parse_device_mix
 from .journal import Journal
@@ -52,13 +53,15 @@ class World:
                  now: Callable[[], float] = time.time,
                  rules: tuple[SimParams, FleetMix] | None = None,
                  fetcher: Fetcher | None = None,
-                 route: Callable[[World], Submitter] | None = None) -> None:
+                 route: Callable[[World], Submitter] | None = None,
+                 experiment: Experiment | None = None) -> None:
         """`schedule` runs the dispatcher's flush later (e.g. loop.call_soon; None = at once).
         `rules`: OS/app rule settings and fleet distributions (default: the defaults; a scenario
         file's come from device_sim.scenario.sim_settings). `fetcher` performs apps' real HTTP
         fetches (None = none; unused on the virtual clock). `route` builds what accepted
         notifications go through instead of this process's dispatcher (a cluster worker's router,
-        which hands the installs it owns to `local_dispatcher`)."""
+        which hands the installs it owns to `local_dispatcher`). `experiment`: arms and holdout
+        (device_sim.cohorts); None = no experiment."""
         self.settings = settings
         self.sched = Scheduler()
         self.clock = parse_clock(settings.clock, self.sched, now)
@@ -72,6 +75,9 @@ class World:
         self.journal = Journal()
         params, mix = rules or (SimParams(), FleetMix())
         self.device_sim = DeviceSim(self.fleet, self.ledger, self.clock, self.sched, params, mix, seed=settings.seed)
+        self.experiment = experiment
+        if experiment is not None:
+            self.device_sim.cohorts = Tally(experiment, len(self.fleet))
         if self.clock.mode != "virtual":    # virtual time has no real time to wait for a real fetch in
             self.device_sim.fetcher = fetcher
         self.local_dispatcher = Dispatcher(self.ledger, self.device_sim, schedule)   # this process's OS policies

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from device_sim.cohorts import Experiment
 from device_sim.params import SimParams
 from device_sim.profile import FleetMix
 from device_sim.scenario import sim_settings
@@ -39,7 +40,11 @@ class Testbed:
         # OS/app rules and fleet distributions: given, or from a scenario file (PUSHSIM_EXTRA-style).
         rules = settings or sim_settings(config.extra.get("scenario"))
         # The fetcher does the apps' real HTTP; the world uses it only when time is real. `route`: see World.
-        self.world = world = World(ws, schedule=schedule, now=now, rules=rules, fetcher=AppFetcher(), route=route)
+        path = config.extra.get("experiment")
+        experiment = Experiment.from_file(path) if path else None      # arms and holdout (serve --experiment)
+        self.world = world = World(ws, schedule=schedule, now=now, rules=rules, fetcher=AppFetcher(), route=route,
+                                   experiment=experiment)
+        self.experiment = experiment
         self.sched, self.clock, self.now = world.sched, world.clock, world.now
         self.fleet, self.ledger, self.journal = world.fleet, world.ledger, world.journal
         self.device_sim, self.dispatcher = world.device_sim, world.dispatcher

@@ -41,7 +41,8 @@ HELP = {
     "handshake_timeout": "seconds for the TLS handshake, and for the client's preface + first SETTINGS",
 }
 # Settings that live in Config.extra (read by the modules that own them), also flag + env var.
-EXTRA = {"scenario": "scenario TOML: the fleet's device profile and OS rule settings (device_sim)"}
+EXTRA = {"scenario": "scenario TOML: the fleet's device profile and OS rule settings (device_sim)",
+         "experiment": "TOML with an [experiment] table: arms, holdout and its mode (docs/experiments.md)"}
 CHOICES = {"environment": ("sandbox", "production"), "engine": ("fast", "h2"), "mismatch_mode": ("reject", "drop")}
 PORT_FIELDS = ("apns_port", "apns_h2c_port", "fcm_port", "fcm_h2c_port", "admin_port")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -162,5 +163,14 @@ def validate(config: Config) -> None:
     scenario = config.extra.get("scenario")
     if scenario is not None and not Path(scenario).is_file():
         raise UsageError(f"{where('scenario')}: no such file {scenario!r}")
+    experiment = config.extra.get("experiment")
+    if experiment is not None:
+        from device_sim.cohorts import Experiment
+        try:
+            Experiment.from_file(experiment)
+        except OSError as e:
+            raise UsageError(f"{where('experiment')}: cannot read {experiment!r}: {e.strerror or e}") from None
+        except ValueError as e:
+            raise UsageError(f"{where('experiment')}: {e}") from None
     if not config.bundle_id or not config.project_id:
         raise UsageError("--bundle-id and --project-id must not be empty")

@@ -40,10 +40,16 @@ def register(sub: Any) -> None:
     option(p, "run", "--seed", "seed for tokens, faults and every random choice", env="PUSHSIM_SEED", default="0")
     option(p, "run", "--max-requests", "live: send at most this many requests", default="2000")
     option(p, "run", "--concurrency", "live: requests in flight", default="32")
+    option(p, "run", "--clock", "live: the fleet's clock, real or scaled:N (N device seconds per second); "
+           "with scaled:N, traffic is paced on the device clock (a 24 h scenario at scaled:1440 takes a "
+           "minute); with real, sent as fast as the fakes answer", default="real")
     option(p, "run", "--settle", "live: seconds to wait for queued notifications to settle", default="3")
     option(p, "run", "--faults", "live: JSON file of fault rules to install first")
     option(p, "run", "--state-dir", "live: where credentials are kept (default: a fresh temporary dir, so a "
            "running `pushsim serve` is never disturbed)")
+    option(p, "run", "--skip-faults", "virtual: run a scenario that has [[faults]] without them (they act on "
+           "the HTTP edge, which a virtual run has none of); without this flag such a scenario is refused",
+           action="store_true")
     option(p, "run", "--json", "print the summary as JSON", action="store_true")
     option(p, "run", "--html", "also write a self-contained HTML report with plots to FILE", metavar="FILE")
     option(p, "run", "--trace", "the notification (seq) whose timeline the HTML report shows (default: "
@@ -111,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     doc = load_scenario(args.scenario)
     seed = _int(args, "seed", 0)
     if args.mode == "virtual":
-        return _virtual(args, seed)
+        return _virtual(args, seed, doc)
     try:
         return _live(args, doc, seed)
     except (ValueError, TypeError, KeyError) as e:   # a scenario value of the wrong shape
@@ -122,12 +128,15 @@ def _trace_seq(args: argparse.Namespace) -> int | None:
     return None if args.trace in (None, "") else _int(args, "trace", 0)
 
 
-def _virtual(args: argparse.Namespace, seed: int) -> int:
+def _virtual(args: argparse.Namespace, seed: int, doc: dict[str, Any]) -> int:
     from device_sim.replay import export_jsonl
     from device_sim.scenario import simulate
     trace = _trace_seq(args)
+    if doc.get("faults") and args.skip_faults:
+        print(f"pushsim run: virtual mode: skipping {len(doc['faults'])} [[faults]] rule(s) (--skip-faults)",
+              file=sys.stderr)
     try:
-        world, summary = simulate(args.scenario, seed)
+        world, summary = simulate(args.scenario, seed, skip_faults=bool(args.skip_faults))
     except (ValueError, KeyError) as e:
         raise UsageError(f"{args.scenario}: {e}") from None
     print(json.dumps(summary.to_json(), indent=2, sort_keys=True) if args.json else format_virtual(summary))
@@ -153,7 +162,11 @@ def format_virtual(s: Any) -> str:
     lines = [f"scenario {s.name}  seed {s.seed}  {s.duration:g} s virtual  "
              f"({s.events:,} events in {s.wall_seconds:.3f} s)", "", "funnel",
              *("  " + ln for ln in funnel_table(s.funnel).splitlines()), "", "fleet metrics",
-             *table(metrics_rows(s.metrics)), "", f"digest {s.digest}"]
+             *table(metrics_rows(s.metrics))]
+    if s.experiment:
+        from device_sim.lift import format_outcomes
+        lines += ["", format_outcomes(s.experiment)]
+    lines += ["", f"digest {s.digest}"]
     return "\n".join(lines)
 
 
@@ -177,15 +190,22 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
     devices = str(doc.get("fleet", {}).get("devices", "ios=10,android=10"))
     with tempfile.TemporaryDirectory(prefix="pushsim-run-") as tmp:
         cfg = Config(apns_port=0, apns_h2c_port=0, fcm_port=0, fcm_h2c_port=0, admin_port=0,
-                     state_dir=Path(args.state_dir or tmp), devices=devices, seed=seed)
+                     state_dir=Path(args.state_dir or tmp), devices=devices, seed=seed, clock=str(args.clock))
         cfg.extra["scenario"] = str(Path(args.scenario).absolute())
+        if "experiment" in doc:
+            cfg.extra["experiment"] = cfg.extra["scenario"]
         validate(cfg)
-        res, stats, records = _drive(args, cfg, doc, rules, max_requests, concurrency, settle)
+        res, stats, records, experiment = _drive(args, cfg, doc, rules, max_requests, concurrency, settle)
     summary = _summary(doc, seed, res, stats)
+    if experiment is not None:
+        summary["experiment"] = experiment
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(_format(summary))
+        if experiment is not None:
+            from device_sim.lift import format_outcomes
+            print("\n" + format_outcomes(experiment))
     if args.html:
         write_html(args.html, PageInputs(
             f"pushsim run {summary['scenario']}", records, trace_seq=_trace_seq(args),
@@ -196,7 +216,7 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
 
 
 def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[Any], max_requests: int,
-           concurrency: int, settle: float) -> tuple[Any, dict[str, Any], list[Any]]:
+           concurrency: int, settle: float) -> tuple[Any, dict[str, Any], list[Any], dict[str, Any] | None]:
     from .run_live import plan_jobs, send_all
     from pushsim.pytest_plugin import PushSimClient
     from pushsim.server import run_in_thread
@@ -209,7 +229,14 @@ def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[
                 client.request("POST", "/faults", rules)
             except AssertionError as e:
                 raise UsageError(f"fault rules rejected: {e}") from None
-        jobs = plan_jobs(doc, sim.testbed.fleet, max_requests)
+        jobs, planned = plan_jobs(doc, sim.testbed.fleet, max_requests)
+        if planned > len(jobs):
+            print(f"pushsim run: the scenario has {planned} requests; sending the first {len(jobs)} in device-time "
+                  f"order (--max-requests {max_requests})", file=sys.stderr)
+        pace = sim.testbed.clock.factor if sim.testbed.clock.mode == "scaled" else None
+        if pace is None:
+            print("pushsim run: traffic is sent as fast as the fakes answer, not on the scenario's clock "
+                  "(--clock scaled:N paces it)", file=sys.stderr)
         events = sorted(doc.get("events", []), key=lambda e: float(e.get("at", 0)))
         duration = float(doc.get("duration", 86_400))
         bar = Progress(len(jobs), sys.stderr, enabled=not args.no_progress)
@@ -219,13 +246,14 @@ def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[
                 _apply_event(client, sim.testbed.fleet, events.pop(0))
 
         res = asyncio.run(send_all(sim.endpoints, jobs, concurrency=concurrency, timeout=10.0,
-                                   progress=bar.update, at_share=at_share))
+                                   progress=bar.update, at_share=at_share, pace=pace))
         at_share(1.0)
         stats = _settled_stats(client, settle)
         records = _journal_records(sim.endpoints) if args.html else []
+        experiment = client.request("GET", "/experiment")["experiment"] if "experiment" in doc else None
     finally:
         stop()
-    return res, stats, records
+    return res, stats, records, experiment
 
 
 def _journal_records(endpoints: dict[str, Any]) -> list[Any]:

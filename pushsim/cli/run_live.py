@@ -28,6 +28,7 @@ class Job:
     body: bytes
     collapse_id: str | None = None
     expiration: int | None = None
+    due: float = 0.0              # device seconds after the scenario's start it is scheduled at
 
 
 @dataclass
@@ -38,10 +39,12 @@ class LiveResult:
     elapsed: float = 0.0
 
 
-def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> list[Job]:
-    """The scenario's traffic, interleaved in time order across rules, cut at `max_requests`."""
+def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> tuple[list[Job], int]:
+    """The scenario's traffic, interleaved in time order across rules, cut at `max_requests`; and
+    how many requests the whole scenario has (more than were kept = the run is truncated)."""
     duration = float(doc.get("duration", 86_400))
     timed: list[tuple[float, int, Job]] = []
+    planned = 0
     for rule_no, rule in enumerate(doc.get("traffic", [])):
         platform = rule.get("platform", "ios")
         want = 0 if platform == "ios" else 1
@@ -53,6 +56,8 @@ def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> list[Job]:
         priority = int(rule.get("priority", 5 if push_type == "background" else 10))
         interval = 3600.0 / float(rule.get("per_hour", 1))
         ticks = max(1, math.ceil(duration / interval) - 1)   # sends at interval, 2×interval, … before the end
+        tokens = sum(1 for i in targets if (fleet.apns_token(i) if service == "apns" else fleet.fcm_token(i)))
+        planned += ticks * tokens
         made = 0
         for k in range(ticks):
             if made >= max_requests:     # the earliest max_requests of each rule are all that can be kept
@@ -65,10 +70,11 @@ def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> list[Job]:
                 exp = rule.get("expiration")
                 job = Job(service, token, push_type, priority, body, rule.get("collapse_id"),
                           None if exp is None else (0 if float(exp) == 0 else int(time.time() + float(exp))))
-                timed.append(((k + 1) * interval, rule_no, job))
+                job.due = (k + 1) * interval
+                timed.append((job.due, rule_no, job))
                 made += 1
     timed.sort(key=lambda x: (x[0], x[1]))
-    return [j for _, _, j in timed[:max_requests]]
+    return [j for _, _, j in timed[:max_requests]], planned
 
 
 def _body(rule: dict[str, Any], service: str, push_type: str, priority: int, k: int) -> bytes:
@@ -88,7 +94,10 @@ def _body(rule: dict[str, Any], service: str, push_type: str, priority: int, k: 
 
 
 async def send_all(ep: dict[str, Any], jobs: list[Job], *, concurrency: int, timeout: float,
-                   progress: Callable[[int], None], at_share: Callable[[float], None]) -> LiveResult:
+                   progress: Callable[[int], None], at_share: Callable[[float], None],
+                   pace: float | None = None) -> LiveResult:
+    """`pace`: device seconds per wall second (the server's `scaled:N` clock) — each job waits for
+    its `due` time on that clock; None = as fast as the server answers."""
     import httpx
 
     from . import sender_auth
@@ -107,6 +116,10 @@ async def send_all(ep: dict[str, Any], jobs: list[Job], *, concurrency: int, tim
     async with httpx.AsyncClient(http2=True, verify=verify, timeout=timeout, limits=limits) as client:
         async def worker() -> None:
             for n, job in queue:
+                if pace is not None:
+                    wait = t0 + job.due / pace - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 at_share(n / total if total else 1.0)
                 t = time.perf_counter()
                 try:

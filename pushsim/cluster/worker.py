@@ -59,6 +59,8 @@ class WorkerRole:
 
     def testbed_ready(self, testbed: Testbed) -> None:
         testbed.journal.allocate_ids(self.journal_id)
+        if testbed.device_sim.cohorts is not None:        # tally only the installs this worker owns
+            testbed.device_sim.cohorts.shard = (self.me, self.workers)
 
     def plans_ready(self, plans: list[Any]) -> None:
         for plan in plans:

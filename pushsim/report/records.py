@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 
 def _num(d: dict[str, object], key: str) -> float | None:
@@ -107,6 +107,7 @@ class Inputs:
     installs: dict[int, Install] = field(default_factory=dict)
     skipped: int = 0
     now: float | None = None       # device time of the export
+    experiment: dict[str, Any] | None = None   # the export header's (device_sim.cohorts Experiment.describe)
 
     def request_ids(self) -> set[int]:
         return {r.id for r in self.requests}
@@ -157,6 +158,8 @@ def load(records: Iterable[object]) -> Inputs:
         kind = rec.get("type")
         if kind == "header":
             inp.now = _num(rec, "now")
+            exp = rec.get("experiment")
+            inp.experiment = exp if isinstance(exp, dict) else None
             continue
         if kind == "state":
             continue

@@ -13,6 +13,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+from device_sim.cohorts import Experiment
+
 from .policy import LEVELS, Policy
 from .records import Accepted, Inputs, Request
 
@@ -302,6 +304,21 @@ def guardrail_no_effect(inp: Inputs, p: Callable[[str], float]) -> Iterator[Offe
             newest[a.install] = a.version
 
 
+# experiments -------------------------------------------------------------------------------------------------------
+def experiment_send_to_holdout(inp: Inputs, p: Callable[[str], float]) -> Iterator[Offence]:
+    """An advertised holdout: the sender was told which installs to skip (GET /experiment/assignments)."""
+    desc = inp.experiment
+    if desc is None or desc.get("mode") != "advertised":
+        return iter(())
+    try:
+        exp = Experiment.from_description(desc)
+    except (KeyError, TypeError, ValueError):
+        return iter(())           # a header from elsewhere we cannot read: no finding, not a crash
+    silent_only = exp.withhold == "silent"
+    return (_of_note(a) for a in inp.accepted
+            if (a.background or not silent_only) and exp.arm_of(a.install) == exp.holdout)
+
+
 # the catalogue ----------------------------------------------------------------------------------------------------
 _ADOC = "https://developer.apple.com/documentation/usernotifications/"
 _FCM = "https://firebase.google.com/docs/"
@@ -385,6 +402,9 @@ RULES: tuple[Rule, ...] = (
          "Send the silent push first, and the visible one once the app has the content.",
          f"{_PRIMER}: \"send Silent Push first to prepare the landing\"", {},
          guardrail_visible_before_ready),
+    Rule("experiment.send-to-holdout", "warning", "Pushes sent to installs of the advertised holdout",
+         "Skip the holdout's installs (GET /experiment/assignments?arm=holdout): every push to them blurs the lift.",
+         "pushsim experiments, docs/experiments.md (advertised holdout)", {}, experiment_send_to_holdout),
     Rule("guardrail.no-effect", "info", "Background updates that changed nothing on the device",
          "Send a background update only when there is something new for the app.",
          f"{_PRIMER}: \"tie every background update to user value\"", {}, guardrail_no_effect),

@@ -166,8 +166,32 @@ def test_run_bad_scenario_values_and_virtual_mode(tmp_path: Path, capsys: pytest
     bad.write_text('duration = "long"\n[[traffic]]\nplatform = "ios"\n')
     assert main(["run", str(bad)]) == 2
     assert "bad scenario" in capsys.readouterr().err
-    assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--mode", "virtual", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["digest"]) == 64
+    # the example has [[faults]]: a virtual run refuses them by name unless told to skip them
+    assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--mode", "virtual", "--json"]) == 2
+    assert "--skip-faults" in capsys.readouterr().err
+    assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--mode", "virtual", "--json", "--skip-faults"]) == 0
+    out = capsys.readouterr()
+    assert len(json.loads(out.out)["digest"]) == 64 and "skipping 1 [[faults]]" in out.err
+
+
+def test_run_live_paces_on_the_scaled_clock_and_says_when_it_truncates(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    scen = tmp_path / "paced.toml"
+    # one push every 10 device seconds for 10 device minutes: 59 requests, cut at 20
+    scen.write_text('duration = 600\n[fleet]\ndevices = "ios=1"\n[[traffic]]\nplatform = "ios"\n'
+                    'push_type = "alert"\nper_hour = 360\n')
+    assert main(["run", str(scen), "--json", "--no-progress", "--max-requests", "20", "--clock", "scaled:500",
+                 "--settle", "0.5", "--state-dir", str(tmp_path / "state")]) == 0
+    out = capsys.readouterr()
+    s = json.loads(out.out)
+    assert s["sent"] == 20
+    assert "has 59 requests; sending the first 20" in out.err
+    assert "as fast as" not in out.err
+    # the 20th request is due 200 device seconds in: 0.4 s of wall time at scaled:500
+    assert s["elapsed_s"] >= 0.38
+    assert main(["run", str(scen), "--json", "--no-progress", "--max-requests", "5",
+                 "--settle", "0.5", "--state-dir", str(tmp_path / "state2")]) == 0
+    assert "as fast as the fakes answer" in capsys.readouterr().err
 
 
 def test_push_wait_prints_what_the_device_did(ps: PushSimClient, tmp_path: Path,

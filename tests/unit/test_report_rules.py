@@ -5,11 +5,18 @@ from typing import Any
 
 import pytest
 
+from device_sim.cohorts import Experiment
 from pushsim.report import BY_ID, DEFAULTS, RULES, build_report, failing, parse_policy
 
 TOK = "ab" * 32
 TOK2 = "cd" * 32
 T0 = 1_700_000_000.0
+
+
+_EXP = Experiment.from_dict({"arms": {"holdout": 0.5, "treated": 0.5}, "seed": 3})
+_EXPERIMENT = _EXP.describe()
+_HOLDOUT_INSTALL = next(i for i in range(100) if _EXP.arm_of(i) == "holdout")
+_TREATED_INSTALL = next(i for i in range(100) if _EXP.arm_of(i) == "treated")
 
 
 class J:
@@ -116,6 +123,9 @@ def bad(rule: str) -> J:
     elif rule == "guardrail.no-effect":
         j.push(0, push_type="background", priority=5, version=3)
         j.push(4000, push_type="background", priority=5, version=3)
+    elif rule == "experiment.send-to-holdout":
+        j.records.append({"type": "header", "now": T0, "experiment": _EXPERIMENT | {"mode": "advertised"}})
+        j.push(0, install=_HOLDOUT_INSTALL, push_type="background", priority=5)
     else:
         raise AssertionError(f"no bad journal for {rule}")
     return j
@@ -184,6 +194,13 @@ def good(rule: str) -> J:
     elif rule == "guardrail.no-effect":
         j.push(0, push_type="background", priority=5, version=3)
         j.push(4000, push_type="background", priority=5, version=4)
+    elif rule == "experiment.send-to-holdout":
+        j.records.append({"type": "header", "now": T0, "experiment": _EXPERIMENT | {"mode": "advertised"}})
+        j.push(0, install=_TREATED_INSTALL, push_type="background", priority=5)
+        j2 = J()      # an enforced holdout: the sender is meant not to know
+        j2.records.append({"type": "header", "now": T0, "experiment": _EXPERIMENT})
+        j2.push(0, install=_HOLDOUT_INSTALL, push_type="background", priority=5)
+        assert rule not in j2.rules()
     else:
         raise AssertionError(f"no good journal for {rule}")
     return j
