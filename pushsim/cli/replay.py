@@ -55,11 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
-        f = result.funnel
+        from .stats import funnel_table
         print(f"replayed {result.notifications} notifications in {result.wall_seconds:.3f} s")
-        print(f"  accepted {f['accepted']}  delivered {f['delivered']}")
-        print(f"  dropped  {f['dropped']}")
-        print(f"  pending  {f['pending']}")
+        print("\n".join("  " + ln for ln in funnel_table(result.funnel).splitlines()))
         if result.trace:
             print(f"trace of notification {args.trace} (install {result.trace[0].get('install')}, "
                   f"arrived at device time {float(result.trace[0]['t']):.3f}):")

@@ -126,14 +126,17 @@ def line_chart(name: str, title: str, x0: float, x1: float, series: dict[str, li
     return Plot(name, title, "".join(parts), points)
 
 
-def bar_chart(name: str, title: str, bars: list[tuple[str, float, int]], unit: str = "") -> Plot:
-    """Horizontal bars: (label, value, colour index)."""
+def bar_chart(name: str, title: str, bars: list[tuple[str, float, int]], unit: str = "",
+              zero_is_data: bool = False) -> Plot:
+    """Horizontal bars: (label, value, colour index). Points = the non-zero bars, or every bar when
+    a zero is a measurement (a delivery delay of 0 s), not an empty bucket."""
     row = 20
     height = PAD_T + row * max(1, len(bars)) + 20
     top = _nice_ceiling(max([v for _, v, _ in bars] + [0.0]))
     label_w = 230
     iw = W - label_w - PAD_R - 70
-    parts = [_svg_open(name, sum(1 for _, v, _ in bars if v), height, title)]
+    points = len(bars) if zero_is_data else sum(1 for _, v, _ in bars if v)
+    parts = [_svg_open(name, points, height, title)]
     for i, (label, v, c) in enumerate(bars):
         y = PAD_T + i * row
         bw = iw * v / top if top else 0
@@ -144,7 +147,7 @@ def bar_chart(name: str, title: str, bars: list[tuple[str, float, int]], unit: s
     if not bars:
         parts.append(f"<text x='{W / 2}' y='{PAD_T + 14}' class='xt'>nothing to show</text>")
     parts.append("</svg>")
-    return Plot(name, title, "".join(parts), sum(1 for _, v, _ in bars if v))
+    return Plot(name, title, "".join(parts), points)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -312,10 +315,10 @@ def latency_plot(s: Sorted, response_ms: Sequence[float] | None) -> Plot:
     bars: list[tuple[str, float, int]] = []
     for i, (svc, vals) in enumerate(sorted(delays.items())):
         bars += [(f"{svc} delivery delay {q}", round(x, 3), i) for q, x in _pcts(vals)]
-    plot = bar_chart("latency", "Latency percentiles (delivery delay in device seconds)", bars, " s")
+    plot = bar_chart("latency", "Latency percentiles (delivery delay in device seconds)", bars, " s", True)
     if response_ms:
         extra = bar_chart("latency-response", "", [(f"response {q}", round(x, 3), 4)
-                                                   for q, x in _pcts(list(response_ms))], " ms")
+                                                   for q, x in _pcts(list(response_ms))], " ms", True)
         plot = Plot(plot.name, "Latency percentiles: delivery delay (device s) and response time (wall ms)",
                     plot.svg + extra.svg, plot.points + extra.points)
     return plot

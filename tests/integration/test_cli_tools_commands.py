@@ -273,3 +273,16 @@ def test_run_live_html_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert pts["traffic"] > 0 and pts["latency-response"] > 0 and pts["trace"] > 0, pts
     assert "rejected requests" in page      # the [[faults]] rule's 429s come from the journal
     assert_offline(page)
+
+
+def test_report_html_from_the_running_server(ps: PushSimClient, tmp_path: Path) -> None:
+    from tests.unit.test_report_html import plot_points
+    tok = ps.tokens("ios")[0]
+    ps.set_state(tok, online=True, app_state="foreground", low_power=False)
+    main(["push", tok, apns_file(tmp_path, {"aps": {"alert": "x"}}), "--endpoints", ps.endpoints_file])
+    ps.wait_for_delivery(tok, timeout=5)
+    out = tmp_path / "server.html"
+    assert main(["report", "--format", "html", "--endpoints", ps.endpoints_file, "--output", str(out),
+                 "--fail-on", "never"]) == 0
+    pts = plot_points(out.read_text())
+    assert pts["traffic"] > 0 and pts["latency"] > 0 and pts["trace"] > 0, pts
