@@ -232,7 +232,7 @@ def test_a_body_over_the_cap_is_answered_413_and_the_stream_reset():
     assert p.status(sid) == b"413" and p.service.seen == []
     resets = p.of(h2.events.StreamReset)
     assert [(r.stream_id, r.error_code) for r in resets] == [(sid, E.NO_ERROR)]
-    assert p.conn.limits.bodies.used == 0                          # nothing stays counted
+    assert p.conn.limits.bodies.used == 0                   # nothing stays counted
 
 
 def test_rapid_reset_budget_ends_the_connection_within_its_window_only():
