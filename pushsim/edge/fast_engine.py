@@ -50,7 +50,8 @@ class FastH2Protocol(ConnGuard, asyncio.Protocol):
         self.conns.add(self)
         self._guard_start()                          # sets `_loop` (None when driven by hand)
         clock = time.monotonic if self._loop is None else self._loop.time
-        connection = self.connection = FastH2Connection(self.service, conn_info(transport, http2=True), clock, self.limits)
+        info = conn_info(transport, http2=True)
+        connection = self.connection = FastH2Connection(self.service, info, clock, self.limits)
         connection.initiate()
         self._flush()
 

@@ -28,7 +28,8 @@ CLOSED_MEMORY = 4096                 # closed stream ids remembered with how the
 BY_END, BY_RESET = 1, 2                               # how a stream closed
 # Phase-1 events. EV_PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
 # EV_TOO_BIG: its body passed the service's limit; EV_CALM: bodies passed the connection's budget.
-EV_OPEN, EV_END, EV_PEER_RESET, EV_ACK, EV_WINDOW, EV_PEER_GOAWAY, EV_MALFORMED, EV_TOO_BIG, EV_CALM = range(9)
+(EV_OPEN, EV_END, EV_PEER_RESET, EV_ACK, EV_WINDOW, EV_PEER_GOAWAY, EV_MALFORMED, EV_TOO_BIG,
+ EV_CALM) = range(9)
 # Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
 # stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
 NEW, ACTIVE, IDLE, HELD = 0, 1, 2, 3

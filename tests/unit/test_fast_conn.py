@@ -232,7 +232,7 @@ def test_a_body_over_the_cap_is_answered_413_and_the_stream_reset():
     assert p.status(sid) == b"413" and p.service.seen == []
     resets = p.of(h2.events.StreamReset)
     assert [(r.stream_id, r.error_code) for r in resets] == [(sid, E.NO_ERROR)]
-    assert p.conn._bodies.used == 0                          # nothing stays counted
+    assert p.conn.limits.bodies.used == 0                   # nothing stays counted
 
 
 def test_rapid_reset_budget_ends_the_connection_within_its_window_only():
@@ -257,10 +257,10 @@ def test_close_gives_back_buffered_bodies_and_voids_timers():
     p.request(b"/delay/1")
     p.request(b"/ok", b"x" * 500, end=False)                 # a body buffered, not yet ended
     p.exchange()
-    assert p.conn._bodies.used == 500 and len(p.timers) == 1
+    assert p.conn.limits.bodies.used == 500 and len(p.timers) == 1
     p.conn.close()
     p._effects()
-    assert p.conn._bodies.used == 0 and p.timers == []
+    assert p.conn.limits.bodies.used == 0 and p.timers == []
 
 
 def _frame_types(data: bytes) -> list[int]:
