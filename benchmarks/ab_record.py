@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import benchmarks.__main__ as H  # noqa: E402
+from benchmarks import processes as P, workloads as W  # noqa: E402
 from benchmarks.ab_serve import start  # noqa: E402
 from pushsim.cli.sender_auth import apns_provider_token  # noqa: E402
 
@@ -21,7 +21,7 @@ async def main(src, out, n):
     proc, ep = start("rec", src, tmp, 2000)   # state dir TMP/state-rec
     try:
         apns = ep["apns"]
-        toks = H._fleet_tokens(ep["admin"]["url"], 1000)
+        toks = W.fleet_tokens(ep["admin"]["url"], 1000, "ios")
         jwt = apns_provider_token(apns)
         port = int(apns["h2c_url"].rsplit(":", 1)[1])
         chunks = []
@@ -41,7 +41,7 @@ async def main(src, out, n):
         pport = srv.sockets[0].getsockname()[1]
         uris = tmp / "rec-uris.txt"
         uris.write_text("".join(f"http://127.0.0.1:{pport}/3/device/{t}\n" for t in toks))
-        payload = H._payload(tmp)
+        payload = W.apns_payload(tmp)
         cmd = ["h2load", "-n", str(n), "-c", "1", "-m", "100", "-d", str(payload),
                "-H", "apns-push-type: background", "-H", "apns-priority: 5", "-H", f"apns-topic: {apns['topic']}",
                "-H", f"authorization: bearer {jwt}", "-i", str(uris)]
@@ -53,6 +53,6 @@ async def main(src, out, n):
         pickle.dump({"chunks": chunks, "n": n, "state": str(tmp / "state-rec")}, open(out, "wb"))
         print(len(chunks), sum(map(len, chunks)))
     finally:
-        H._stop(proc, signal.SIGINT)
+        P.stop(proc, signal.SIGINT)
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 20000))

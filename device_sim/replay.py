@@ -113,6 +113,7 @@ class ReplayResult:
     notifications: int
     wall_seconds: float
     trace: list[dict[str, object]] = field(default_factory=list)
+    world: World | None = field(default=None, repr=False)    # the replayed world (for an HTML report)
 
     @property
     def matches(self) -> bool:
@@ -165,11 +166,32 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
             i += 1
 
     steps: list[dict[str, object]] = []
+    export_seqs = [int(nd["seq"]) for nd in sorted(notes, key=lambda n: n["seq"])]
+    if trace is not None and trace not in set(export_seqs):
+        span = f"{export_seqs[0]}..{export_seqs[-1]}" if export_seqs else "none"
+        raise LookupError(f"no notification with seq {trace} in this export (its seqs: {span})")
+    target = -1                   # the traced notification's seq in the replay's own ledger
+    last_on_install: list[int] = [-1]
+    waiting_for_successor = [False]
     if trace is not None:
         def on_event(rec: Record, at: float | None) -> None:
-            if rec.note.seq == trace:
-                steps.append({"t": world.sched.now, "outcome": rec.outcome.value, "reason": rec.reason})
+            note = rec.note
+            if note.seq != target:
+                if target >= 0 and note.install == traced_install[0]:
+                    if waiting_for_successor[0]:     # the push whose arrival coalesced the traced one
+                        steps[-1]["superseded_by"] = export_seqs[note.seq]
+                        waiting_for_successor[0] = False
+                    last_on_install[0] = note.seq
+                return
+            step: dict[str, object] = {"t": world.sched.now, "outcome": rec.outcome.value, "reason": rec.reason}
+            steps.append(step)
+            if rec.reason in ("collapsed", "collapse-key-limit") and last_on_install[0] >= 0:
+                # FCM: the newer message with the key was stored just before the old one went
+                step["superseded_by"] = export_seqs[last_on_install[0]]
+            elif rec.reason in ("coalesced", "superseded"):
+                waiting_for_successor[0] = True      # iOS: the newer push is handled right after
         world.ledger.subscribe(on_event)
+    traced_install = [-1]
 
     sim, sched = world.device_sim, world.sched
     states.sort(key=lambda s: (s["pos"], s["t"]))
@@ -185,10 +207,11 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
                          nd["push_type"], int(nd["priority"]), base64.b64decode(nd["payload"]),
                          expiration=nd["exp_at"], collapse_id=nd["collapse_id"],
                          content_available=bool(nd["content_available"]), drop_reason=nd["drop_reason"])
-        world.dispatcher.submit(n)
-        if trace is not None and n.seq == trace:
+        if trace is not None and nd["seq"] == trace:
+            target, traced_install[0] = world.ledger.next_seq, n.install
             steps.insert(0, {"t": n.received_at, "outcome": "pending", "reason": "queued",
                              "message_id": n.message_id, "install": n.install})
+        world.dispatcher.submit(n)
     for s in states[k:]:
         sched.run_until(s["t"])
         sim.set_state(int(s["install"]), **s["set"])
@@ -196,4 +219,4 @@ def replay(lines: Iterable[str], seed: int | None = None, trace: int | None = No
     wall = time.perf_counter() - t0
     world.ledger.check()
     return ReplayResult(outcome_digest(world.ledger), header.get("digest"), bool(header.get("complete", True)),
-                        world.ledger.stats(), sim.stats(), len(notes), wall, steps)
+                        world.ledger.stats(), sim.stats(), len(notes), wall, steps, world)

@@ -92,6 +92,12 @@ class Summary:
 
 def run_virtual(scenario: str | Path | dict[str, Any], seed: int, skip_faults: bool = False) -> Summary:
     """Run a scenario in virtual time; the same scenario and seed always give the same digest."""
+    return simulate(scenario, seed, skip_faults)[1]
+
+
+def simulate(scenario: str | Path | dict[str, Any], seed: int,
+             skip_faults: bool = False) -> tuple[World, Summary]:
+    """`run_virtual`, keeping the world (for a journal export or an HTML report of the run)."""
     doc = load(scenario) if isinstance(scenario, (str, Path)) else scenario
     world, start, duration = build_virtual(doc, seed, skip_faults)
     sim, sched = world.device_sim, world.sched
@@ -99,9 +105,9 @@ def run_virtual(scenario: str | Path | dict[str, Any], seed: int, skip_faults: b
     sched.run_until(start + duration)
     wall = time.perf_counter() - t0
     world.ledger.check()
-    return Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(world.ledger),
-                   world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall,
-                   experiment=sim.experiment_outcomes())
+    return world, Summary(str(doc.get("name", "scenario")), seed, duration, outcome_digest(world.ledger),
+                          world.ledger.stats(), sim.stats(), sim.events + sched.fired, wall,
+                          experiment=sim.experiment_outcomes())
 
 
 def build_virtual(doc: dict[str, Any], seed: int, skip_faults: bool = False) -> tuple[World, float, float]:

@@ -22,7 +22,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from . import fleet
+from . import device_side, fleet
 from .gates import Thresholds, Totals, evaluate, exit_code
 
 log = logging.getLogger("pushsim.loadtests")
@@ -65,6 +65,10 @@ def _add_options(parser: Any) -> None:
                    help="CI gate: highest acceptable 95th percentile response time, ms")
     g.add_argument("--gate-min-rps", env_var="PUSHSIM_GATE_MIN_RPS", default=None,
                    help="CI gate: lowest acceptable average requests per second")
+    g.add_argument("--gate-min-receipt-rate", env_var="PUSHSIM_GATE_MIN_RECEIPT_RATE", default=None,
+                   help="CI gate: lowest acceptable delivered/accepted on the simulated devices (pushsim /stats)")
+    g.add_argument("--gate-max-findings", env_var="PUSHSIM_GATE_MAX_FINDINGS", default=None,
+                   help="CI gate: most error-level conformance findings allowed (pushsim /report)")
 
 
 def options(environment: Environment) -> Any:
@@ -190,12 +194,54 @@ def _on_test_stop(environment: Environment, **_kw: Any) -> None:
                  sent_by_platform.get(platform, 0))
 
 
+# --- the device side -------------------------------------------------------------------------
+
+_device: dict[str, Any] | None = None     # pushsim's /stats and /report, read once at the end of the run
+
+
+@events.test_stop.add_listener
+def _read_device_side(environment: Environment, **_kw: Any) -> None:
+    global _device
+    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+        return
+    try:
+        admin = _admin(environment)
+    except Exception as e:      # no endpoints.json: say so in the outputs, do not crash the shutdown
+        _device = {"stats": None, "report": None, "errors": [f"endpoints: {e}"]}
+        return
+    _device = device_side.fetch(admin)
+
+
+def device_summary(environment: Environment) -> dict[str, Any]:
+    if _device is None:
+        _read_device_side(environment)
+    return device_side.summary(_device or {})
+
+
+@events.quitting.add_listener
+def _device_side_outputs(environment: Environment, **_kw: Any) -> None:
+    """Add the device side to locust's HTML report (already written) and beside its JSON file."""
+    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+        return
+    s = device_summary(environment)
+    log.info("pushsim device side: accepted %s, delivered %s, receipt rate %s, findings %s",
+             s["accepted"], s["delivered"], s["receipt_rate"], s["findings"])
+    o = options(environment)
+    if getattr(o, "html_file", None):
+        rules = ((_device or {}).get("report") or {}).get("findings") or []
+        device_side.add_to_html(o.html_file, device_side.html_section(s, rules[:20]))
+    if getattr(o, "json_file", None):
+        device_side.write_json(o.json_file, s)
+
+
 # --- CI gates -------------------------------------------------------------------------------
 
 def thresholds(environment: Environment) -> Thresholds:
     o = options(environment)
+    max_findings = getattr(o, "gate_max_findings", None)
     return Thresholds(_float_or_none(o.gate_max_fail_ratio), _float_or_none(o.gate_max_p95_ms),
-                      _float_or_none(o.gate_min_rps))
+                      _float_or_none(o.gate_min_rps), _float_or_none(getattr(o, "gate_min_receipt_rate", None)),
+                      None if max_findings in (None, "") else int(max_findings))
 
 
 @events.quitting.add_listener
@@ -206,8 +252,10 @@ def _apply_gates(environment: Environment, **_kw: Any) -> None:
     if not th.active:
         return
     total = environment.stats.total
+    dev = device_summary(environment) if th.min_receipt_rate is not None or th.max_findings is not None else {}
     totals = Totals(total.num_requests, total.num_failures,
-                    float(total.get_response_time_percentile(0.95) or 0), float(total.total_rps))
+                    float(total.get_response_time_percentile(0.95) or 0), float(total.total_rps),
+                    dev.get("receipt_rate"), dev.get("error_findings"))
     violations = evaluate(th, totals)
     for v in violations:
         log.error("pushsim gate failed: %s", v)

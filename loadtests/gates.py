@@ -11,10 +11,13 @@ class Thresholds:
     max_fail_ratio: float | None = None
     max_p95_ms: float | None = None
     min_rps: float | None = None
+    min_receipt_rate: float | None = None    # device side: delivered / accepted, from pushsim's /stats
+    max_findings: int | None = None          # error-level conformance findings, from pushsim's /report
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.max_fail_ratio, self.max_p95_ms, self.min_rps))
+        return any(v is not None for v in (self.max_fail_ratio, self.max_p95_ms, self.min_rps,
+                                           self.min_receipt_rate, self.max_findings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +26,8 @@ class Totals:
     failures: int
     p95_ms: float
     rps: float
+    receipt_rate: float | None = None        # None: pushsim's /stats could not be read (or nothing accepted)
+    error_findings: int | None = None        # None: pushsim's /report could not be read
 
     @property
     def fail_ratio(self) -> float:
@@ -42,6 +47,16 @@ def evaluate(th: Thresholds, t: Totals) -> list[str]:
         out.append(f"p95 {t.p95_ms:.0f} ms > {th.max_p95_ms:g} ms")
     if th.min_rps is not None and t.rps < th.min_rps:
         out.append(f"throughput {t.rps:.1f} req/s < {th.min_rps:g} req/s")
+    if th.min_receipt_rate is not None:
+        if t.receipt_rate is None:
+            out.append("receipt rate unknown: pushsim's /stats was not read or accepted nothing")
+        elif t.receipt_rate < th.min_receipt_rate:
+            out.append(f"receipt rate {t.receipt_rate:.4f} < {th.min_receipt_rate:g}")
+    if th.max_findings is not None:
+        if t.error_findings is None:
+            out.append("findings unknown: pushsim's /report was not read")
+        elif t.error_findings > th.max_findings:
+            out.append(f"{t.error_findings} error-level conformance finding(s) > {th.max_findings}")
     return out
 
 

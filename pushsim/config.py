@@ -12,7 +12,7 @@ class Config:
     apns_h2c_port: int = 2198      # cleartext h2 (prior knowledge)
     fcm_port: int = 4433           # TLS, ALPN h2 or http/1.1
     fcm_h2c_port: int = 4480       # cleartext: HTTP/1.1, or h2 detected by its preface
-    admin_port: int = 8089
+    admin_port: int = 2199         # next to APNs 2197/2198; 8089 is locust's web UI
     state_dir: Path = Path(".pushsim")
     devices: str = "1000"          # N (default mix) or ios=N,android=M
     seed: int = 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -23,10 +22,10 @@ from aiohttp import web
 
 from device_sim.fleet import PLATFORMS
 from device_sim.journal import FILTERS as JOURNAL_FILTERS
-from device_sim.ledger import Record
 from device_sim.replay import export_jsonl
 
-from . import control_faults
+from . import control_faults, dashboard
+from .event_log import EventLog
 from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param, integer, json_object, quote
 from .metrics import CONTENT_TYPE
 from .report import DEFAULTS as REPORT_RULES
@@ -40,6 +39,7 @@ log = logging.getLogger("pushsim.control")
 SIM: web.AppKey[Any] = web.AppKey("sim", object)
 Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 STREAMS: web.AppKey[set[Callable[[], None]]] = web.AppKey("streams", set)
+EVENTS: web.AppKey[EventLog] = web.AppKey("events", EventLog)
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
 MAX_REGISTER = 10_000
 EVENT_BACKLOG = 100_000   # per /events client; a client that falls this far behind is cut off
@@ -269,17 +269,60 @@ async def metrics(request: web.Request, sim: PushSim) -> web.Response:
     return web.Response(text=sim.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def _event(rec: Record, at: float | None) -> dict[str, Any]:
-    n = rec.note
-    return {"seq": n.seq, "service": n.service, "token": n.token, "install": n.install,
-            "message_id": n.message_id, "outcome": rec.outcome.value, "reason": rec.reason,
-            "t": at if at is not None else time.time()}
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"Last-Event-ID: expected an id this stream sent (an integer), got {quote(raw)}")
+    return int(raw)
+
+
+SUMMARY_EVERY = 1.0   # seconds between two `/events?summary=1` events
+
+
+async def summary_events(request: web.Request, funnel: Callable[[], Awaitable[dict[str, Any]]],
+                         stopped: Callable[[], bool]) -> web.StreamResponse:
+    """`/events?summary=1`: the /stats funnel as one `event: stats` per SUMMARY_EVERY, however
+    busy the fakes are: what a dashboard follows at 30k requests/s (no per-notification work at
+    all). Each event is a whole snapshot, so a reconnecting client needs no replay."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    await resp.write(b": pushsim summary\nretry: 2000\n\n")
+    n = 0
+    try:
+        while not stopped():
+            n += 1
+            await resp.write(b"id: %d\nevent: stats\ndata: " % n
+                             + orjson.dumps(await funnel(), option=orjson.OPT_NON_STR_KEYS) + b"\n\n")
+            await asyncio.sleep(SUMMARY_EVERY)
+    except ConnectionResetError:
+        pass
+    return resp
+
+
+def summary_wanted(request: web.Request) -> bool:
+    return choice("summary", request.query.get("summary", "0"), ("0", "1")) == "1"
 
 
 async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
-    """Server-sent events: one `data: {json}` per settled or re-pended notification."""
+    """Server-sent events: one `id: N` + `data: {json}` per settled or re-pended notification. A
+    client that comes back with `Last-Event-ID` first gets the kept events it missed (event_log).
+    With `summary=1`: the funnel once a second instead (summary_events)."""
+    if summary_wanted(request):
+        ended = asyncio.Event()
+        request.app[STREAMS].add(ended.set)
+
+        async def funnel() -> dict[str, Any]:
+            return sim.testbed.ledger.stats()
+        try:
+            return await summary_events(request, funnel, ended.is_set)
+        finally:
+            request.app[STREAMS].discard(ended.set)
     want_token = request.query.get("token") or None
     want_service = request.query.get("service") or None
+    last_id = _last_event_id(request)
+    log_ = request.app[EVENTS]
     pending: list[bytes] = []
     wake = asyncio.Event()
     closed = False
@@ -289,26 +332,34 @@ async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
         closed = True
         wake.set()
 
-    def on_event(rec: Record, at: float | None) -> None:
-        n = rec.note
-        if (want_token and n.token != want_token) or (want_service and n.service != want_service):
+    def wanted(service: str, token: str | None) -> bool:
+        return not ((want_token and token != want_token) or (want_service and service != want_service))
+
+    def on_event(i: int, service: str, token: str | None, frame: bytes) -> None:
+        if not wanted(service, token):
             return
         if len(pending) >= EVENT_BACKLOG:   # the client cannot keep up: end its stream, spare our memory
-            unsubscribe()
+            log_.detach(on_event)
             close()
             return
-        pending.append(b"data: " + orjson.dumps(_event(rec, at)) + b"\n\n")
+        pending.append(frame)
         wake.set()
 
-    # Subscribe before the first byte goes out: a client that saw the response headers sees every
+    # Attach before the first byte goes out: a client that saw the response headers sees every
     # event after them.
-    unsubscribe = sim.testbed.ledger.subscribe(on_event)
+    if last_id is not None:
+        missed, gap = log_.since(last_id)
+        if gap:
+            pending.append(b": some events after id %d are no longer kept\n\n" % last_id)
+        pending.extend(frame for _, service, token, frame in missed if wanted(service, token))
+    log_.attach(on_event)
     closers = request.app[STREAMS]
     closers.add(close)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     try:
         await resp.prepare(request)
         await resp.write(b": pushsim events\n\n")
+        wake.set()
         while not closed:
             await wake.wait()
             wake.clear()
@@ -319,7 +370,7 @@ async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
     except ConnectionResetError:   # the client went away
         pass
     finally:
-        unsubscribe()
+        log_.detach(on_event)
         closers.discard(close)
     return resp
 
@@ -327,6 +378,7 @@ async def events(request: web.Request, sim: PushSim) -> web.StreamResponse:
 async def _end_streams(app: web.Application) -> None:
     for close in list(app[STREAMS]):
         close()
+    app[EVENTS].close()
 
 
 # the table ---------------------------------------------------------------------------------------
@@ -360,6 +412,9 @@ class Route:
 
 ANY, OWNER, ALL, STREAM = Cluster(Mode.ANY), Cluster(Mode.OWNER), Cluster(Mode.ALL), Cluster(Mode.STREAM)
 ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", dashboard.index, Cluster(Mode.HUB, hub="dashboard")),
+    Route("GET", "/dashboard.js", dashboard.script, Cluster(Mode.HUB, hub="dashboard_script")),
+    Route("GET", "/dashboard.css", dashboard.style, Cluster(Mode.HUB, hub="dashboard_style")),
     Route("GET", "/health", health, Cluster(Mode.HUB, hub="health")),
     Route("GET", "/endpoints", endpoints, Cluster(Mode.HUB, hub="endpoints")),
     Route("GET", "/devices", list_devices, ANY, query=("limit", "offset", "platform")),
@@ -381,7 +436,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/experiment/assignments", experiment_assignments, ANY, query=("limit", "offset", "arm")),
     Route("POST", "/reset", reset, ALL),
     Route("GET", "/metrics", metrics, Cluster(Mode.MERGE, merge="metrics")),
-    Route("GET", "/events", events, STREAM, query=("token", "service")),
+    Route("GET", "/events", events, STREAM, query=("token", "service", "summary")),
     Route("POST", "/faults", control_faults.post_faults, ALL),
     Route("GET", "/faults", control_faults.get_faults, ANY),
     Route("DELETE", "/faults", control_faults.delete_all, ALL),
@@ -408,6 +463,7 @@ def make_app(sim: PushSim, routes: tuple[Route, ...] = ROUTES) -> web.Applicatio
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[SIM] = sim
     app[STREAMS] = set()
+    app[EVENTS] = EventLog(sim.testbed.ledger)
     app.on_shutdown.append(_end_streams)
     for route in routes:
         add_route(app, route, _bind(route, sim))

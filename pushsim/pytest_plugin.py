@@ -6,7 +6,7 @@ Fixtures
     pushsim_endpoints function: the endpoints dict (URLs, CA file, credentials) for your sender
 
 Reusing a server you started yourself (e.g. `pushsim serve` in CI, another language's tests):
-    PUSHSIM_ENDPOINTS=/path/to/endpoints.json  or  PUSHSIM_ADMIN_URL=http://127.0.0.1:8089
+    PUSHSIM_ENDPOINTS=/path/to/endpoints.json  or  PUSHSIM_ADMIN_URL=http://127.0.0.1:2199
 Server settings for the in-process one: PUSHSIM_TEST_DEVICES (default "ios=20,android=20"),
 PUSHSIM_TEST_SEED (default 0), or the `--pushsim-devices` / `--pushsim-seed` options.
 
@@ -118,13 +118,26 @@ class PushSimClient:
 
     def _settled(self, token: str, outcome: str, count: int) -> Callable[[], list[dict[str, Any]] | None]:
         def probe() -> list[dict[str, Any]] | None:
-            got = [d for d in self.deliveries(token) if d.get("outcome") == outcome]
-            return got if len(got) >= count else None
+            ds = self.deliveries(token)
+            got = [d for d in ds if d.get("outcome") == outcome]
+            if len(got) >= count:
+                return got
+            # Settled otherwise is final: waiting longer cannot turn those into `outcome`.
+            open_ = sum(1 for d in ds if d.get("outcome") == "pending")
+            if len(got) + open_ < count:
+                lost = [d for d in ds if d.get("outcome") not in (outcome, "pending")]
+                if lost:
+                    why = ", ".join(f"seq {d.get('seq')} {d.get('outcome')} ({d.get('reason')})" for d in lost[-3:])
+                    raise PushSimError(f"wanted {count} {outcome} to {token[:16]}…, but {why}; "
+                                       f"{len(got)} {outcome}, {open_} pending")
+            return None
         return probe
 
     def wait_for_delivery(self, token: str, timeout: float = 5.0, count: int = 1,
                           outcome: str = "delivered") -> list[dict[str, Any]]:
-        """Block until `token` has `count` notifications with `outcome`; returns them."""
+        """Block until `token` has `count` notifications with `outcome`; returns them. Fails at once
+        (with the outcome and reason) when too few are left pending to get there: a notification
+        already dropped (or delivered, when waiting for a drop) cannot change any more."""
         try:
             return self.wait_for(self._settled(token, outcome, count), timeout, what=f"{count} {outcome} to {token[:16]}…")
         except PushSimError as e:

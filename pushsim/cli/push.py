@@ -35,6 +35,9 @@ def register(sub: Any) -> None:
     option(p, "push", "--cleartext", "use the h2c URL instead of TLS", action="store_true")
     option(p, "push", "--timeout", "seconds to wait for the answer", default="10")
     option(p, "push", "--json", "print the result as JSON", action="store_true")
+    option(p, "push", "--wait", "after a 200, wait (at most --wait-timeout) for what the device did: delivered, "
+           "dropped (reason) or still pending (reason)", action="store_true")
+    option(p, "push", "--wait-timeout", "seconds --wait waits for the notification to settle", default="5")
     add_server_flags(p, "push")
     p.set_defaults(func=run)
 
@@ -113,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
         timeout = float(args.timeout)
     except ValueError:
         raise UsageError(f"--timeout must be a number of seconds, got {args.timeout!r}") from None
+    try:
+        wait_timeout = float(args.wait_timeout)
+        if not 0 <= wait_timeout <= 3600:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--wait-timeout must be 0..3600 seconds, got {args.wait_timeout!r}") from None
     service = args.service or ("apns" if HEX64.fullmatch(args.token) else "fcm")
     doc = _read_json(args.file)
     ep = load_endpoints(args, need=service)
@@ -140,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"pushsim push: error: {type(e).__name__}: {e or 'connection failed'}", file=sys.stderr)
             return 1
     reason = reason_of(service, r.status_code, r.content)
-    result = {"service": service, "token": args.token, "status": r.status_code, "reason": reason, "id": ident,
-              "retry_after": r.headers.get("retry-after")}
+    result: dict[str, Any] = {"service": service, "token": args.token, "status": r.status_code, "reason": reason,
+                              "id": ident, "retry_after": r.headers.get("retry-after")}
+    if args.wait and r.status_code == 200:
+        result["device"] = wait_for_outcome(ep, args.token, str(ident or ""), wait_timeout)
     if args.json:
         print(json.dumps(result))
     else:
@@ -149,4 +160,46 @@ def run(args: argparse.Namespace) -> int:
         if result["retry_after"]:
             line += f" retry-after={result['retry_after']}"
         print(line)
+        if "device" in result:
+            print(device_line(result["device"]))
     return 0 if r.status_code == 200 else 1
+
+
+def _same_id(delivery_id: object, ident: str) -> bool:
+    """APNs: the apns-id; FCM: the ledger keeps the id part of `projects/<p>/messages/<id>`."""
+    d = str(delivery_id)
+    return bool(ident) and (d == ident or ident.rsplit("/", 1)[-1] == d or d.rsplit("/", 1)[-1] == ident.rsplit("/", 1)[-1])
+
+
+def wait_for_outcome(ep: dict[str, Any], token: str, ident: str, timeout: float) -> dict[str, Any]:
+    """Poll the control API's /devices/{token} until the notification settles or `timeout` passes."""
+    import time
+    import urllib.parse
+    from .options import admin_get
+    deadline = time.monotonic() + timeout
+    path = f"/devices/{urllib.parse.quote(token, safe='')}"
+    seen: dict[str, Any] | None = None
+    while True:
+        found = [d for d in admin_get(ep, path).get("deliveries", []) if _same_id(d.get("id"), ident)]
+        if found:
+            seen = found[-1]
+            if seen.get("outcome") != "pending":
+                break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if seen is None:
+        return {"outcome": "unknown", "reason": f"not in /devices/{token[:16]}… after {timeout:g} s"}
+    out = {k: seen.get(k) for k in ("seq", "outcome", "reason", "received_at", "settled_at")}
+    out["waited_s"] = timeout if seen.get("outcome") == "pending" else None
+    return out
+
+
+def device_line(d: dict[str, Any]) -> str:
+    if d["outcome"] == "delivered":
+        return "device: delivered"
+    if d["outcome"] == "dropped":
+        return f"device: dropped ({d.get('reason')})"
+    if d["outcome"] == "pending":
+        return f"device: still pending ({d.get('reason')}) after {d.get('waited_s'):g} s"
+    return f"device: {d['outcome']} ({d.get('reason')})"

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from pushsim.report import DEFAULTS, build_report, failing, load_policy
+from pushsim.report.html import PageInputs, page
 from pushsim.report.render import FORMATS, render
 
 from .options import UsageError, add_server_flags, admin_get, load_endpoints, option
@@ -55,18 +56,24 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy, DEFAULTS)
     except (OSError, ValueError) as e:
         raise UsageError(str(e)) from None
+    records: list[Any] | None = None
     if args.journal:
-        report = build_report(_records_from_file(args.journal), policy)
+        records = _records_from_file(args.journal)
+        report = build_report(records, policy)
     else:
         if args.admin:
             args.admin_url = args.admin
         ep = load_endpoints(args)
-        if args.policy is None:
+        if args.policy is None and args.format != "html":
             report = admin_get(ep, "/report")
-        else:   # the policy's thresholds apply here: analyse the server's export locally
-            report = build_report(_records_from_url(ep["admin"]["url"].rstrip("/") + "/journal?format=jsonl"),
-                                  policy)
-    out = render(report, args.format, args.fail_on)
+        else:   # the policy's thresholds apply, or the plots need the records: analyse the export here
+            records = _records_from_url(ep["admin"]["url"].rstrip("/") + "/journal?format=jsonl")
+            report = build_report(records, policy)
+    if args.format == "html":
+        out = page(PageInputs("pushsim report", records or [], report=report,
+                              facts=[("source", args.journal or "the running server")]))
+    else:
+        out = render(report, args.format, args.fail_on)
     if args.output:
         Path(args.output).write_text(out, encoding="utf-8")
     else:

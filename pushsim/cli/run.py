@@ -20,6 +20,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
+from pushsim.report.html import PageInputs, page
+
 from .config_flags import validate
 from .options import UsageError, option
 
@@ -47,6 +51,9 @@ def register(sub: Any) -> None:
            "the HTTP edge, which a virtual run has none of); without this flag such a scenario is refused",
            action="store_true")
     option(p, "run", "--json", "print the summary as JSON", action="store_true")
+    option(p, "run", "--html", "also write a self-contained HTML report with plots to FILE", metavar="FILE")
+    option(p, "run", "--trace", "the notification (seq) whose timeline the HTML report shows (default: "
+           "one that was held or dropped)", metavar="SEQ")
     option(p, "run", "--no-progress", "no progress bar on stderr", action="store_true")
     p.set_defaults(func=run)
 
@@ -117,17 +124,50 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.scenario}: bad scenario: {e}") from None
 
 
+def _trace_seq(args: argparse.Namespace) -> int | None:
+    return None if args.trace in (None, "") else _int(args, "trace", 0)
+
+
 def _virtual(args: argparse.Namespace, seed: int, doc: dict[str, Any]) -> int:
-    from device_sim.scenario import run_virtual
+    from device_sim.replay import export_jsonl
+    from device_sim.scenario import simulate
+    trace = _trace_seq(args)
     if doc.get("faults") and args.skip_faults:
         print(f"pushsim run: virtual mode: skipping {len(doc['faults'])} [[faults]] rule(s) (--skip-faults)",
               file=sys.stderr)
     try:
-        summary = run_virtual(args.scenario, seed, skip_faults=bool(args.skip_faults))
+        world, summary = simulate(args.scenario, seed, skip_faults=bool(args.skip_faults))
     except (ValueError, KeyError) as e:
         raise UsageError(f"{args.scenario}: {e}") from None
-    print(json.dumps(summary.to_json(), indent=2, sort_keys=True) if args.json else summary.format())
+    print(json.dumps(summary.to_json(), indent=2, sort_keys=True) if args.json else format_virtual(summary))
+    if args.html:
+        records = [orjson.loads(line) for line in export_jsonl(world)]
+        write_html(args.html, PageInputs(
+            f"pushsim run {summary.name}", records, trace_seq=trace,
+            facts=[("scenario", summary.name), ("mode", "virtual"), ("seed", str(seed)),
+                   ("duration", f"{summary.duration:g} s of device time"), ("digest", summary.digest)]))
     return 0
+
+
+def write_html(path: str, inputs: PageInputs) -> None:
+    try:
+        Path(path).write_text(page(inputs), encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    print(f"HTML report written to {path}", file=sys.stderr)
+
+
+def format_virtual(s: Any) -> str:
+    from .stats import funnel_table, metrics_rows, table
+    lines = [f"scenario {s.name}  seed {s.seed}  {s.duration:g} s virtual  "
+             f"({s.events:,} events in {s.wall_seconds:.3f} s)", "", "funnel",
+             *("  " + ln for ln in funnel_table(s.funnel).splitlines()), "", "fleet metrics",
+             *table(metrics_rows(s.metrics))]
+    if s.experiment:
+        from device_sim.lift import format_outcomes
+        lines += ["", format_outcomes(s.experiment)]
+    lines += ["", f"digest {s.digest}"]
+    return "\n".join(lines)
 
 
 def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
@@ -155,7 +195,7 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
         if "experiment" in doc:
             cfg.extra["experiment"] = cfg.extra["scenario"]
         validate(cfg)
-        res, stats, experiment = _drive(args, cfg, doc, rules, max_requests, concurrency, settle)
+        res, stats, records, experiment = _drive(args, cfg, doc, rules, max_requests, concurrency, settle)
     summary = _summary(doc, seed, res, stats)
     if experiment is not None:
         summary["experiment"] = experiment
@@ -166,11 +206,17 @@ def _live(args: argparse.Namespace, doc: dict[str, Any], seed: int) -> int:
         if experiment is not None:
             from device_sim.lift import format_outcomes
             print("\n" + format_outcomes(experiment))
+    if args.html:
+        write_html(args.html, PageInputs(
+            f"pushsim run {summary['scenario']}", records, trace_seq=_trace_seq(args),
+            response_latencies_ms=[x * 1000 for x in res.latencies],
+            facts=[("scenario", str(summary["scenario"])), ("mode", "live"), ("seed", str(seed)),
+                   ("requests", f"{res.sent:,} in {res.elapsed:.2f} s")]))
     return 0
 
 
 def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[Any], max_requests: int,
-           concurrency: int, settle: float) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+           concurrency: int, settle: float) -> tuple[Any, dict[str, Any], list[Any], dict[str, Any] | None]:
     from .run_live import plan_jobs, send_all
     from pushsim.pytest_plugin import PushSimClient
     from pushsim.server import run_in_thread
@@ -203,10 +249,19 @@ def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[
                                    progress=bar.update, at_share=at_share, pace=pace))
         at_share(1.0)
         stats = _settled_stats(client, settle)
+        records = _journal_records(sim.endpoints) if args.html else []
         experiment = client.request("GET", "/experiment")["experiment"] if "experiment" in doc else None
     finally:
         stop()
-    return res, stats, experiment
+    return res, stats, records, experiment
+
+
+def _journal_records(endpoints: dict[str, Any]) -> list[Any]:
+    """The server's journal export (what `pushsim report` and the HTML report read)."""
+    import urllib.request
+    url = endpoints["admin"]["url"].rstrip("/") + "/journal?format=jsonl"
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return [orjson.loads(line) for line in r.read().splitlines() if line.strip()]
 
 
 def _apply_event(client: Any, fleet: Any, ev: dict[str, Any]) -> None:

@@ -10,7 +10,9 @@ from .options import add_server_flags, admin_get, load_endpoints, option
 
 def register(sub: Any) -> None:
     p = sub.add_parser("stats", help="print the accounting funnel of a running server", description=__doc__)
-    option(p, "stats", "--json", "print the raw /stats JSON", action="store_true")
+    option(p, "stats", "--json", "print the raw JSON", action="store_true")
+    option(p, "stats", "--fleet", "the fleet's side too (GET /stats/fleet): background tasks, opens, "
+           "freshness, Android throttling", action="store_true")
     add_server_flags(p, "stats")
     p.set_defaults(func=run)
 
@@ -42,8 +44,46 @@ def funnel_table(stats: dict[str, Any], sent: int | None = None) -> str:
     return "\n".join(f"{name:<{w}}  {n:>{nw}}  {share}".rstrip() for name, n, share in rows)
 
 
+def table(rows: list[tuple[str, object]], indent: str = "  ") -> list[str]:
+    """Two aligned columns: name, value (numbers right-aligned)."""
+    if not rows:
+        return []
+    w = max(len(k) for k, _ in rows)
+    shown = [(k, "-" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+             for k, v in rows]
+    vw = max(len(v) for _, v in shown)
+    return [f"{indent}{k:<{w}}  {v:>{vw}}" for k, v in shown]
+
+
+def metrics_rows(m: dict[str, Any]) -> list[tuple[str, object]]:
+    """The device sim's app metrics (DeviceSim.stats()) as readable rows."""
+    bg, dur, fresh = m.get("background") or {}, m.get("task_duration") or {}, m.get("freshness") or {}
+    rows: list[tuple[str, object]] = [
+        ("receipt rate", m.get("receipt_rate")),
+        ("background tasks started", bg.get("started")), ("  succeeded", bg.get("succeeded")),
+        ("  failed", bg.get("failed")), ("  killed (over the OS window)", bg.get("killed")),
+        ("  success rate", bg.get("success_rate")),
+        ("task duration p50 / p90 / p99 s", f"{dur.get('p50')} / {dur.get('p90')} / {dur.get('p99')}"),
+        ("app opens", fresh.get("opens")), ("  found fresh content", fresh.get("fresh")),
+        ("  fresh rate", fresh.get("fresh_rate")), ("  mean staleness s", fresh.get("mean_staleness"))]
+    android, ios = m.get("android") or {}, m.get("ios") or {}
+    rows += [(f"android {k.replace('_', ' ')}", v) for k, v in android.items() if v]
+    rows += [(f"ios {k.replace('_', ' ')}", v) for k, v in ios.items() if v]
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     ep = load_endpoints(args)
+    if args.fleet:
+        fleet = admin_get(ep, "/stats/fleet")
+        if args.json:
+            print(json.dumps(fleet, indent=2))
+        else:
+            print("\n".join(["funnel", *("  " + ln for ln in funnel_table(fleet.get("funnel") or {}).splitlines()),
+                             "", "fleet", *table(metrics_rows(fleet)),
+                             *table([("active installs", fleet.get("active_installs")),
+                                     ("events", fleet.get("events"))])]))
+        return 0
     stats = admin_get(ep, "/stats")
     print(json.dumps(stats, indent=2) if args.json else funnel_table(stats))
     return 0

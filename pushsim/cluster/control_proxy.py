@@ -25,7 +25,8 @@ import orjson
 from aiohttp import web
 
 from pushsim.testbed import build_fleet, world_settings
-from pushsim.control import ROUTES, Mode, Route, add_route
+from pushsim import dashboard
+from pushsim.control import ROUTES, Mode, Route, summary_wanted, add_route, summary_events
 from pushsim.control_input import MAX_BODY, BadRequest, check_query
 from pushsim.report import DEFAULTS, build_report, parse_policy
 
@@ -79,6 +80,15 @@ class Proxy:
 
     async def endpoints(self, request: web.Request) -> web.Response:
         return _json(getattr(self.hub, "endpoints", {}))
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        return await dashboard.index(request)   # the same page: it reads the hub's merged routes
+
+    async def dashboard_script(self, request: web.Request) -> web.Response:
+        return await dashboard.script(request)
+
+    async def dashboard_style(self, request: web.Request) -> web.Response:
+        return await dashboard.style(request)
 
     async def stats(self, request: web.Request) -> web.Response:
         return _json(await self.hub.stats())
@@ -183,6 +193,11 @@ def _serve(proxy: Proxy, route: Route) -> Handler:
         inner = merged
     elif mode is Mode.STREAM:
         async def streams(request: web.Request) -> web.StreamResponse:
+            if summary_wanted(request):     # the hub's own consistent funnel, not N partial ones
+                async def funnel() -> dict[str, Any]:
+                    s = await proxy.hub.stats()
+                    return {k: s[k] for k in ("accepted", "rejected", "delivered", "dropped", "pending")}
+                return await summary_events(request, funnel, lambda: proxy.hub.stopping)
             return await _interleave_events(proxy, request)
         inner = streams
     else:
@@ -201,16 +216,33 @@ def _loads_or_none(body: bytes) -> Any:
         return None          # the owner words the 400
 
 
+def _resume_ids(request: web.Request, n: int) -> list[str | None]:
+    """The hub's `Last-Event-ID` is every worker's last id, dot-joined ("12.0.7"): one per worker."""
+    raw = request.headers.get("Last-Event-ID")
+    if not raw:
+        return [None] * n
+    parts = raw.split(".")
+    if len(parts) != n or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        raise BadRequest(f"Last-Event-ID: expected an id this stream sent ({n} integers joined by dots), "
+                         f"got {raw[:100]!r}")
+    return list(parts)   # "0": nothing seen from that worker yet, so all it kept is news
+
+
 async def _interleave_events(proxy: Proxy, request: web.Request) -> web.StreamResponse:
-    """Every worker's event stream, interleaved event by event (each worker's own order is kept)."""
+    """Every worker's event stream, interleaved event by event (each worker's own order is kept).
+    Each event's `id:` is the vector of every worker's last id, so a browser's `Last-Event-ID`
+    resumes each worker's stream where it was."""
     assert proxy.session is not None
+    resume = _resume_ids(request, proxy.n)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, bytes, bytes] | None] = asyncio.Queue()
     connected = asyncio.Semaphore(0)
+    last = [r or "0" for r in resume]
 
     async def follow(w: int) -> None:
+        headers = {} if resume[w] is None else {"Last-Event-ID": resume[w]}
         try:
-            async with proxy.session.get(proxy.url(w, request.path_qs),   # type: ignore[union-attr]
+            async with proxy.session.get(proxy.url(w, request.path_qs), headers=headers,   # type: ignore[union-attr]
                                          timeout=aiohttp.ClientTimeout(total=None)) as r:
                 connected.release()
                 buf = b""
@@ -218,12 +250,24 @@ async def _interleave_events(proxy: Proxy, request: web.Request) -> web.StreamRe
                     buf += chunk
                     *events_, buf = buf.split(b"\n\n")
                     for ev in events_:
-                        if ev.startswith(b"data: "):
-                            await queue.put(ev + b"\n\n")
+                        ident, data = b"", b""
+                        for line in ev.split(b"\n"):
+                            if line.startswith(b"id: "):
+                                ident = line[4:]
+                            elif line.startswith(b"data: "):
+                                data = line
+                        if data:
+                            await queue.put((w, ident, data))
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass
         finally:
             await queue.put(None)
+
+    def frame(item: tuple[int, bytes, bytes]) -> bytes:
+        w, ident, data = item
+        if ident:
+            last[w] = ident.decode()
+        return b"id: " + ".".join(last).encode() + b"\n" + data + b"\n\n"
 
     tasks = [asyncio.create_task(follow(w)) for w in range(proxy.n)]
     try:
@@ -237,13 +281,13 @@ async def _interleave_events(proxy: Proxy, request: web.Request) -> web.StreamRe
             if item is None:
                 ended += 1
                 continue
-            out = [item]
+            out = [frame(item)]
             while not queue.empty():
                 nxt = queue.get_nowait()
                 if nxt is None:
                     ended += 1
                 else:
-                    out.append(nxt)
+                    out.append(frame(nxt))
             await resp.write(b"".join(out))
     except (ConnectionResetError, asyncio.TimeoutError):
         pass

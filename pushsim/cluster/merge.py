@@ -155,13 +155,19 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
 
 
 # /metrics ----------------------------------------------------------------------------------------
-NOT_SUMMED = {"pushsim_devices"}   # every worker holds the whole fleet
+# Not summed across workers (the largest is the cluster's): every worker holds the whole fleet;
+# per-process limits and start times are not amounts. CPU seconds and memory do add up.
+NOT_SUMMED = {"pushsim_devices", "process_max_fds", "process_start_time_seconds"}
 
 
 def merge_metrics(texts: list[str]) -> str:
-    """Prometheus text from each worker → one, each series summed (gauges of the fleet size: max)."""
-    families: dict[str, list[str]] = {}          # name → HELP/TYPE lines, in first-seen order
-    values: dict[str, dict[str, float]] = {}     # name → series (name+labels) → value
+    """Prometheus text from each worker → one, each series summed (NOT_SUMMED: the largest).
+
+    Samples are grouped under their family (a counter `x` has samples `x_total`, a histogram
+    `x_bucket`, `x_sum`, `x_count`), so a family a later worker is the first to fill still comes out
+    under its own HELP/TYPE lines, as promtool requires."""
+    families: dict[str, list[str]] = {}          # family → HELP/TYPE lines, in first-seen order
+    values: dict[str, dict[str, float]] = {}     # family → series (name+labels) → value
     for text in texts:
         for line in text.splitlines():
             if not line:
@@ -180,8 +186,9 @@ def merge_metrics(texts: list[str]) -> str:
                 v = float(raw)
             except ValueError:
                 continue
-            fam = values.setdefault(name, {})
-            families.setdefault(name, [])
+            family = _family_of(name, families)
+            fam = values.setdefault(family, {})
+            families.setdefault(family, [])
             if name in NOT_SUMMED:
                 fam[series] = max(fam.get(series, v), v)
             else:
@@ -192,6 +199,18 @@ def merge_metrics(texts: list[str]) -> str:
         for series, v in values.get(name, {}).items():
             out.append(f"{series} {int(v) if v == int(v) else v}")
     return "\n".join(out) + "\n"
+
+
+_SAMPLE_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
+
+
+def _family_of(sample: str, families: dict[str, list[str]]) -> str:
+    if sample in families:
+        return sample
+    for suffix in _SAMPLE_SUFFIXES:
+        if sample.endswith(suffix) and sample[: -len(suffix)] in families:
+            return sample[: -len(suffix)]
+    return sample
 
 
 # /stats/fleet ------------------------------------------------------------------------------------

@@ -1,20 +1,20 @@
-"""The fast engine's frame loop: phase 1 of `FastH2Protocol` (see fast_engine.py).
+"""The fast engine's frame loop: phase 1 of `FastH2Connection` (see fast_conn.py).
 
 Parses frames and applies the protocol (stream states, flow control, SETTINGS/PING acks, stream
-and connection errors), queuing output bytes in `_out` and events for phase 2 in `_events`. No I/O.
+and connection errors), queuing output bytes in `_out` and events for phase 2 in `_events`. No I/O,
+no clock of its own. The names below without an underscore are shared with fast_conn.py.
 """
 from __future__ import annotations
 
-import asyncio
 import struct
-from typing import Any
+from typing import Any, Callable
 
 from hpack.exceptions import HPACKError
 
 from . import frames as F
 from .fields import MAX_HEADER_LIST, RequestLine, check_request, check_trailers
 from .hpack_fast import HpackDecoder, OversizedHeaderList
-from .limits import DEFAULT_LIMITS, Budget
+from .limits import DEFAULT_LIMITS, Budget, EdgeLimits, RateBudget
 
 DEFAULT_MAX_STREAMS = 1000           # when the service has no opinion (as the h2 engine)
 # Real APNs announces exactly these (pushy#356), plus MAX_CONCURRENT_STREAMS from the service.
@@ -25,13 +25,13 @@ CONN_WINDOW = 1 << 30                # granted once by WINDOW_UPDATE, topped up 
 MAX_HEADER_FRAMES = 64               # HEADERS + CONTINUATIONs per block (h2's backlog limit)
 CLOSED_MEMORY = 4096                 # closed stream ids remembered with how they closed
 
-_ENDED, _RESET = 1, 2                               # how a stream closed
-# Phase-1 events. _PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
-# _TOO_BIG: its body passed the service's limit; _CALM: bodies passed the connection's budget.
-_OPEN, _END, _PEER_RESET, _ACK, _WINDOW, _PEER_GOAWAY, _MALFORMED, _TOO_BIG, _CALM = range(9)
+BY_END, BY_RESET = 1, 2                               # how a stream closed
+# Phase-1 events. EV_PEER_RESET: the stream was reset (by the peer, or by us while parsing): nothing owed.
+# EV_TOO_BIG: its body passed the service's limit; EV_CALM: bodies passed the connection's budget.
+EV_OPEN, EV_END, EV_PEER_RESET, EV_ACK, EV_WINDOW, EV_PEER_GOAWAY, EV_MALFORMED, EV_TOO_BIG, EV_CALM = range(9)
 # Phase-2 view of a stream: not yet seen / being answered / owed an answer but waiting for the
 # stream limit (opened before the peer acknowledged a lowered limit) / owed nothing.
-_NEW, _ACTIVE, _IDLE, _HELD = 0, 1, 2, 3
+NEW, ACTIVE, IDLE, HELD = 0, 1, 2, 3
 _U32 = struct.Struct(">L").unpack_from
 _HDR = struct.Struct(">BHBBL").unpack_from
 
@@ -49,7 +49,7 @@ class PeerFailed(Exception):
         self.code = code
 
 
-class _Stream:
+class Stream:
     __slots__ = ("sid", "headers", "line", "body", "recv_open", "open", "state", "recv_window",
                  "send_window", "pending", "timer", "size", "over")
 
@@ -60,11 +60,11 @@ class _Stream:
         self.body: list[bytes] = []
         self.recv_open = True          # the peer may still send (not half-closed remote)
         self.open = True               # protocol level: not closed by END_STREAM sent or RST
-        self.state = _NEW
+        self.state = NEW
         self.recv_window = STREAM_WINDOW
         self.send_window = send_window
         self.pending: bytes | None = None   # response body waiting for flow-control credit
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Any = None         # fast_conn.Timer of a delayed reply
         self.size = 0                  # body bytes buffered (counted in the connection's budgets)
         self.over = False              # the body passed the service's limit: answered, not buffered
 
@@ -72,8 +72,9 @@ class _Stream:
 class FrameLoop:
     """Protocol state of one server connection; subclasses handle the queued events."""
 
-    def __init__(self) -> None:
-        self.streams: dict[int, _Stream] = {}  # protocol-open streams
+    def __init__(self, limits: EdgeLimits = DEFAULT_LIMITS, clock: Callable[[], float] = lambda: 0.0) -> None:
+        self.limits = limits
+        self.streams: dict[int, Stream] = {}  # protocol-open streams
         self._events: list[tuple[int, Any]] = []
         self._closed: dict[int, int] = {}
         self._out: list[bytes] = []
@@ -92,11 +93,15 @@ class FrameLoop:
         self._table_update = False             # owe the peer an HPACK table size update
         self._ready = False                    # a first SETTINGS arrived (the preface timer stops)
         # Request-body budgets (pushsim.edge.limits): per stream, per connection, all connections.
-        self._max_body = DEFAULT_LIMITS.max_body
-        self._conn_body_max = DEFAULT_LIMITS.conn_body_bytes
-        self._bodies: Budget = DEFAULT_LIMITS.bodies
+        self._max_body = limits.max_body       # the subclass narrows it to the service's limit
+        self._conn_body_max = limits.conn_body_bytes
+        self._bodies: Budget = limits.bodies
         self._body_bytes = 0
         self._over_budget = False
+        # Rate budgets per `budget_window` (pushsim.edge.limits): PING/SETTINGS we must ack here,
+        # resets and refusals in phase 2 (rapid reset).
+        self._control_budget = RateBudget(limits.control_budget, limits.budget_window, clock)
+        self._reset_budget = RateBudget(limits.reset_budget, limits.budget_window, clock)
 
     # ---- phase 1: frames ---------------------------------------------------------------------
 
@@ -175,7 +180,7 @@ class FrameLoop:
         if st is not None:
             if st.recv_open and end_stream:        # trailers: checked, then ignored
                 st.recv_open = False
-                self._events.append((_END if check_trailers(headers) else _MALFORMED, st))
+                self._events.append((EV_END if check_trailers(headers) else EV_MALFORMED, st))
             elif st.recv_open:
                 raise ConnError(F.PROTOCOL_ERROR)
             else:
@@ -183,17 +188,17 @@ class FrameLoop:
             return
         if sid <= self.highest:
             how = self._closed.get(sid)
-            if how == _RESET:
+            if how == BY_RESET:
                 self._out.append(F.rst_stream(sid, F.STREAM_CLOSED))
                 return
-            raise ConnError(F.STREAM_CLOSED if how == _ENDED else F.PROTOCOL_ERROR)
+            raise ConnError(F.STREAM_CLOSED if how == BY_END else F.PROTOCOL_ERROR)
         self.highest = sid
         line = check_request(headers)
-        st = self.streams[sid] = _Stream(sid, headers, line, self._peer_window)
-        self._events.append((_OPEN if line is not None else _MALFORMED, st))
+        st = self.streams[sid] = Stream(sid, headers, line, self._peer_window)
+        self._events.append((EV_OPEN if line is not None else EV_MALFORMED, st))
         if end_stream:
             st.recv_open = False
-            self._events.append((_END, st))
+            self._events.append((EV_END, st))
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
@@ -228,13 +233,13 @@ class FrameLoop:
             st.body.append(payload)
             if size > self._max_body:
                 st.over = True                       # answered in phase 2; the rest is dropped
-                self._events.append((_TOO_BIG, st))
+                self._events.append((EV_TOO_BIG, st))
             elif (total > self._conn_body_max or bodies.used > bodies.limit) and not self._over_budget:
                 self._over_budget = True
-                self._events.append((_CALM, None))
+                self._events.append((EV_CALM, None))
         if flags & F.END_STREAM:
             st.recv_open = False
-            self._events.append((_END, st))
+            self._events.append((EV_END, st))
         elif st.recv_window < STREAM_WINDOW // 2 and not st.over:
             self._out.append(F.window_update(sid, STREAM_WINDOW - st.recv_window))
             st.recv_window = STREAM_WINDOW
@@ -248,7 +253,7 @@ class FrameLoop:
                 if n:
                     raise ConnError(F.FRAME_SIZE_ERROR)
                 if self._unacked:
-                    self._events.append((_ACK, self._unacked.pop(0)))
+                    self._events.append((EV_ACK, self._unacked.pop(0)))
                 return
             if n % 6:
                 raise ConnError(F.FRAME_SIZE_ERROR)
@@ -256,7 +261,7 @@ class FrameLoop:
             self._control_frame()
             self._peer_settings(payload)
             self._out.append(F.SETTINGS_ACK)
-            self._events.append((_WINDOW, None))
+            self._events.append((EV_WINDOW, None))
         elif ftype == F.PING:
             if sid:
                 raise ConnError(F.PROTOCOL_ERROR)
@@ -275,7 +280,7 @@ class FrameLoop:
                 self._send_conn += inc
                 if self._send_conn > F.MAX_WINDOW:
                     raise ConnError(F.FLOW_CONTROL_ERROR)
-                self._events.append((_WINDOW, None))
+                self._events.append((EV_WINDOW, None))
             elif sid > self.highest:
                 raise ConnError(F.PROTOCOL_ERROR)
             elif (st := self.streams.get(sid)) is not None:
@@ -283,7 +288,7 @@ class FrameLoop:
                 if st.send_window > F.MAX_WINDOW:       # RFC 9113 §6.9.1: a stream error
                     self._reset_in_frame_loop(st, F.FLOW_CONTROL_ERROR)
                     return
-                self._events.append((_WINDOW, None))
+                self._events.append((EV_WINDOW, None))
         elif ftype == F.RST_STREAM:
             if n != 4:
                 raise ConnError(F.FRAME_SIZE_ERROR)
@@ -293,8 +298,8 @@ class FrameLoop:
                 raise ConnError(F.PROTOCOL_ERROR)
             st = self.streams.get(sid)
             if st is not None:
-                self._close(st, _RESET)
-                self._events.append((_PEER_RESET, st))
+                self._close(st, BY_RESET)
+                self._events.append((EV_PEER_RESET, st))
         elif ftype == F.PRIORITY:                    # ignored, as APNs does; only checked
             if n != 5:
                 raise ConnError(F.FRAME_SIZE_ERROR)
@@ -310,7 +315,7 @@ class FrameLoop:
                 raise PeerFailed(code)
             # A graceful GOAWAY only says the peer opens no more streams: the ones in flight are
             # still answered (§6.8), then we close.
-            self._events.append((_PEER_GOAWAY, None))
+            self._events.append((EV_PEER_GOAWAY, None))
         elif ftype in (F.PUSH_PROMISE, F.CONTINUATION):
             raise ConnError(F.PROTOCOL_ERROR)
         # unknown frame types are ignored (RFC 9113 §4.1)
@@ -318,12 +323,9 @@ class FrameLoop:
     def _control_frame(self) -> None:
         """A PING or SETTINGS we must acknowledge: past the budget, the connection ends in phase 2
         (in order with the other events, as the h2 engine does)."""
-        if self._count_control() and not self._over_budget:
+        if self._control_budget.spend() and not self._over_budget:
             self._over_budget = True
-            self._events.append((_CALM, None))
-
-    def _count_control(self) -> bool:      # supplied by pushsim.edge.guard.ConnGuard
-        return False
+            self._events.append((EV_CALM, None))
 
     def _peer_settings(self, payload: bytes) -> None:
         window = None
@@ -356,7 +358,7 @@ class FrameLoop:
                     if st.send_window > F.MAX_WINDOW:
                         raise ConnError(F.FLOW_CONTROL_ERROR)
 
-    def _close(self, st: _Stream, how: int) -> None:
+    def _close(self, st: Stream, how: int) -> None:
         """Protocol-level close (END_STREAM sent, or RST either way)."""
         if st.size:
             self._unbuffer(st)
@@ -370,22 +372,23 @@ class FrameLoop:
                 # `next(iter(d))` scan the dead slots (py-spy: 10% of the request cost).
                 self._closed = dict(list(closed.items())[-CLOSED_MEMORY:])
 
-    def _unbuffer(self, st: _Stream) -> None:
+    def _unbuffer(self, st: Stream) -> None:
         """The stream's buffered body left our hands: give its bytes back to the budgets."""
         n = st.size
         st.size = 0
         self._body_bytes -= n
         self._bodies.used -= n
 
-    def _reset(self, st: _Stream, code: int) -> None:
+    def _reset(self, st: Stream, code: int) -> None:
         self._out.append(F.rst_stream(st.sid, code))
-        self._close(st, _RESET)
+        self._close(st, BY_RESET)
 
-    def _reset_in_frame_loop(self, st: _Stream, code: int) -> None:
+    def _reset_in_frame_loop(self, st: Stream, code: int) -> None:
         """A stream error found while parsing: the stream is closed, so phase 2 must stop owing it
         an answer too (else a stalled stream reset this way would keep a GOAWAY from draining)."""
         self._reset(st, code)
-        self._events.append((_PEER_RESET, st))
+        self._events.append((EV_PEER_RESET, st))
+
 
 def _unpad(payload: bytes) -> bytes:
     if not payload:

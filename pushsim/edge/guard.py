@@ -7,7 +7,9 @@ engine supplies `_owes_answers()` and `_calm(code, abort)` (GOAWAY with `code`, 
 - idle: no bytes read and nothing owed for `idle_timeout` → GOAWAY(NO_ERROR) and close. Checked
   by a timer every quarter of it, so a busy connection costs nothing per frame but a counter;
 - resets: peer RST_STREAMs plus streams we refuse, per `budget_window` → ENHANCE_YOUR_CALM;
-- control frames: PINGs and SETTINGS (each makes us queue an ack), per `budget_window`, likewise;
+- control frames: PINGs and SETTINGS (each makes us queue an ack), per `budget_window`, likewise
+  (both `limits.RateBudget`s; the fast engine spends its own inside the sans-IO
+  `fast_conn.FastH2Connection`, on the loop's clock, and uses this mixin for the rest);
 - writes: when the transport's buffer passes its high-water mark, reading pauses (asyncio flow
   control) so a peer that does not read cannot make us queue replies; a buffer that still grows
   past `max_write_buffer` (one read's worth of replies is already in it) ends the connection.
@@ -18,7 +20,7 @@ import asyncio
 import time
 from typing import Any
 
-from .limits import DEFAULT_LIMITS, EdgeLimits
+from .limits import DEFAULT_LIMITS, EdgeLimits, RateBudget
 
 ENHANCE_YOUR_CALM = 0xB
 NO_ERROR = 0x0
@@ -32,19 +34,36 @@ class ConnGuard:
     _quiet = 0
     _ready = False                  # client preface and first SETTINGS seen
     _paused = False                 # the transport asked us to stop writing
-    _resets = 0
-    _reset_start = 0.0
-    _controls = 0
-    _control_start = 0.0
+    _resets: RateBudget
+    _controls: RateBudget
     _tick_handle: asyncio.TimerHandle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def _guard_start(self) -> None:
-        self._reset_start = self._control_start = time.monotonic()
+        limits = self.limits
+        self._resets = RateBudget(limits.reset_budget, limits.budget_window, time.monotonic)
+        self._controls = RateBudget(limits.control_budget, limits.budget_window, time.monotonic)
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._loop = asyncio.get_running_loop()
         except RuntimeError:         # driven by hand (tests): no timers
+            self._loop = None
             return
         self._tick_handle = loop.call_later(self.limits.handshake_timeout, self._tick)
+
+    def _yield_reading(self) -> None:
+        """After a big read, let the other connections have the loop before reading more.
+
+        libuv (uvloop) reads a ready socket up to 32 times per loop turn, so a peer streaming
+        PINGs or SETTINGS got 32 × 256 KiB processed before anyone else was served (1-2 s).
+        """
+        loop = self._loop
+        if loop is not None and not self._guard_dead():
+            self.transport.pause_reading()
+            loop.call_soon(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if not self._paused and not self._guard_dead():
+            self.transport.resume_reading()
 
     def _guard_stop(self) -> None:
         if self._tick_handle is not None:
@@ -72,25 +91,11 @@ class ConnGuard:
 
     def _count_reset(self) -> bool:
         """One more peer reset or refused stream; True when the budget is spent."""
-        self._resets += 1
-        if self._resets <= self.limits.reset_budget:
-            return False
-        now = time.monotonic()
-        if now - self._reset_start > self.limits.budget_window:
-            self._resets, self._reset_start = 1, now
-            return False
-        return True
+        return self._resets.spend()
 
     def _count_control(self) -> bool:
         """One more PING or SETTINGS from the peer; True when the budget is spent."""
-        self._controls += 1
-        if self._controls <= self.limits.control_budget:
-            return False
-        now = time.monotonic()
-        if now - self._control_start > self.limits.budget_window:
-            self._controls, self._control_start = 1, now
-            return False
-        return True
+        return self._controls.spend()
 
     def _write_overflow(self) -> bool:
         """Called after a write while paused: has the peer left more unread than we allow?"""

@@ -163,6 +163,8 @@ class Http1Protocol(ConnGuard, asyncio.Protocol):
         if self._reject:
             self._error(self._reject)
         self._flush()
+        if len(data) >= 65536:                # let other connections have the loop (guard.py)
+            self._yield_reading()
 
     def _reset_message(self) -> None:
         self._url: list[bytes] = []

@@ -8,6 +8,7 @@ to `DEFAULT_LIMITS` when driven by hand (tests). docs/edge.md "Limits" lists the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 MiB = 1 << 20
 
@@ -23,6 +24,33 @@ class Budget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+
+
+class RateBudget:
+    """At most `limit` events per `window` seconds, on the clock it is given (sans-IO).
+
+    Counted in windows that start at the first event past the limit once the last window is over,
+    so the common case (well under the limit) is one increment and one compare.
+    """
+    __slots__ = ("limit", "window", "clock", "count", "start")
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.count = 0
+        self.start = clock()
+
+    def spend(self) -> bool:
+        """One more event; True when the budget is spent."""
+        self.count += 1
+        if self.count <= self.limit:
+            return False
+        now = self.clock()
+        if now - self.start > self.window:
+            self.count, self.start = 1, now
+            return False
+        return True
 
 
 @dataclass(slots=True)

@@ -84,7 +84,7 @@ def is_http2_start(data: bytes) -> bool | None:
     return False if len(data) >= MAX_FIRST_LINE else None
 
 
-class Dispatcher(asyncio.Protocol):
+class ProtocolSniffer(asyncio.Protocol):
     """Holds a new connection until its protocol is known, then hands it to the right engine."""
 
     def __init__(self, service: Service, conns: set, h2: EngineFactory,
@@ -194,7 +194,7 @@ async def start_listener(
         def factory() -> asyncio.Protocol:
             if len(live) >= cap:
                 return _Refused()
-            return Dispatcher(service, live, h2_factory, h1_factory, limits.handshake_timeout)
+            return ProtocolSniffer(service, live, h2_factory, h1_factory, limits.handshake_timeout)
 
     tls = {} if ssl_context is None else {"ssl_handshake_timeout": limits.handshake_timeout}
     server = await loop.create_server(factory, host, port, ssl=ssl_context,

@@ -41,6 +41,9 @@ class Faults:
         self._builders = builders
         self.engine = FaultEngine(seed, validator=self._validate)
         self.active = False      # a plain attribute: the services' hot path checks it before calling in
+        # told (service, seconds) for each reply a rule holds back: the response-latency histogram
+        # of /metrics (pushsim/metrics.py), the only latency the fakes add on purpose
+        self.on_delay: Callable[[str, float], None] | None = None
 
     @property
     def builders(self) -> ErrorBuilders:
@@ -86,6 +89,8 @@ class Faults:
         d = self.engine.decide(view, now)
         if d is None:
             return None
+        if d.delay > 0 and self.on_delay is not None:
+            self.on_delay(service_name, d.delay)
         if not d.rule.action.replaces:
             return Modifier(d)
         rep = replacement(d, service_name, headers, self.builders)

@@ -98,7 +98,8 @@ def junit(report: dict[str, Any], fail_on: str = "warning") -> str:
 
 
 def html_page(report: dict[str, Any]) -> str:
-    """A plain page: the findings table and the delivery groups (plots come with the dashboards issue)."""
+    """A plain page from the report alone: the findings table and the delivery groups. With the journal
+    records at hand, html.page() draws the plots (what `pushsim report --format html` writes)."""
     esc = html.escape
     rows = "".join(
         f"<tr class='{esc(f['severity'])}'><td>{esc(f['severity'])}</td><td>{esc(f['rule'])}</td>"

@@ -50,3 +50,65 @@ def walk_routes(admin: httpx.Client, token: str) -> dict[str, int]:
             seen[f"{route.method} {route.path}"] = r.status_code
     admin.delete("/faults")
     return seen
+
+
+def promtool_check(text: str) -> None:
+    """`promtool check metrics` on a scrape (Debian's prometheus package; ./run.sh test installs it)."""
+    import shutil
+    import subprocess
+
+    import pytest
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; ./run.sh test installs it)")
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def funnel_of_metrics(text: str) -> dict[str, object]:
+    """The /stats funnel as the scrape tells it, read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out: dict[str, object] = {"accepted": 0, "delivered": 0, "rejected": {}, "dropped": {}, "pending": {}}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name in ("pushsim_accepted_total", "pushsim_delivered_total"):
+                out[s.name.removeprefix("pushsim_").removesuffix("_total")] = int(s.value)
+            elif s.name in ("pushsim_rejected_total", "pushsim_dropped_total", "pushsim_pending"):
+                key = s.name.removeprefix("pushsim_").removesuffix("_total")
+                if s.value:
+                    out[key][s.labels["reason"]] = int(s.value)   # type: ignore[index]
+    return out
+
+
+def consistent_scrape(admin: httpx.Client) -> tuple[dict[str, object], str]:
+    """(/stats funnel, /metrics text) taken while nothing settled in between (deadline-bounded)."""
+    import time
+    deadline = time.monotonic() + 10
+    keys = ("accepted", "delivered", "rejected", "dropped", "pending")
+    while True:
+        before = {k: admin.get("/stats").json()[k] for k in keys}
+        text = admin.get("/metrics").text
+        after = {k: admin.get("/stats").json()[k] for k in keys}
+        if before == after or time.monotonic() > deadline:
+            return {k: {r: n for r, n in v.items() if n} if isinstance(v, dict) else v
+                    for k, v in after.items()}, text
+        time.sleep(0.05)
+
+
+def summary_events(admin: httpx.Client, n: int) -> list[tuple[str, dict[str, object]]]:
+    """The first n (id, funnel) events of /events?summary=1."""
+    import json
+    out: list[tuple[str, dict[str, object]]] = []
+    ident, kind = "", ""
+    with admin.stream("GET", "/events", params={"summary": "1"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                assert kind == "stats"
+                out.append((ident, json.loads(line[6:])))
+                if len(out) == n:
+                    break
+    return out

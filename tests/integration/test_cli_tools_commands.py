@@ -192,3 +192,84 @@ def test_run_live_paces_on_the_scaled_clock_and_says_when_it_truncates(tmp_path:
     assert main(["run", str(scen), "--json", "--no-progress", "--max-requests", "5",
                  "--settle", "0.5", "--state-dir", str(tmp_path / "state2")]) == 0
     assert "as fast as the fakes answer" in capsys.readouterr().err
+
+
+def test_push_wait_prints_what_the_device_did(ps: PushSimClient, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    ok, quit_ = ps.tokens("ios")[0], ps.tokens("ios")[1]
+    ps.set_state(ok, online=True, app_state="foreground", low_power=False)
+    assert main(["push", ok, apns_file(tmp_path, {"aps": {"alert": "x"}}), "--endpoints", ps.endpoints_file,
+                 "--wait"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "device: delivered"
+    ps.set_state(quit_, online=True, app_state="force_quit")
+    assert main(["push", quit_, apns_file(tmp_path, {"aps": {"content-available": 1}}), "--endpoints",
+                 ps.endpoints_file, "--wait", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["device"]["outcome"], res["device"]["reason"]) == ("dropped", "force-quit")
+
+
+def test_push_wait_reports_pending_after_its_timeout(ps: PushSimClient, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    tok = ps.tokens("ios")[2]
+    ps.set_state(tok, online=False)
+    assert main(["push", tok, apns_file(tmp_path, {"aps": {"alert": "x"}}), "--endpoints", ps.endpoints_file,
+                 "--wait", "--wait-timeout", "0.3"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "device: still pending (stored-offline) after 0.3 s"
+    assert main(["push", tok, apns_file(tmp_path, {"aps": {"alert": "x"}}), "--endpoints", ps.endpoints_file,
+                 "--wait", "--wait-timeout", "x"]) == 2
+
+
+def test_wait_for_delivery_fails_at_once_on_a_drop(ps: PushSimClient, tmp_path: Path) -> None:
+    import time
+
+    from pushsim.pytest_plugin import PushSimError
+    tok = ps.tokens("ios")[1]
+    ps.set_state(tok, online=True, app_state="force_quit")
+    main(["push", tok, apns_file(tmp_path, {"aps": {"content-available": 1}}), "--endpoints", ps.endpoints_file])
+    t0 = time.monotonic()
+    with pytest.raises(PushSimError, match=r"dropped \(force-quit\)"):
+        ps.wait_for_delivery(tok, timeout=20)
+    assert time.monotonic() - t0 < 5          # not the 20 s timeout
+    assert ps.wait_for_delivery(tok, outcome="dropped")[0]["reason"] == "force-quit"
+
+
+def test_stats_fleet_table(ps: PushSimClient, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tok = ps.tokens("ios")[0]
+    ps.set_state(tok, online=True, app_state="foreground", low_power=False)
+    main(["push", tok, apns_file(tmp_path, {"aps": {"content-available": 1}}), "--endpoints", ps.endpoints_file])
+    ps.wait_for_delivery(tok, timeout=5)
+    capsys.readouterr()
+    assert main(["stats", "--fleet", "--endpoints", ps.endpoints_file]) == 0
+    out = capsys.readouterr().out
+    assert "fleet" in out and "background tasks started" in out and "{" not in out
+    assert main(["stats", "--fleet", "--json", "--endpoints", ps.endpoints_file]) == 0
+    assert json.loads(capsys.readouterr().out)["funnel"]["delivered"] == 1
+
+
+def test_token_command_prints_credentials_the_fakes_accept(ps: PushSimClient, capsys: pytest.CaptureFixture) -> None:
+    import httpx
+    assert main(["token", "apns", "--endpoints", ps.endpoints_file]) == 0
+    jwt = capsys.readouterr().out.strip()
+    assert jwt.count(".") == 2
+    assert main(["token", "fcm", "--endpoints", ps.endpoints_file]) == 0
+    access = capsys.readouterr().out.strip()
+    fcm = ps.endpoints["fcm"]
+    r = httpx.post(f"{fcm['h2c_url']}/v1/projects/{fcm['project_id']}/messages:send",
+                   json={"message": {"token": ps.tokens("android")[0], "data": {"k": "v"}}},
+                   headers={"authorization": f"Bearer {access}"})
+    assert r.status_code == 200, r.text
+    assert main(["token", "apns", "--state-dir", "/nonexistent"]) == 2
+
+
+def test_run_live_html_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.unit.test_report_html import assert_offline, plot_points
+    out = tmp_path / "live.html"
+    assert main(["run", str(ROOT / "examples" / "scenario.toml"), "--no-progress", "--max-requests", "100",
+                 "--state-dir", str(tmp_path), "--html", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "funnel" in text and "{" not in text
+    page = out.read_text()
+    pts = plot_points(page)
+    assert pts["traffic"] > 0 and pts["latency-response"] > 0 and pts["trace"] > 0, pts
+    assert "rejected requests" in page      # the [[faults]] rule's 429s come from the journal
+    assert_offline(page)

@@ -20,7 +20,8 @@ import httpx
 import jwt
 import pytest
 
-from _serve_helpers import provider_token, walk_routes
+from _serve_helpers import (consistent_scrape, funnel_of_metrics, promtool_check, provider_token, summary_events,
+                            walk_routes)
 from tests.waiting import wait_until
 from pushsim.control import ROUTES
 
@@ -156,6 +157,10 @@ def test_load_is_accounted_exactly_across_workers(cluster):
             time.sleep(0.05)
     metrics = admin.get("/metrics").text
     assert f"pushsim_accepted_total {ok}" in metrics and "pushsim_devices 400" in metrics
+    # the hub's sum of the workers' scrapes is the cluster's /stats, and still valid exposition
+    stats_now, metrics = consistent_scrape(admin)
+    assert funnel_of_metrics(metrics) == stats_now
+    promtool_check(metrics)
     page = admin.get("/journal", params={"limit": 10_000}).json()
     everything = [e["id"] for e in page["entries"]]
     assert len(everything) >= ok and len(set(everything)) == len(everything) and everything == sorted(everything)
@@ -337,12 +342,25 @@ def test_events_merge_and_a_dead_worker_stops_the_cluster(tmp_path):
             jwt_token = provider_token(ep)
             with _h2c(ep["apns"]["h2c_url"]) as c:
                 assert all(_apns(c, ep, d["token"], jwt_token) == 200 for d in devs)
+            ids: list[str] = []
             for raw in stream.iter_lines():
+                if raw.startswith("id: "):
+                    ids.append(raw[4:])
                 if raw.startswith("data: "):
                     seen.append(json.loads(raw[6:]))
                 if len(seen) == 2:
                     break
         assert sorted(e["install"] for e in seen) == [0, 1] and {e["outcome"] for e in seen} == {"delivered"}
+        # the hub's ids are every worker's last id: coming back after the first event replays the second
+        assert len(ids) == 2 and all(len(i.split(".")) == 2 for i in ids), ids
+        with httpx.stream("GET", ep["admin"]["url"] + "/events", headers={"Last-Event-ID": ids[0]},
+                          timeout=10) as stream:
+            again = next(json.loads(raw[6:]) for raw in stream.iter_lines() if raw.startswith("data: "))
+        assert again["seq"] == seen[1]["seq"] and again["install"] == seen[1]["install"]
+        assert admin.get("/events", headers={"Last-Event-ID": "7"}).status_code == 400
+        summary = summary_events(admin, 1)[0][1]      # the hub's own funnel, not one worker's
+        assert summary == {k: v for k, v in admin.get("/stats").json().items() if k in summary}
+        assert summary["accepted"] == 2
         pids = [p["pid"] for p in admin.get("/stats").json()["per_worker"]]
         os.kill(pids[1], signal.SIGKILL)
         assert proc.wait(20) == 1

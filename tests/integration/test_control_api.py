@@ -8,7 +8,8 @@ import threading
 import httpx
 import pytest
 
-from _serve_helpers import apns_client, ephemeral_config, provider_token, push, walk_routes
+from _serve_helpers import (apns_client, consistent_scrape, ephemeral_config, funnel_of_metrics, promtool_check,
+                            provider_token, push, summary_events, walk_routes)
 from pushsim.control import ROUTES
 from pushsim.server import run_in_thread
 
@@ -133,14 +134,14 @@ def test_pushes_show_in_device_journal_stats_and_metrics(server, admin, apns, jw
     assert [e["message_id"] for e in mine["entries"]] == ["8F1E3A4B-0000-4000-8000-00000000ABCD"]
 
     text = admin.get("/metrics").text
-    assert re.search(r"^pushsim_accepted_total 1$", text, re.M)
-    assert re.search(r'^pushsim_rejected_total\{reason="BadDeviceToken"\} 1$', text, re.M)
-    assert re.search(r'^pushsim_service_accepted_total\{service="apns"\} 1$', text, re.M)
-    assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1$', text, re.M)
+    assert re.search(r"^pushsim_accepted_total 1\.0$", text, re.M)
+    assert re.search(r'^pushsim_rejected_total\{reason="BadDeviceToken"\} 1\.0$', text, re.M)
+    assert re.search(r'^pushsim_service_accepted_total\{service="apns"\} 1\.0$', text, re.M)
+    assert re.search(r'^pushsim_requests_total\{service="apns",status="400"\} 1\.0$', text, re.M)
     # Per-service settles: seeded from the ledger at the first scrape, followed live after it.
     assert push(apns, server.endpoints, token, jwt_token).status_code == 200
     stats, text = admin.get("/stats").json(), admin.get("/metrics").text
-    m = re.search(r'^pushsim_service_delivered_total\{service="apns"\} (\d+)$', text, re.M)
+    m = re.search(r'^pushsim_service_delivered_total\{service="apns"\} (\d+)\.0$', text, re.M)
     assert (int(m.group(1)) if m else 0) == stats["delivered"]
 
 
@@ -166,7 +167,7 @@ def test_reset_forgets_traffic_but_keeps_the_fleet(server, admin, apns, jwt_toke
     assert admin.get("/stats").json() == {"accepted": 0, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
     assert admin.get("/journal").json()["entries"] == []
     assert admin.get("/devices").json()["total"] == total
-    assert re.search(r"^pushsim_accepted_total 0$", admin.get("/metrics").text, re.M)
+    assert re.search(r"^pushsim_accepted_total 0\.0$", admin.get("/metrics").text, re.M)
 
 
 def test_events_stream_settled_notifications(server, admin, apns, jwt_token):
@@ -225,3 +226,116 @@ def test_fleet_stats_and_jsonl_export(server, admin, apns, jwt_token):
     assert r.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in r.text.splitlines()]
     assert lines[0]["type"] == "header" and lines[0]["accepted"] == 1
+
+
+def test_metrics_pass_promtool_and_agree_with_stats(server, admin, apns, jwt_token):
+    tokens = [_ios_token(admin, i) for i in range(3)]
+    for i in range(9):
+        assert push(apns, server.endpoints, tokens[i % 3], jwt_token).status_code == 200
+    assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
+    stats, text = consistent_scrape(admin)
+    assert funnel_of_metrics(text) == stats and stats["accepted"] == 9
+    promtool_check(text)
+    # the delivery-delay histogram counts every delivery; process metrics are there
+    m = re.search(r'^pushsim_delivery_delay_seconds_count\{service="apns"\} (\S+)$', text, re.M)
+    assert m and float(m.group(1)) == stats["delivered"] > 0
+    assert re.search(r"^process_cpu_seconds_total \S+$", text, re.M)
+    settled = re.findall(r'^pushsim_settled_total\{[^}]*platform="ios"[^}]*\} (\S+)$', text, re.M)
+    assert sum(float(v) for v in settled) == stats["delivered"] + sum(stats["dropped"].values())
+
+
+def _sse(c: httpx.Client, n: int, headers: dict[str, str] | None = None, **params: str) -> list[tuple[str, dict]]:
+    """The first n (id, data) events of /events."""
+    out: list[tuple[str, dict]] = []
+    ident = ""
+    with c.stream("GET", "/events", params=params, headers=headers or {}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                out.append((ident, json.loads(line[6:])))
+                if len(out) == n:
+                    return out
+    return out
+
+
+def test_events_have_ids_and_resume_from_last_event_id(server, admin, apns, jwt_token):
+    token = _ios_token(admin, 4)
+    assert admin.post(f"/devices/{token}/state", json={"app_state": "foreground", "online": True,
+                                                       "low_power": False}).status_code == 200
+    url = server.endpoints["admin"]["url"]
+    first: list[tuple[str, dict]] = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            with c.stream("GET", "/events", params={"token": token}) as r:
+                opened.set()
+                ident = ""
+                for line in r.iter_lines():
+                    if line.startswith("id: "):
+                        ident = line[4:]
+                    elif line.startswith("data: "):
+                        first.append((ident, json.loads(line[6:])))
+                        return           # the connection drops after one event
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert opened.wait(5)
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    t.join(10)
+    assert first and first[0][0].isdigit()
+    # while nobody listens, two more settle; the browser comes back with the id it saw last
+    for _ in range(2):
+        assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    with httpx.Client(base_url=url, timeout=10) as c:
+        missed = _sse(c, 2, headers={"Last-Event-ID": first[0][0]}, token=token)
+        ids = [int(i) for i, _ in missed]
+        assert ids == sorted(ids) and ids[0] > int(first[0][0])
+        assert {e["token"] for _, e in missed} == {token} and first[0][1]["seq"] < missed[0][1]["seq"] < missed[1][1]["seq"]
+        bad = c.get("/events", headers={"Last-Event-ID": "yesterday"})
+        assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]
+
+
+def test_events_summary_pushes_the_funnel_once_a_second(server, admin, apns, jwt_token):
+    assert push(apns, server.endpoints, _ios_token(admin, 5), jwt_token).status_code == 200
+    assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
+    got = summary_events(admin, 2)
+    assert [i for i, _ in got] == ["1", "2"]
+    assert got[-1][1] == admin.get("/stats").json() and got[-1][1]["rejected"] == {"BadDeviceToken": 1}
+    assert admin.get("/events", params={"summary": "yes"}).status_code == 400
+
+
+def test_the_grafana_dashboard_reads_series_metrics_exposes(server, admin, apns, jwt_token):
+    from pathlib import Path
+    assert push(apns, server.endpoints, _ios_token(admin, 2), jwt_token).status_code == 200
+    assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
+    dash = json.loads((Path(__file__).parents[2] / "docs" / "grafana" / "pushsim.json").read_text())
+    wanted = {name for p in dash["panels"] for t in p["targets"]
+              for name in re.findall(r"\b((?:pushsim|process)_[a-z_]+)\b", t["expr"])}
+    assert len(wanted) > 10
+    text = admin.get("/metrics").text
+    exposed = set(re.findall(r"^([a-z_]+)[{ ]", text, re.M)) | set(re.findall(r"^# HELP ([a-z_]+) ", text, re.M))
+    assert wanted <= exposed, sorted(wanted - exposed)
+
+
+def test_response_latency_histogram_shows_a_delay_rule(server, admin, apns, jwt_token):
+    token = _ios_token(admin, 1)
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    assert admin.post("/faults", json={"id": "slow", "action": {"type": "delay", "fixed_ms": 60}}).status_code == 201
+    try:
+        for _ in range(2):
+            assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    finally:
+        admin.delete("/faults")
+    text = admin.get("/metrics").text
+    promtool_check(text)
+
+    def bucket(le: str) -> float:
+        m = re.search(rf'^pushsim_response_latency_seconds_bucket\{{le="{re.escape(le)}",service="apns"\}} (\S+)$', text, re.M)
+        assert m, text
+        return float(m.group(1))
+    assert bucket("0.05") == 1 and bucket("0.1") == 3 and bucket("+Inf") == 3
+    m = re.search(r'^pushsim_response_latency_seconds_sum\{service="apns"\} (\S+)$', text, re.M)
+    assert m and abs(float(m.group(1)) - 0.12) < 1e-6

@@ -465,6 +465,18 @@ def test_sniffing_and_tls_handshakes_time_out(server: Server) -> None:
         s.close()
 
 
+def test_tls_connection_without_a_preface_is_closed(server: Server) -> None:
+    ctx = ssl.create_default_context(cafile=server.ep["ca_file"])
+    ctx.set_alpn_protocols(["h2"])
+    raw = _connect(server.port("apns", "url"))
+    tls = ctx.wrap_socket(raw, server_hostname="localhost")    # handshake done, then silence
+    assert tls.selected_alpn_protocol() == "h2"
+    start = time.monotonic()
+    assert _closed_within(tls, HANDSHAKE + 4)
+    assert time.monotonic() - start >= HANDSHAKE * 0.5
+    tls.close()
+
+
 def test_idle_connections_get_goaway_no_error(server: Server) -> None:
     c = Client(server.port("apns", "h2c_url"))
     c.events()

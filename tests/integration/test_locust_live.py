@@ -291,3 +291,19 @@ def test_distributed_two_workers_split_the_tokens(pushsim, tmp_path) -> None:
         a, b = ranges[0][platform], ranges[1][platform]
         assert len(a) and len(b) and not set(a) & set(b)
         assert sorted([*a, *b]) == list(range(300))
+
+
+def test_device_side_in_locust_outputs_and_its_gates(pushsim, tmp_path) -> None:
+    out = tmp_path / "dev"
+    rc, stats, log = run_locust("loadtests/locustfile_apns.py", pushsim, out, "--gate-min-receipt-rate", "0.01",
+                                "--gate-max-findings", "1000", run_time="2s")
+    assert rc == 0 and "pushsim gates passed" in log, log[-3000:]
+    side = json.loads((out / "stats.pushsim.json").read_text())
+    assert side["accepted"] > 0 and side["delivered"] > 0 and side["findings"] is not None
+    assert side["accepted"] >= totals(stats, "APNS")[0] - totals(stats, "APNS")[1]
+    page = (out / "report.html").read_text()
+    assert page.count("pushsim: what the devices did") == 1 and f"<td>accepted</td>" in page
+    # an impossible receipt rate flips the gate, with the number in the log
+    rc, _stats, log = run_locust("loadtests/locustfile_apns.py", pushsim, tmp_path / "dev2",
+                                 "--gate-min-receipt-rate", "1.01", run_time="1s")
+    assert rc == 3 and "pushsim gate failed: receipt rate" in log, log[-3000:]

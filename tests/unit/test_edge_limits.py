@@ -198,8 +198,8 @@ def test_many_initial_window_entries_in_one_settings_frame_are_cheap(name: str) 
     assert time.perf_counter() - start < 1.0                 # was entries × streams
     assert not w.transport.closed
     if name == "fast":
-        assert w.proto._peer_window == 1000 + 2699          # the last value won
-        assert all(st.send_window == 3699 for st in w.proto.streams.values())
+        assert w.proto.connection._peer_window == 1000 + 2699          # the last value won
+        assert all(st.send_window == 3699 for st in w.proto.connection.streams.values())
 
 
 def _open_in_one_read(n: int) -> float:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtests import fleet
+from loadtests import device_side, fleet
 from loadtests.auth import MIN_REFRESH_S, ProviderTokens
 from loadtests.events_stream import Waiters, parse_sse_line
 from loadtests.gates import GATE_EXIT_CODE, Thresholds, Totals, evaluate, exit_code
@@ -92,6 +92,36 @@ def test_gates() -> None:
     assert len(bad) == 3 and exit_code(bad) == GATE_EXIT_CODE
     assert any("no requests" in v for v in evaluate(Thresholds(max_fail_ratio=1.0), Totals(0, 0, 0, 0)))
     assert evaluate(Thresholds(max_fail_ratio=0.02), Totals(1000, 20, 0, 1)) == []   # boundary passes
+
+
+def test_device_side_gates() -> None:
+    th = Thresholds(min_receipt_rate=0.9, max_findings=0)
+    assert th.active
+    assert evaluate(th, Totals(10, 0, 1, 1, receipt_rate=0.95, error_findings=0)) == []
+    bad = evaluate(th, Totals(10, 0, 1, 1, receipt_rate=0.5, error_findings=2))
+    assert bad == ["receipt rate 0.5000 < 0.9", "2 error-level conformance finding(s) > 0"]
+    unknown = evaluate(th, Totals(10, 0, 1, 1))      # pushsim not reachable: the gate fails, saying why
+    assert len(unknown) == 2 and all("unknown" in v for v in unknown)
+
+
+def test_device_side_summary_and_html_section(tmp_path) -> None:
+    data = {"stats": {"accepted": 10, "delivered": 8, "dropped": {"expired": 1}, "pending": {"queued": 1},
+                      "rejected": {}},
+            "report": {"summary": {"findings": {"error": 1, "warning": 0, "info": 0}},
+                       "metrics": {"fleet": {"receipt_rate": 0.8, "background_success_rate": None}},
+                       "findings": [{"severity": "error", "rule": "apns.x", "count": 3, "title": "<t>"}]},
+            "errors": []}
+    s = device_side.summary(data)
+    assert s["receipt_rate"] == 0.8 and s["error_findings"] == 1 and s["accepted"] == 10
+    assert device_side.summary({"stats": None, "report": None, "errors": ["/stats: refused"]})["receipt_rate"] is None
+    page = tmp_path / "r.html"
+    page.write_text("<html><body><div id=root></div></body></html>")
+    section = device_side.html_section(s, data["report"]["findings"])
+    assert device_side.add_to_html(page, section) and device_side.add_to_html(page, section)
+    text = page.read_text()
+    assert text.count(device_side.MARKER) == 1 and text.index("pushsim: what") < text.index("</body>")
+    assert "dropped: expired" in text and "&lt;t&gt;" in text
+    assert not device_side.add_to_html(tmp_path / "missing.html", section)
 
 
 @given(users=st.integers(1, 500), duration=st.floats(1, 3600), t=st.floats(0, 4000),
