@@ -111,7 +111,7 @@ def html_page(report: dict[str, Any]) -> str:
                      f"<td><pre>{esc(json.dumps(g['primer'], indent=1))}</pre></td></tr>"
                      for g in report["metrics"]["groups"])
     s = report["summary"]["findings"]
-    experiment = _experiment_html(report["experiment"]) if report.get("experiment") else ""
+    experiment = experiment_html(report["experiment"]) if report.get("experiment") else ""
     return ("<!doctype html><html><head><meta charset='utf-8'><title>pushsim report</title><style>"
             "body{font-family:sans-serif}td{vertical-align:top;border-top:1px solid #ccc;padding:4px}"
             ".error td:first-child{color:#b00}.warning td:first-child{color:#a60}</style></head><body>"
@@ -122,7 +122,7 @@ def html_page(report: dict[str, Any]) -> str:
             f"{groups}</table>{experiment}</body></html>\n")
 
 
-def _experiment_html(doc: dict[str, Any]) -> str:
+def experiment_html(doc: dict[str, Any]) -> str:
     """Per-arm outcomes and lifts, each an estimate with its 95% interval."""
     from device_sim.lift import METRICS
 

@@ -109,3 +109,11 @@ def test_a_grown_fleet_counts_installs_that_never_got_traffic():
     t = _filled_tally(10)
     doc = outcomes(t, 25, 1.0)                 # 15 installs registered later, silent so far
     assert sum(a["installs"] for a in doc["arms"].values()) == 25
+
+
+def test_the_plotted_html_report_has_the_experiment_table():
+    from pushsim.report.html import PageInputs, page
+
+    doc = outcomes(_filled_tally(60), 60, 1.0)
+    text = page(PageInputs("t", [{"type": "header", "now": 0.0, "experiment_outcomes": doc}]))
+    assert "<h2>Experiment" in text and "lift a − holdout" in text
