@@ -131,7 +131,8 @@ class Experiment:
                               "withhold": d.get("withhold", "all")})
 
 
-# per-install counters, one array each (8 bytes per install per metric)
+# per-install counters, one array each: 4 bytes per install per metric (uint32 counts; float32
+# seconds, ample for one install's sums), so an experiment over a million installs costs 36 MB
 COUNTS = ("opens", "fresh_opens", "visible", "ready_visible", "wakes", "fetches", "received")
 SUMS = ("staleness_s", "task_s")
 
@@ -143,22 +144,27 @@ class Tally:
         self.experiment = experiment
         self.holdout_index = experiment.names.index(experiment.holdout)
         self._arm = bytearray([_UNASSIGNED]) * installs
-        self.counts = {k: array("q", bytes(8 * installs)) for k in COUNTS}
-        self.sums = {k: array("d", bytes(8 * installs)) for k in SUMS}
+        self.counts = {k: array("I", bytes(4 * installs)) for k in COUNTS}
+        self.sums = {k: array("f", bytes(4 * installs)) for k in SUMS}
         self.drops: list[dict[str, int]] = [{} for _ in experiment.arms]
         self.sent_to_holdout = 0
         # (me, workers): this process tallies the installs with index % workers == me (a cluster
         # worker); (0, 1) = all of them.
         self.shard = (0, 1)
 
+    def cover(self, installs: int) -> None:
+        """Make room for the first `installs` installs (the fleet grew: POST /devices)."""
+        if installs > len(self._arm):
+            self._grow(installs - 1)
+
     def _grow(self, install: int) -> None:
         # installs registered after start (POST /devices): extend every array to cover them
         extra = install + 1 - len(self._arm)
         self._arm.extend(bytes([_UNASSIGNED]) * extra)
         for a in self.counts.values():
-            a.extend(array("q", bytes(8 * extra)))
+            a.extend(array("I", bytes(4 * extra)))
         for s in self.sums.values():
-            s.extend(array("d", bytes(8 * extra)))
+            s.extend(array("f", bytes(4 * extra)))
 
     def arm(self, install: int) -> int:
         if install >= len(self._arm):
@@ -191,8 +197,8 @@ class Tally:
 
     def reset(self) -> None:
         for a in self.counts.values():
-            a[:] = array("q", bytes(8 * len(a)))
+            a[:] = array("I", bytes(4 * len(a)))
         for s in self.sums.values():
-            s[:] = array("d", bytes(8 * len(s)))
+            s[:] = array("f", bytes(4 * len(s)))
         self.drops = [{} for _ in self.experiment.arms]
         self.sent_to_holdout = 0

@@ -93,7 +93,7 @@ def per_install(tally: Tally, members: np.ndarray, days: float) -> dict[str, np.
     """Each metric's value per install of one arm (installs where the metric is undefined left out)."""
     def col(key: str) -> np.ndarray:
         src = tally.counts[key] if key in tally.counts else tally.sums[key]
-        arr = np.frombuffer(src, dtype=np.int64 if key in tally.counts else np.float64)
+        arr = np.frombuffer(src, dtype=np.uint32 if key in tally.counts else np.float32)
         return arr[members].astype(np.float64)
     opens, visible = col("opens"), col("visible")
     has_open, has_visible = opens > 0, visible > 0
@@ -112,7 +112,7 @@ def moments(tally: Tally, installs: int, days: float) -> dict[str, Any]:
     """The sufficient statistics of every arm and metric — [n, mean, M2] over the installs this
     process owns (`tally.shard`) — so several processes' answers pool exactly (merge_moments)."""
     exp = tally.experiment
-    installs = min(installs, len(tally.counts["opens"]))
+    tally.cover(installs)
     arms_of = arm_indices(exp, installs)
     me, workers = tally.shard
     owned = np.arange(installs) % workers == me

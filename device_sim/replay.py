@@ -53,6 +53,7 @@ def export_jsonl(world: World) -> Iterator[str]:
     }
     if world.experiment is not None:     # arms are derived from it, install by install, by a reader
         header["experiment"] = world.experiment.describe()
+        header["experiment_outcomes"] = sim.experiment_outcomes()   # per-arm outcomes (device_sim.lift)
     yield orjson.dumps(header).decode() + "\n"
     for t, pos, index, changes in sim.interventions:
         yield orjson.dumps({"type": "state", "t": t, "pos": pos, "install": index, "set": changes}).decode() + "\n"

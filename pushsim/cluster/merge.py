@@ -52,12 +52,15 @@ def fleet_stats(a: Answers) -> tuple[str, bytes]:
 
 def experiment(a: Answers) -> tuple[str, bytes]:
     """Each worker's /experiment covers the installs it owns: pool their moments, summarise once."""
+    return JSON, orjson.dumps({"experiment": _pooled_experiment([orjson.loads(b)["experiment"] for b in a.bodies])})
+
+
+def _pooled_experiment(docs: list[dict[str, Any]]) -> dict[str, Any]:
     from device_sim.lift import merge_moments, summarize
 
-    docs = [orjson.loads(b)["experiment"] for b in a.bodies]
-    design = {k: v for k, v in docs[0].items() if k in ("name", "mode", "holdout", "seed", "withhold", "weights", "arm_weights")}
-    pooled = merge_moments([d["moments"] for d in docs])
-    return JSON, orjson.dumps({"experiment": summarize(design, pooled)})
+    design = {k: v for k, v in docs[0].items()
+              if k in ("name", "mode", "holdout", "seed", "withhold", "weights", "arm_weights")}
+    return summarize(design, merge_moments([d["moments"] for d in docs]))
 
 
 def metrics(a: Answers) -> tuple[str, bytes]:
@@ -99,6 +102,7 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
     requests: list[tuple[int, dict[str, Any]]] = []
     installs: dict[Any, dict[str, Any]] = {}
     total, complete = 0, True
+    experiments: list[dict[str, Any]] = []
     for w, lines in enumerate(exports):
         for raw in lines:
             if not raw.strip():
@@ -109,6 +113,8 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
                 header = header or rec
                 total += int(rec.get("accepted", 0))
                 complete = complete and bool(rec.get("complete", True))
+                if isinstance(rec.get("experiment_outcomes"), dict):
+                    experiments.append(rec["experiment_outcomes"])
             elif kind == "state":
                 states.append((rec["t"], rec))
             elif kind == "request":
@@ -120,8 +126,10 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
     out: list[bytes] = []
     if header is not None:
         # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
-        out.append(orjson.dumps({**header, "accepted": total, "complete": complete, "digest": None,
-                                 "workers": len(exports)}) + b"\n")
+        merged = {**header, "accepted": total, "complete": complete, "digest": None, "workers": len(exports)}
+        if experiments:
+            merged["experiment_outcomes"] = _pooled_experiment(experiments)
+        out.append(orjson.dumps(merged) + b"\n")
     accepted.sort(key=lambda x: x[0])
     times = [rec.get("at", t) for t, _, rec in accepted]   # device time, like a state change's t
     seen_states: set[bytes] = set()

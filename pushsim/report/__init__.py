@@ -40,7 +40,14 @@ def build_report(records: Iterable[object], policy: Policy | None = None) -> dic
     """The report for journal-export records (header, request, accepted and install lines)."""
     recs = list(records)
     sim_metrics = None
+    experiment = None
     for r in recs:
-        if isinstance(r, dict) and r.get("type") == "header" and isinstance(r.get("metrics"), dict):
-            sim_metrics = r["metrics"]
-    return report_of(load(recs), policy, sim_metrics)
+        if isinstance(r, dict) and r.get("type") == "header":
+            if isinstance(r.get("metrics"), dict):
+                sim_metrics = r["metrics"]
+            if isinstance(r.get("experiment_outcomes"), dict):
+                experiment = r["experiment_outcomes"]
+    report = report_of(load(recs), policy, sim_metrics)
+    if experiment is not None:      # per-arm outcomes and lifts (docs/experiments.md)
+        report["experiment"] = experiment
+    return report

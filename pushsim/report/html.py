@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from . import build_report
+from .render import experiment_html
 
 BINS = 96                      # time buckets per series: a day in 15-minute steps
 PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -461,6 +462,8 @@ def page(inp: PageInputs) -> str:
         if p.note:
             body.append(f"<p class='note'>{esc(p.note)}</p>")
     body.append(f"<h2>Findings</h2>{_findings_table(report)}{_groups_table(report)}")
+    if report.get("experiment"):         # per-arm outcomes and lifts (docs/experiments.md)
+        body.append(experiment_html(report["experiment"]))
     body.append(f"<h2>{esc(trace.title)}: {esc(trace_who)}</h2>{trace.svg}")
     # default-src 'none': no script, font, image or fetch from anywhere; the inline style is all there is
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -111,6 +111,7 @@ def html_page(report: dict[str, Any]) -> str:
                      f"<td><pre>{esc(json.dumps(g['primer'], indent=1))}</pre></td></tr>"
                      for g in report["metrics"]["groups"])
     s = report["summary"]["findings"]
+    experiment = experiment_html(report["experiment"]) if report.get("experiment") else ""
     return ("<!doctype html><html><head><meta charset='utf-8'><title>pushsim report</title><style>"
             "body{font-family:sans-serif}td{vertical-align:top;border-top:1px solid #ccc;padding:4px}"
             ".error td:first-child{color:#b00}.warning td:first-child{color:#a60}</style></head><body>"
@@ -118,7 +119,26 @@ def html_page(report: dict[str, Any]) -> str:
             "<h2>Findings</h2><table><tr><th>severity</th><th>rule</th><th>sender</th><th>count</th>"
             f"<th>what</th><th>evidence</th><th>advice</th></tr>{rows}</table>"
             "<h2>Delivery</h2><table><tr><th>group</th><th>Apple / FCM Data API</th><th>primer §11</th></tr>"
-            f"{groups}</table></body></html>\n")
+            f"{groups}</table>{experiment}</body></html>\n")
+
+
+def experiment_html(doc: dict[str, Any]) -> str:
+    """Per-arm outcomes and lifts, each an estimate with its 95% interval."""
+    from device_sim.lift import METRICS
+
+    esc = html.escape
+
+    def cell(x: dict[str, Any]) -> str:
+        lo, hi = x["ci95"]
+        est = "–" if x["estimate"] is None else f"{x['estimate']:.4g}"
+        return esc(est if lo is None else f"{est} [{lo:.4g}, {hi:.4g}]")
+    head = "".join(f"<th>{esc(m)}</th>" for m in METRICS)
+    rows = "".join(f"<tr><td>{esc(arm)} ({a['installs']} installs)</td>" + "".join(f"<td>{cell(a[m])}</td>" for m in METRICS)
+                   + "</tr>" for arm, a in doc["arms"].items())
+    rows += "".join(f"<tr><td>lift {esc(arm)} − {esc(doc['holdout'])}</td>"
+                    + "".join(f"<td>{cell(lf[m])}</td>" for m in METRICS) + "</tr>" for arm, lf in doc["lift"].items())
+    return (f"<h2>Experiment {esc(doc['name'])} ({esc(doc['mode'])} holdout)</h2>"
+            f"<p>95% intervals; the unit is the install.</p><table><tr><th>arm</th>{head}</tr>{rows}</table>")
 
 
 def render(report: dict[str, Any], fmt: str, fail_on: str = "warning") -> str:
@@ -129,5 +149,9 @@ def render(report: dict[str, Any], fmt: str, fail_on: str = "warning") -> str:
     if fmt == "html":
         return html_page(report)
     if fmt == "text":
-        return text(report) + "\n"
+        out = text(report) + "\n"
+        if report.get("experiment"):
+            from device_sim.lift import format_outcomes
+            out += "\n" + format_outcomes(report["experiment"]) + "\n"
+        return out
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")

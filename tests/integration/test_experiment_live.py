@@ -88,7 +88,9 @@ def test_enforced_holdout_is_dropped_and_goes_stale_with_an_unchanged_sender(enf
     assert stats["dropped"].get("holdout") == len(holdout)
     assert stats["accepted"] == stats["delivered"] + sum(stats["dropped"].values()) + sum(stats["pending"].values())
     # enforced: the sender need not know, so sending to the holdout is no finding
-    assert not [f for f in admin.get("/report").json()["findings"] if f["rule"] == "experiment.send-to-holdout"]
+    report = admin.get("/report").json()
+    assert not [f for f in report["findings"] if f["rule"] == "experiment.send-to-holdout"]
+    assert report["experiment"]["lift"]["treated"]["fresh_rate"]["estimate"] > 0   # the report shows the lift
     dev = admin.get(f"/devices/{holdout[0]}").json()
     assert dev["arm"] == "holdout" and dev["deliveries"][-1]["reason"] == "holdout"
 

@@ -90,3 +90,30 @@ def test_outcomes_have_the_documented_shape():
 def test_bad_experiment_tables_are_refused_by_name(table, message):
     with pytest.raises(ValueError, match=message):
         Experiment.from_dict(table)
+
+
+def test_the_report_shows_the_experiment_in_json_text_and_html():
+    from pushsim.report import build_report
+    from pushsim.report.render import render
+
+    doc = outcomes(_filled_tally(120), 120, 1.0)
+    report = build_report([{"type": "header", "now": 0.0, "experiment": doc, "experiment_outcomes": doc}])
+    assert report["experiment"]["lift"]["a"]["fresh_rate"] == doc["lift"]["a"]["fresh_rate"]
+    page = render(report, "html")
+    assert "<h2>Experiment" in page and "lift a − holdout" in page and "fresh_rate" in page
+    assert "lift b - holdout" in render(report, "text")
+    assert "experiment" not in build_report([{"type": "header", "now": 0.0}])
+
+
+def test_a_grown_fleet_counts_installs_that_never_got_traffic():
+    t = _filled_tally(10)
+    doc = outcomes(t, 25, 1.0)                 # 15 installs registered later, silent so far
+    assert sum(a["installs"] for a in doc["arms"].values()) == 25
+
+
+def test_the_plotted_html_report_has_the_experiment_table():
+    from pushsim.report.html import PageInputs, page
+
+    doc = outcomes(_filled_tally(60), 60, 1.0)
+    text = page(PageInputs("t", [{"type": "header", "now": 0.0, "experiment_outcomes": doc}]))
+    assert "<h2>Experiment" in text and "lift a − holdout" in text
