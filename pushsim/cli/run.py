@@ -246,7 +246,7 @@ def _drive(args: argparse.Namespace, cfg: Any, doc: dict[str, Any], rules: list[
                 _apply_event(client, sim.testbed.fleet, events.pop(0))
 
         res = asyncio.run(send_all(sim.endpoints, jobs, concurrency=concurrency, timeout=10.0,
-                                   progress=bar.update, at_share=at_share, pace=pace))
+                                   progress=bar.update, at_share=at_share, pace=pace, duration=duration))
         at_share(1.0)
         stats = _settled_stats(client, settle)
         records = _journal_records(sim.endpoints) if args.html else []

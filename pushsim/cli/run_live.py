@@ -95,9 +95,11 @@ def _body(rule: dict[str, Any], service: str, push_type: str, priority: int, k: 
 
 async def send_all(ep: dict[str, Any], jobs: list[Job], *, concurrency: int, timeout: float,
                    progress: Callable[[int], None], at_share: Callable[[float], None],
-                   pace: float | None = None) -> LiveResult:
+                   pace: float | None = None, duration: float | None = None) -> LiveResult:
     """`pace`: device seconds per wall second (the server's `scaled:N` clock) — each job waits for
-    its `due` time on that clock; None = as fast as the server answers."""
+    its `due` time on that clock, and `at_share` gets the share of `duration` reached (so
+    `[[events]]` land at their device time); None = as fast as the server answers, and `at_share`
+    gets the share of requests sent."""
     import httpx
 
     from . import sender_auth
@@ -120,7 +122,7 @@ async def send_all(ep: dict[str, Any], jobs: list[Job], *, concurrency: int, tim
                     wait = t0 + job.due / pace - time.perf_counter()
                     if wait > 0:
                         await asyncio.sleep(wait)
-                at_share(n / total if total else 1.0)
+                at_share(job.due / duration if pace is not None and duration else n / total if total else 1.0)
                 t = time.perf_counter()
                 try:
                     r = await _send(client, ep, job, apns_auth, fcm_auth)
