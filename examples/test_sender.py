@@ -40,6 +40,7 @@ def test_fcm_push_is_delivered(pushsim, sender: Sender) -> None:
 
 def test_429_with_retry_after_is_retried_after_the_wait(pushsim, sender: Sender) -> None:
     token, other = pushsim.tokens("ios")[:2]
+    pushsim.set_state(token, online=True, app_state="foreground", low_power=False)   # see above
     pushsim.add_fault(scope={"service": "apns", "tokens": [token]}, trigger={"first": 1},
                       action={"type": "respond", "reason": "TooManyRequests", "retry_after": 1})
     r = sender.send_apns(token, {"aps": {"alert": "retry me"}})
