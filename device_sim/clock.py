@@ -32,10 +32,12 @@ class Scheduler:
     def call_at(self, t: float, fn: Callable[[Any], None], arg: Any = None) -> Timer:
         if t < self.now:
             t = self.now
-        e = [t, self._order, fn, arg]
-        self._order += 1
-        heappush(self._heap, e)
-        if self.on_head is not None and self._heap[0] is e:
+        order = self._order
+        self._order = order + 1
+        e = [t, order, fn, arg]
+        heap = self._heap
+        heappush(heap, e)
+        if self.on_head is not None and heap[0] is e:
             self.on_head(t)
         return e
 
@@ -51,8 +53,9 @@ class Scheduler:
     def run_until(self, t: float) -> None:
         """Fire every timer due at or before `t` in deadline order, then set the time to `t`."""
         h = self._heap
+        pop = heappop
         while h and h[0][0] <= t:
-            e = heappop(h)
+            e = pop(h)
             fn = e[2]
             if fn is None:
                 continue
