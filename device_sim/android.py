@@ -140,10 +140,17 @@ class AndroidPolicy:
         if n.push_type == "notification" and d.state != FOREGROUND:
             host.metrics.notifications_shown += 1      # the system tray shows it; no app code runs
             return
-        if high and n.push_type != "notification" and d.rng.random() >= self.app_params.data_shows_notification:
-            if d.quiet_hp is None:
-                d.quiet_hp = []
-            d.quiet_hp.append(t)
+        if high and n.push_type != "notification":
+            shows = self.app_params.data_shows_notification
+            if shows > 0.0:
+                quiet = d.random() >= shows          # d.rng is d
+            else:
+                d.skip()                             # a draw in [0, 1) is >= 0: certain, but used up alike
+                quiet = True
+            if quiet:
+                if d.quiet_hp is None:
+                    d.quiet_hp = []
+                d.quiet_hp.append(t)
         host.app.run_task(d, n, t, self.params.handler_window)
 
     # Doze -------------------------------------------------------------------------------------------

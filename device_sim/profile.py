@@ -111,6 +111,11 @@ class Profile:
 
 
 def _pick(rng: Stream, dist: dict[str, float]) -> str:
+    if len(dist) == 1:
+        # One choice: it is the answer whatever the draw (even a draw that rounds up to 1.0 ends on
+        # the last key), so only use the draw up.
+        rng.n += 1
+        return next(iter(dist))
     total = sum(dist.values())
     r = rng.random() * total
     for k, w in dist.items():
@@ -150,17 +155,18 @@ class PlatformMix:
     def draw(self, rng: Stream) -> Profile:
         # Always the same number of draws in the same order, so adding a field later at the end
         # leaves earlier fields of every install unchanged.
-        return Profile(
-            os_version=int(_pick(rng, self.os_version)),
-            app_state=canonical_state(_pick(rng, self.app_state)),
-            low_power=rng.random() < self.low_power,
-            bar=not rng.random() < self.bar_off,
-            charging=rng.random() < self.charging,
-            doze=rng.random() < self.doze,
-            bucket=_pick(rng, self.bucket),
-            offline=self.offline,
-            opens_per_day=self.opens_per_day * (0.25 + 1.5 * rng.random()) if self.opens_per_day else 0.0,
-        )
+        # (Positional arguments, in Profile's field order: this runs once per install that sees traffic.)
+        random = rng.random
+        os_version = int(_pick(rng, self.os_version))
+        state = _pick(rng, self.app_state)
+        app_state = _STATE_ALIASES.get(state) or canonical_state(state)   # (the call raises for a bad name)
+        low_power = random() < self.low_power
+        bar = not random() < self.bar_off
+        charging = random() < self.charging
+        doze = random() < self.doze
+        bucket = _pick(rng, self.bucket)
+        opens = self.opens_per_day * (0.25 + 1.5 * random()) if self.opens_per_day else 0.0
+        return Profile(os_version, app_state, low_power, bar, charging, doze, bucket, self.offline, opens)
 
 
 # A plausible fleet: most apps in the background, a few stopped, some devices in Low Power Mode
