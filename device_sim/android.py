@@ -171,9 +171,14 @@ class AndroidPolicy:
         self.flush_deferred(d, self.host.sched.now)
 
     def flush_deferred(self, d: Device, t: float) -> None:
-        msgs, d.deferred = d.deferred, NO_LIST
-        self.host.sched.cancel(d.window_timer)
-        d.window_timer = None
+        timer = d.window_timer
+        if timer is not None:
+            timer[2] = None                  # Scheduler.cancel, inlined: this runs on every open
+            d.window_timer = None
+        msgs = d.deferred
+        if not msgs:
+            return
+        d.deferred = NO_LIST
         d.rng.shuffle(msgs)
         for m in msgs:
             self.host.cancel_expiry(m)

@@ -208,7 +208,8 @@ class AppModel:
             else:
                 tally.add_seconds("staleness_s", d.index, t - d.announced_at)
         if content is not None:        # the app refreshes in the foreground: fresh until the next update
-            d.version = max(d.version, content.version_at(t))
+            if newest > d.version:     # (newest = content.version_at(t), from above)
+                d.version = newest
         d.state = FOREGROUND
         self.sim.sched.cancel(d.session_timer)
         d.session_timer = self.sim.sched.call_at(t + self.params.session, self._session_cb, d)
@@ -219,19 +220,38 @@ class AppModel:
             d.state = BACKGROUND
 
 
+# Payload → the content_version it declares (None: none usable). A sender repeats one body to many
+# installs, so each distinct small body is parsed once; bounded like the dispatcher's payload share.
+_DECLARED: dict[bytes, int | None] = {}
+_DECLARED_MAX, _DECLARED_MAX_BODY = 4096, 1024
+
+
 def _explicit_version(payload: bytes, cur: int) -> int:
+    memo = len(payload) <= _DECLARED_MAX_BODY
+    if memo and payload in _DECLARED:
+        v = _DECLARED[payload]
+    else:
+        v = _declared_version(payload)
+        if memo:
+            if len(_DECLARED) >= _DECLARED_MAX:
+                _DECLARED.clear()
+            _DECLARED[payload] = v
+    return cur + 1 if v is None else v
+
+
+def _declared_version(payload: bytes) -> int | None:
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return cur + 1
+        return None
     for scope in (doc, doc.get("data") if isinstance(doc, dict) else None,
                   (doc.get("message") or {}).get("data") if isinstance(doc, dict) else None):
         if isinstance(scope, dict) and "content_version" in scope:
             try:
                 return int(scope["content_version"])
             except (TypeError, ValueError):
-                return cur + 1
-    return cur + 1
+                return None
+    return None
 
 
 def _payload_url(payload: bytes) -> str | None:
