@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,6 +50,21 @@ def child(scenario: Path, installs: int | None, days: float | None, seed: int) -
             "seed": seed, "wall_s": round(wall, 2), "run_s": round(s.wall_seconds, 2), "events": s.events,
             "events_per_s": round(s.events / s.wall_seconds) if s.wall_seconds else None,
             "funnel": s.funnel, "digest": s.digest, "lift_fresh_rate": lift, "arms": arms}
+
+
+def format_text(res: dict[str, Any]) -> str:
+    lines = [f"{res['scenario']}: {res['devices']}, {res['days']:g} device days, seed {res['seed']}",
+             f"  wall {res['process_wall_s']:.1f} s (run {res['run_s']:.1f} s: {res['events']:,} events, "
+             f"{res['events_per_s']:,}/s; CPU {res['cpu_s']:.1f} s)   peak RSS {res['peak_rss_mib']:,.0f} MiB   "
+             f"targets <= {TARGET_WALL_S:.0f} s, <= {TARGET_RSS_MIB:.0f} MiB: {'met' if res['targets']['met'] else 'NOT met'}",
+             f"  funnel accepted {res['funnel']['accepted']:,}  delivered {res['funnel']['delivered']:,}  "
+             f"dropped {sum(res['funnel']['dropped'].values()):,}  pending {sum(res['funnel']['pending'].values()):,}"]
+    for arm, a in res["arms"].items():
+        lines.append(f"  arm {arm:<8} {a['installs']:>9,} installs  fresh rate at open {a['fresh_rate']}  "
+                     f"wakes/install/day {a['wakes_per_install_day']}")
+    for arm, lf in res["lift_fresh_rate"].items():
+        lines.append(f"  lift {arm} - holdout, fresh rate at open: {lf['estimate']} (95% CI {lf['ci95'][0]} .. {lf['ci95'][1]})")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,18 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    lines = [f"{res['scenario']}: {res['devices']}, {res['days']:g} device days, seed {res['seed']}",
-             f"  wall {res['process_wall_s']:.1f} s (run {res['run_s']:.1f} s: {res['events']:,} events, "
-             f"{res['events_per_s']:,}/s; CPU {res['cpu_s']:.1f} s)   peak RSS {res['peak_rss_mib']:,.0f} MiB   "
-             f"targets <= {TARGET_WALL_S:.0f} s, <= {TARGET_RSS_MIB:.0f} MiB: {'met' if res['targets']['met'] else 'NOT met'}",
-             f"  funnel accepted {res['funnel']['accepted']:,}  delivered {res['funnel']['delivered']:,}  "
-             f"dropped {sum(res['funnel']['dropped'].values()):,}  pending {sum(res['funnel']['pending'].values()):,}"]
-    for arm, a in res["arms"].items():
-        lines.append(f"  arm {arm:<8} {a['installs']:>9,} installs  fresh rate at open {a['fresh_rate']}  "
-                     f"wakes/install/day {a['wakes_per_install_day']}")
-    for arm, lf in res["lift_fresh_rate"].items():
-        lines.append(f"  lift {arm} - holdout, fresh rate at open: {lf['estimate']} (95% CI {lf['ci95'][0]} .. {lf['ci95'][1]})")
-    print("\n".join(lines))
+    print(format_text(res))
     return 0
 
 
