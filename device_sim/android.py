@@ -173,7 +173,7 @@ class AndroidPolicy:
     def flush_deferred(self, d: Device, t: float) -> None:
         timer = d.window_timer
         if timer is not None:
-            timer[2] = None                  # Scheduler.cancel, inlined: this runs on every open
+            timer[2] = timer[3] = None       # Scheduler.cancel, inlined: this runs on every open
             d.window_timer = None
         msgs = d.deferred
         if not msgs:

@@ -16,6 +16,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any, Callable
 
 Timer = list   # [deadline, order, callback | None, arg]; callback None = cancelled or fired
+               # (a cancelled one's arg is None too)
 
 _FAR = 1e18                # deadlines this late (or infinite) share one last bucket
 _BUCKET = 60.0
@@ -83,8 +84,10 @@ class Scheduler:
 
     @staticmethod
     def cancel(timer: Timer | None) -> None:
+        # Drop the argument too: a cancelled entry waits in its bucket until its deadline (an expiry
+        # timer: up to 30 days), and its argument may be a notification that is otherwise gone.
         if timer is not None:
-            timer[2] = None
+            timer[2] = timer[3] = None
 
     @staticmethod
     def active(timer: Timer | None) -> bool:

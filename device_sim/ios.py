@@ -98,7 +98,7 @@ class IosPolicy:
             d.held = None
             timer = d.held_timer
             if timer is not None:
-                timer[2] = None              # Scheduler.cancel, inlined
+                timer[2] = timer[3] = None   # Scheduler.cancel, inlined
             host.deliver(n, t)               # _wake, inlined
             host.app.run_task(d, n, t, self.params.background_window)
         else:

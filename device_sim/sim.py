@@ -201,7 +201,7 @@ class DeviceSim:
     def cancel_expiry(self, n: Notification) -> None:
         timer = self._expiry.pop(n.seq, None)
         if timer is not None:
-            timer[2] = None
+            timer[2] = timer[3] = None     # Scheduler.cancel: frees the (notification, device) pair
 
     def _expire(self, arg: tuple[Notification, Device]) -> None:
         n, d = arg
