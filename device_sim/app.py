@@ -17,7 +17,7 @@ from .notification import Notification
 from .params import DAY
 from .profile import BACKGROUND, FOREGROUND
 
-_exp = math.exp
+_exp, _log = math.exp, math.log
 
 if TYPE_CHECKING:
     from .sim import DeviceSim
@@ -177,18 +177,23 @@ class AppModel:
     def schedule_open(self, d: Device, t: float) -> None:
         rate = d.profile.opens_per_day
         if rate > 0:
-            self.sim.sched.call_at(t + d.rng.expovariate(rate / DAY), self._open_cb, d)
+            # d.rng.expovariate(rate / DAY), inlined (d.rng is d): one per open of every install
+            self.sim.sched.call_at(t + -_log(1.0 - d.random()) / (rate / DAY), self._open_cb, d)
 
     def _open_timer(self, d: Device) -> None:
         t = self.sim.sched.now
         self.open(d, t)
-        self.schedule_open(d, t)
+        rate = d.profile.opens_per_day      # schedule_open(d, t), inlined
+        if rate > 0:
+            self.sim.sched.call_at(t + -_log(1.0 - d.random()) / (rate / DAY), self._open_cb, d)
 
     def open(self, d: Device, t: float) -> None:
         """The user launches the app: record freshness first, then let the OS hand over held pushes."""
-        m = self.sim.metrics
+        sim = self.sim
+        m = sim.metrics
         m.opens += 1
-        content = self.sim.content
+        content = sim.content
+        newest = 0
         if content is not None:        # freshness against what exists now, pushed or not
             newest = content.version_at(t)
             if newest > d.announced and newest > d.version:
@@ -200,20 +205,22 @@ class AppModel:
             m.staleness_seconds += t - d.announced_at
         if d.ready:
             m.ready_opens += 1
-        tally = self.sim.cohorts
+        tally = sim.cohorts
         if tally is not None:
             tally.add("opens", d.index)
             if fresh:
                 tally.add("fresh_opens", d.index)
             else:
                 tally.add_seconds("staleness_s", d.index, t - d.announced_at)
-        if content is not None:        # the app refreshes in the foreground: fresh until the next update
-            if newest > d.version:     # (newest = content.version_at(t), from above)
-                d.version = newest
+        if newest > d.version:         # the app refreshes in the foreground: fresh until the next update
+            d.version = newest
         d.state = FOREGROUND
-        self.sim.sched.cancel(d.session_timer)
-        d.session_timer = self.sim.sched.call_at(t + self.params.session, self._session_cb, d)
-        self.sim.on_open(d, t)
+        sched = sim.sched
+        timer = d.session_timer
+        if timer is not None:
+            timer[2] = timer[3] = None                 # Scheduler.cancel, inlined
+        d.session_timer = sched.call_at(t + self.params.session, self._session_cb, d)
+        sim.on_open(d, t)
 
     def _session_end(self, d: Device) -> None:
         if d.state == FOREGROUND:

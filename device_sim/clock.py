@@ -46,7 +46,7 @@ class Scheduler:
         self.on_head: Callable[[float], None] | None = None   # told when the earliest deadline moves up
         self._later: dict[int, list[Timer]] = {}
         self._buckets: list[int] = []
-        self._window_end = (math.floor(now / self.BUCKET) + 1) * self.BUCKET
+        self._window_end = (math.floor(now / _BUCKET) + 1) * _BUCKET
 
     def call_at(self, t: float, fn: Callable[[Any], None], arg: Any = None) -> Timer:
         if t < self.now:
@@ -60,13 +60,12 @@ class Scheduler:
             if self.on_head is not None and heap[0] is e:
                 self.on_head(t)
             return e
-        b = int(t // self.BUCKET) if t < _FAR else _FAR_BUCKET
-        later = self._later.get(b)
-        if later is None:
+        b = int(t // _BUCKET) if t < _FAR else _FAR_BUCKET
+        try:
+            self._later[b].append(e)
+        except KeyError:               # the bucket's first timer
             self._later[b] = [e]
             heappush(self._buckets, b)
-        else:
-            later.append(e)
         if self.on_head is not None and not self._heap:
             self.on_head(t)    # may be the earliest; the driver ignores a deadline later than its own
         return e
@@ -79,7 +78,7 @@ class Scheduler:
         h = self._later.pop(b)
         heapify(h)
         self._heap = h
-        self._window_end = (b + 1) * self.BUCKET
+        self._window_end = (b + 1) * _BUCKET
         return True
 
     @staticmethod
@@ -108,7 +107,7 @@ class Scheduler:
                 self.fired += 1
                 fn(e[3])
                 h = self._heap          # a callback may have moved on to a new bucket (next_deadline)
-            if h or not self._buckets or self._buckets[0] * self.BUCKET > t or not self._pull():
+            if h or not self._buckets or self._buckets[0] * _BUCKET > t or not self._pull():
                 break
             h = self._heap
         if t > self.now:
