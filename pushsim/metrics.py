@@ -41,6 +41,8 @@ class Metrics:
     def __init__(self, testbed: Any) -> None:
         self.testbed = testbed
         self._unsubscribe: Callable[[], None] | None = None
+        # serve --partition: the hand-off counters (pushsim.partition.Partition.stats), else None
+        self.handoff: Callable[[], dict[str, Any]] | None = None
         faults = getattr(testbed, "faults", None)
         if faults is not None:
             faults.on_delay = self._on_delay
@@ -203,6 +205,12 @@ class _TestbedCollector(Collector):
         yield latency
         yield gauge("pushsim_devices", "Installs in the simulated fleet.", (), [((), m.testbed.fleet.owned_count)])
         yield from _primer_families(m.testbed.stats(), counter, gauge)
+        if m.handoff is not None:
+            peers = sorted(m.handoff().get("peers", {}).items())
+            yield counter("pushsim_peer_handoffs", "Hand-offs to other partitions' instances, by peer and result.",
+                          ("peer", "result"), [((k, r), p[r]) for k, p in peers for r in ("sent", "failed")])
+            yield gauge("pushsim_peer_handoffs_queued", "Hand-offs waiting to be sent, by peer.", ("peer",),
+                        [((k,), p["queued"]) for k, p in peers])
 
 
 def _primer_families(stats: dict[str, Any], counter: Any, gauge: Any) -> Iterator[Metric]:

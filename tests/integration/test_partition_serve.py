@@ -22,7 +22,7 @@ from device_sim.tokens import token_partition
 from pushsim.server import run_in_thread
 from tests.waiting import wait_until
 
-from _serve_helpers import ephemeral_config, provider_token
+from _serve_helpers import ephemeral_config, promtool_check, provider_token
 
 pytestmark = pytest.mark.timeout(60)
 N = 3
@@ -226,6 +226,10 @@ def test_a_peer_that_is_down_is_counted_and_journaled(dep: Deployment) -> None:
     peer = [e for e in entries if e["service"] == "peer"]
     assert [(e["path"], e["reason"], e["message_id"], e["token"]) for e in peer] == \
         [("/peer/topic-message", "PeerUnavailable", name, dead)]
+    scrape = dep.admins[0].get("/metrics").text
+    failed = float(dep.stats(0)["handoff"]["peers"]["2"]["failed"])
+    assert f'pushsim_peer_handoffs_total{{peer="2",result="failed"}} {failed}' in scrape
+    promtool_check(scrape)
 
 
 @pytest.mark.parametrize("path,body,needle", [
