@@ -6,7 +6,7 @@ well under a GiB); tokens are derived from the index (see tokens.py), never stor
 A partitioned fleet (`serve --partition K/N`) has the same install numbers as the whole fleet but
 keeps facts only for the installs it owns, i % N == K: its arrays are indexed by slot i // N, so an
 instance's memory and start time are 1/N of the whole. Read facts through the methods (`is_ios`,
-`app_of`, ...), never the arrays, so both layouts work.
+`app_of`, ...), or index the arrays by `i // part_n` where a method call costs too much per request.
 """
 from __future__ import annotations
 
@@ -109,11 +109,11 @@ class Fleet:
 
     # creation -------------------------------------------------------------------------------
     def add(self, platform: str, count: int = 1, *, app: int = 0, environment: str | None = None) -> range:
+        """`count` new installs of the whole fleet; returns the install numbers of those this fleet owns."""
         if platform not in PLATFORMS:
             raise ValueError(f"unknown platform {platform!r}")
         if not 0 <= app < len(self.apps):
             raise ValueError(f"unknown app index {app}")
-        """`count` new installs of the whole fleet; returns the install numbers of those this fleet owns."""
         env = ENVIRONMENTS.index(environment or self.environment)
         start, code = self.total, PLATFORMS[platform]
         self.total += count
