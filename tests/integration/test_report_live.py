@@ -3,11 +3,15 @@ error rule, `pushsim report --fail-on error` sets the exit code, and the JUnit f
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
+import h2.config
+import h2.connection
 import httpx
 import pytest
 
@@ -232,6 +236,17 @@ def test_streams_opened_after_a_goaway_are_counted_on_either_engine(tmp_path: Pa
         assert len(journal) == 1 and journal[0]["conn"] == g["conn"]   # stream 1 only: the late ones were ignored
         (f,) = [f for f in client.report()["findings"] if f["rule"] == "apns.goaway-ignored"]
         assert f["count"] == 3 and f["severity"] == "warning"
+        # a connection error's GOAWAY is recorded too (here PROTOCOL_ERROR: DATA on stream 0)
+        url = urlsplit(sim.endpoints["apns"]["h2c_url"])
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            h2c.initiate_connection()
+            sock.sendall(h2c.data_to_send() + b"\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            while sock.recv(65536):
+                pass                                   # until the server closes it
+        wait_until(lambda: any(json.loads(x).get("code") == 1 for x in httpx.get(
+            admin + "/journal", params={"format": "jsonl"}).text.splitlines() if '"goaway"' in x),
+            "the PROTOCOL_ERROR GOAWAY is in the export")
         assert f["sender"] == f"{sim.endpoints['apns']['team_id']}/{sim.endpoints['apns']['key_id']}"
         assert {ev["conn"] for ev in f["evidence"]} == {g["conn"]}
     finally:
