@@ -202,6 +202,15 @@ class _TestbedCollector(Collector):
             latency.add_metric([service], cumulative, m.latency_sum[service])
         yield latency
         yield gauge("pushsim_devices", "Installs in the simulated fleet.", (), [((), len(m.testbed.fleet))])
+        states = m.testbed.device_sim.census()
+        yield gauge("pushsim_fleet_installs",
+                    "Installs per platform in each state now (online, offline, dozing, throttled, ...; an install "
+                    "counts in several). Estimated from a fixed sample of the fleet when it is large.",
+                    ("platform", "state"),
+                    [((platform, state), n) for platform in ("ios", "android")
+                     for state, n in states[platform].items() if state != "installs"])  # type: ignore[attr-defined]
+        yield gauge("pushsim_ios_budget_tokens", "Background budget tokens left, summed over iOS installs.", (),
+                    [((), states["ios_budget_tokens"])])
         yield from _primer_families(m.testbed.stats(), counter, gauge)
 
 
