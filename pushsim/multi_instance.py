@@ -112,12 +112,9 @@ def merge_journal_pages(pages: Sequence[tuple[str, Mapping[str, Any]]], since: M
 
 
 # the JSONL export and the report -------------------------------------------------------------------------
-def _lines(raw: Iterable[bytes]) -> list[dict[str, Any]]:
-    return [orjson.loads(b) for b in raw if b.strip()]
-
-
-def merge_exports(exports: Sequence[tuple[str, Iterable[bytes]]]) -> list[bytes]:
-    """Each instance's `GET /journal?format=jsonl` lines → one export, time-ordered (see the module doc).
+def merge_exports(exports: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> list[bytes]:
+    """Each instance's `GET /journal?format=jsonl` records (parsed lines) → one export's lines,
+    time-ordered (see the module doc).
 
     Request ids are renumbered 1, 2, … in wall-time order (each instance's own order kept);
     connection numbers become `conn × N + instance index`, unique per instance and unchanged for
@@ -126,7 +123,7 @@ def merge_exports(exports: Sequence[tuple[str, Iterable[bytes]]]) -> list[bytes]
     so their install i is one device to the sender)."""
     n = len(exports)
     names = [name for name, _ in exports]
-    parsed = [_lines(raw) for _, raw in exports]
+    parsed = [[dict(r) for r in recs] for _, recs in exports]
     requests = [[(float(r.get("t") or 0.0), w, pos, r) for pos, r in enumerate(recs) if r.get("type") == "request"]
                 for w, recs in enumerate(parsed)]
     new_id: dict[tuple[int, int], int] = {}

@@ -88,8 +88,10 @@ def ask_all(command: str, urls: list[str], path: str | list[str], read: Callable
         for name, target, fut in zip(names, targets, futures):
             try:
                 results.append((name, fut.result()))
-            except (OSError, ValueError) as e:
+            except OSError as e:
                 failed.append(f"instance {name} ({target}) did not answer: {e}")
+            except ValueError as e:
+                failed.append(f"instance {name} ({target}) answered, but not in JSON: {e}")
     if failed and not (partial and results):
         hint = "" if partial else "; --partial merges the instances that answered"
         raise UsageError("; ".join(failed) + hint)
@@ -107,3 +109,9 @@ def read_json(body: bytes) -> Any:
 
 def read_lines(body: bytes) -> list[bytes]:
     return body.splitlines()
+
+
+def read_jsonl(body: bytes) -> list[Any]:
+    """A JSONL export's records; a line that is not JSON makes the instance's answer unusable."""
+    import orjson
+    return [orjson.loads(line) for line in body.splitlines() if line.strip()]

@@ -38,8 +38,11 @@ def test_fleet_stats_recompute_rates_over_the_sum() -> None:
         return {"funnel": {"accepted": acc, "rejected": {}, "delivered": dlv, "dropped": {}, "pending": {"q": acc - dlv}},
                 "background": {"started": 1, "succeeded": 1, "failed": 0, "killed": 0}, "active_installs": 2,
                 "task_duration": {"count": 1, "mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0}, "clock": "real"}
-    out = merge_fleet([("a:1", part(4, 4)), ("b:1", part(4, 0))])
+    exact = {**part(4, 0), "states": {"sampled": 3, "installs": 3, "exact": True, "ios": {"installs": 3}}}
+    sampled = {**part(4, 4), "states": {"sampled": 2, "installs": 9, "exact": False, "ios": {"installs": 9}}}
+    out = merge_fleet([("a:1", sampled), ("b:1", exact)])
     assert out["funnel"]["accepted"] == 8 and out["receipt_rate"] == 0.5 and out["active_installs"] == 4
+    assert out["states"] == {"sampled": 5, "installs": 12, "exact": False, "ios": {"installs": 12}}
     assert out["instances"] == ["a:1", "b:1"]
 
 
@@ -64,12 +67,12 @@ def test_a_merged_page_is_time_ordered_and_its_cursor_stops_where_it_stopped() -
     assert empty["cursor"] == {"a": 12, "b": 1}
 
 
-def _export(*recs: dict[str, Any]) -> list[bytes]:
-    return [orjson.dumps(r) for r in recs]
+def _export(*recs: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(recs)
 
 
 def test_merged_export_keeps_two_instances_connection_7_apart_and_names_evidence() -> None:
-    def inst(t: float, token: str) -> list[bytes]:
+    def inst(t: float, token: str) -> list[dict[str, Any]]:
         return _export({"type": "header", "accepted": 0, "now": 10.0},
                        *({"type": "request", "id": i, "t": t + i, "service": "apns", "token": token, "status": 400,
                           "reason": "BadTopic", "conn": 7, "sender": "T/K", "digest": "d"} for i in range(2)))
@@ -95,7 +98,7 @@ def test_one_instance_export_keeps_its_connections_and_order() -> None:
 
 
 def test_the_merged_header_carries_the_fleet_metrics_of_all_instances() -> None:
-    def header(acc: int, dlv: int, opens: int) -> list[bytes]:
+    def header(acc: int, dlv: int, opens: int) -> list[dict[str, Any]]:
         funnel = {"accepted": acc, "rejected": {}, "delivered": dlv, "dropped": {}, "pending": {"q": acc - dlv}}
         return _export({"type": "header", "accepted": acc, "digest": "x", "complete": True,
                         "metrics": {"funnel": funnel, "freshness": {"opens": opens, "fresh": opens, "ready": 0},
@@ -119,6 +122,8 @@ def one_up(monkeypatch: pytest.MonkeyPatch) -> None:
     def get(url: str, timeout: float) -> bytes:
         if url == UP + "/stats":
             return json.dumps(STATS).encode()
+        if url == UP + "/journal?format=jsonl":
+            return b'{"type": "header"}\nnot json\n'
         raise OSError("[Errno 111] Connection refused")
     monkeypatch.setattr(instances, "_get", get)
 
@@ -134,6 +139,13 @@ def test_a_down_instance_is_a_usage_error_naming_it(one_up: None, capsys: pytest
     assert json.loads(got.out)["accepted"] == 2 and "merged 1 of 2 instances (127.0.0.1:9)" in got.err
     assert cli.main(["stats", "--admin", down, "--admin", "http://127.0.0.1:8", "--partial"]) == 2   # none answered
     assert "127.0.0.1:8" in capsys.readouterr().err
+
+
+def test_an_export_that_is_not_jsonl_names_its_instance(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", "--admin", f"{UP},{UP}/"]) == 2
+    err = capsys.readouterr().err
+    assert "instance http://127.0.0.1:9 (http://127.0.0.1:9/journal?format=jsonl) answered, but not in JSON" in err
+    assert "Traceback" not in err
 
 
 def test_a_bad_cursor_is_a_usage_error(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
