@@ -47,9 +47,8 @@ def merge_stats(parts: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any
     """Each instance's `/stats` → their sum, with `instances` (names) and `per_instance` (the parts'
     funnels). An instance that is itself a `--workers` cluster brings its consistent cut."""
     out = merge_funnels([p for _, p in parts])
-    keys = list(out)
     out["instances"] = [name for name, _ in parts]
-    out["per_instance"] = [{"instance": name, **{k: p[k] for k in keys if k in p}} for name, p in parts]
+    out["per_instance"] = [{"instance": name, **merge_funnels([p])} for name, p in parts]
     return out
 
 
@@ -155,9 +154,9 @@ def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) 
     names: list[str] = []
     for r in records:
         kind = r.get("type")
-        if kind == "request" and "instance" in r:
+        if kind == "request" and "instance" in r and isinstance(r.get("id"), int):    # a saved file may be anything
             by_id[r["id"]] = (r["instance"], r.get("instance_id"))
-        elif kind == "accepted" and "instance" in r:
+        elif kind == "accepted" and "instance" in r and isinstance(r.get("seq"), int):
             by_seq[r["seq"]] = (r["instance"], r.get("instance_seq"))
         elif kind == "header" and isinstance(r.get("instances"), list):
             names = [str(x) for x in r["instances"]]

@@ -13,12 +13,13 @@ import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pushsim.multi_instance import instance_names
 
 from .options import TRUE, UsageError, env_name, help_text
 
+T = TypeVar("T")
 MAX_PARALLEL = 16           # instances asked at once (more are queued)
 ERROR_BODY_LIMIT = 4096     # bytes of an error answer shown
 
@@ -101,6 +102,15 @@ def ask_all(command: str, urls: list[str], path: str | list[str], read: Callable
         print(f"pushsim {command}: warning: merged {len(results)} of {len(urls)} instances "
               f"({', '.join(n for n, _ in results)})", file=sys.stderr)
     return results
+
+
+def merged(merge: Callable[..., T], *parts: Any) -> T:
+    """`merge(*parts)`, where an answer of the wrong shape (not a pushsim's) is a usage error, not a traceback."""
+    try:
+        return merge(*parts)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"the instances' answers do not merge (is every URL a pushsim control API?): "
+                         f"{type(e).__name__}: {e}") from None
 
 
 def read_json(body: bytes) -> Any:

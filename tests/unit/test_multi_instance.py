@@ -112,6 +112,7 @@ def test_the_merged_header_carries_the_fleet_metrics_of_all_instances() -> None:
 
 # the CLI --------------------------------------------------------------------------------------------------
 UP = "http://127.0.0.1:9"           # the stand-in answers for this one; any other URL is down
+ODD = "http://127.0.0.1:10"         # answers JSON that is no pushsim's
 STATS = {"accepted": 2, "rejected": {}, "delivered": 1, "dropped": {}, "pending": {"queued": 1}}
 
 
@@ -122,6 +123,8 @@ def one_up(monkeypatch: pytest.MonkeyPatch) -> None:
     def get(url: str, timeout: float) -> bytes:
         if url == UP + "/stats":
             return json.dumps(STATS).encode()
+        if url == ODD + "/stats":
+            return b'{"accepted": {"not": "a count"}}'
         if url == UP + "/journal?format=jsonl":
             return b'{"type": "header"}\nnot json\n'
         raise OSError("[Errno 111] Connection refused")
@@ -146,6 +149,12 @@ def test_an_export_that_is_not_jsonl_names_its_instance(one_up: None, capsys: py
     err = capsys.readouterr().err
     assert "instance http://127.0.0.1:9 (http://127.0.0.1:9/journal?format=jsonl) answered, but not in JSON" in err
     assert "Traceback" not in err
+
+
+def test_an_answer_of_the_wrong_shape_is_a_usage_error(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["stats", "--admin", f"{UP},{ODD}"]) == 2
+    err = capsys.readouterr().err
+    assert "do not merge" in err and "Traceback" not in err
 
 
 def test_a_bad_cursor_is_a_usage_error(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
