@@ -21,6 +21,8 @@ def _evidence(f: dict[str, Any], limit: int = 5) -> str:
             where = f"notification seq {ev['seq']}"
         else:       # a stream the server ignored (apns.goaway-ignored): no journal entry
             where = f"connection {ev.get('conn')}"
+        if "instance" in ev:     # a merged report (pushsim/multi_instance.py): the instance's own number
+            where = f"{ev['instance']} {where}"
         parts.append(f"{where} at {ev['at']:.3f}")
     more = f["count"] - min(limit, len(f["evidence"]))
     return ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")
