@@ -139,6 +139,10 @@ def merge_exports(exports: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) ->
                     rec["instance_conn"], rec["conn"] = rec["conn"], rec["conn"] * n + w
             elif kind == "accepted":
                 rec = {**rec, "instance": names[w], "instance_seq": rec.get("seq")}
+            elif kind == "goaway":               # numbered like the requests on its connection
+                rec = {**rec, "instance": names[w]}
+                if isinstance(rec.get("conn"), int):
+                    rec["instance_conn"], rec["conn"] = rec["conn"], rec["conn"] * n + w
             elif kind == "install":
                 rec = {**rec, "instance": names[w]}
             lines.append(orjson.dumps(rec))
@@ -148,9 +152,11 @@ def merge_exports(exports: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) ->
 
 def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The report of a merged export with each finding's evidence pointing into its instance: `id`
-    and `seq` become that instance's journal id and notification seq, beside `instance`."""
+    and `seq` become that instance's journal id and notification seq, beside `instance` (and a
+    GOAWAY's `conn`, for streams the server ignored, that instance's connection number)."""
     by_id: dict[int, tuple[str, Any]] = {}
     by_seq: dict[int, tuple[str, Any]] = {}
+    by_conn: dict[int, tuple[str, Any]] = {}
     names: list[str] = []
     for r in records:
         kind = r.get("type")
@@ -158,6 +164,8 @@ def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) 
             by_id[r["id"]] = (r["instance"], r.get("instance_id"))
         elif kind == "accepted" and "instance" in r and isinstance(r.get("seq"), int):
             by_seq[r["seq"]] = (r["instance"], r.get("instance_seq"))
+        elif kind == "goaway" and "instance" in r and isinstance(r.get("conn"), int):
+            by_conn[r["conn"]] = (r["instance"], r.get("instance_conn"))
         elif kind == "header" and isinstance(r.get("instances"), list):
             names = [str(x) for x in r["instances"]]
     for f in report.get("findings") or []:
@@ -169,6 +177,9 @@ def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) 
                 ev["instance"], ev["id"] = where
             if "seq" in ev and ev["seq"] in by_seq:
                 inst, ev["seq"] = by_seq[ev["seq"]]
+                ev.setdefault("instance", inst)
+            if "id" not in ev and "seq" not in ev and ev.get("conn") in by_conn:   # apns.goaway-ignored
+                inst, ev["conn"] = by_conn[ev["conn"]]
                 ev.setdefault("instance", inst)
             named.append(ev)
         f["evidence"] = named

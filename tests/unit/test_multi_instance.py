@@ -90,6 +90,21 @@ def test_merged_export_keeps_two_instances_connection_7_apart_and_names_evidence
     assert report["instances"] == ["a:1", "b:1"]
 
 
+def test_two_instances_goaways_stay_apart_and_their_evidence_names_the_instance() -> None:
+    def inst(late: int) -> list[dict[str, Any]]:
+        return _export({"type": "header", "accepted": 0, "now": 10.0},
+                       {"type": "goaway", "t": 1.0, "at": 1.0, "service": "apns", "conn": 7, "sender": "T/K",
+                        "last_stream_id": 3, "code": 0, "late": late, "late_t": [2.0] * late, "late_at": [2.0] * late})
+    merged = [orjson.loads(x) for x in merge_exports([("a:1", inst(1)), ("b:1", inst(2))])]
+    gs = [r for r in merged if r["type"] == "goaway"]
+    assert sorted((g["conn"], g["instance"], g["instance_conn"]) for g in gs) == [(14, "a:1", 7), (15, "b:1", 7)]
+    from pushsim.report import build_report
+    report = name_evidence(build_report(merged), merged)
+    (f,) = [f for f in report["findings"] if f["rule"] == "apns.goaway-ignored"]
+    assert f["count"] == 3
+    assert sorted((e["instance"], e["conn"]) for e in f["evidence"]) == [("a:1", 7), ("b:1", 7), ("b:1", 7)]
+
+
 def test_one_instance_export_keeps_its_connections_and_order() -> None:
     recs = _export({"type": "header", "accepted": 0}, {"type": "request", "id": 4, "t": 2.0, "conn": 3},
                    {"type": "request", "id": 9, "t": 1.0, "conn": 5})
