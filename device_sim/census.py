@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .fleet import IOS
+from .fleet import Fleet
 from .profile import BACKGROUND, BUCKETS, FOREGROUND, NEVER, STOPPED, Profile, unit
 
 if TYPE_CHECKING:
@@ -29,9 +29,12 @@ class _Untouched:
     state: str
 
 
-def _owned(size: int, shard: tuple[int, int]) -> range:
+def _owned(fleet: Fleet, shard: tuple[int, int]) -> range:
+    """The installs this process owns: its partition's (`serve --partition`), of those the worker's
+    shard. A process is either a partition or a worker of one whole fleet, never both (serve refuses)."""
     me, of = shard
-    return range(me, size, of)
+    owned = fleet.owned()
+    return owned if of == 1 else owned[me::of] if owned.step == 1 else range(me, len(fleet), of)
 
 
 class FleetCensus:
@@ -56,13 +59,13 @@ class FleetCensus:
         Counts are integers so several processes' censuses add up (pushsim.cluster.merge sums them)."""
         sim = self.sim
         t = sim.sched.now
-        owned = _owned(len(sim.fleet), shard)
+        owned = _owned(sim.fleet, shard)
         step = max(1, -(-len(owned) // sample)) if sample > 0 else len(owned) or 1
         picked = owned[::step]
         raw = {"ios": _blank(ios=True), "android": _blank(ios=False)}
         budget_left = 0.0
         for index in picked:
-            ios = sim.fleet.platform[index] == IOS
+            ios = sim.fleet.is_ios(index)
             counts = raw["ios" if ios else "android"]
             d = sim.devices.get(index)
             if d is None:
