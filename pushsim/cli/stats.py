@@ -84,9 +84,13 @@ def instances_table(merged: dict[str, Any]) -> list[str]:
              f"rejected {sum((p.get('rejected') or {}).values()):,}") for p in merged["per_instance"]]
     off = unbalanced(merged)
     w = max(len(name) for name, _ in rows)
-    return [f"instances ({len(rows)})", *(f"  {name:<{w}}  {text}" for name, text in rows),
-            "accounting: balanced (accepted = delivered + dropped + pending)" if off == 0 else
-            f"accounting: NOT balanced: accepted - delivered - dropped - pending = {off}"]
+    out = [f"instances ({len(rows)})", *(f"  {name:<{w}}  {text}" for name, text in rows),
+           "accounting: balanced (accepted = delivered + dropped + pending)" if off == 0 else
+           f"accounting: NOT balanced: accepted - delivered - dropped - pending = {off}"]
+    h = merged.get("handoff")
+    if isinstance(h, dict):      # partitions: topic messages and subscriptions posted to peers
+        out.append(f"hand-offs to peers: sent {h['sent']:,}, failed {h['failed']:,}, queued {h['queued']:,}")
+    return out
 
 
 def _fleet_text(fleet: dict[str, Any]) -> str:
