@@ -105,7 +105,8 @@ def test_merged_stats_of_partitions_are_the_sums_with_hand_offs(sims: list[Any],
     assert h["received"]["messages"] == sum(p["handoff"]["received"]["messages"] for p in parts) == N - 1
     assert [p["handoff"]["partition"] for p in merged["per_instance"]] == [f"{k}/{N}" for k in range(N)]
     assert cli_main(["stats", "--admin", ",".join(urls)]) == 0
-    assert "hand-offs to peers: sent" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "hand-offs to peers: sent" in text and f"{urls[2].removeprefix('http://')} (2/3)" in text
 
     assert cli_main(["report", "--admin", ",".join(urls), "--format", "json", "--fail-on", "never"]) == 0
     report = json.loads(capsys.readouterr().out)
