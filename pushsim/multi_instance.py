@@ -7,7 +7,7 @@ Each instance is named by its control API's `host:port` (what Prometheus calls t
 
 - `/stats`: the funnels summed (every reason of rejected / dropped / pending, `in-transit` included),
   so accepted = delivered + dropped + pending holds for the sum because it holds for each part;
-  `per_instance` keeps the parts.
+  partitions' hand-off counters summed (`merge_handoffs`); `per_instance` keeps the parts.
 - `/stats/fleet`: counters summed, rates recomputed (cluster/merge.py `merge_fleet_stats`).
 - `/journal` pages: time-ordered, every entry tagged with its `instance` (its `id` stays the
   instance's own, so `GET /journal` on that instance finds it); the cursor is one `since` per
@@ -30,8 +30,8 @@ import orjson
 
 from pushsim.cluster.merge import merge_fleet_stats, merge_funnels, merge_jsonl, unbalanced
 
-__all__ = ["Cursor", "format_cursor", "instance_names", "merge_exports", "merge_fleet", "merge_journal_pages",
-           "merge_stats", "name_evidence", "parse_cursor", "unbalanced"]
+__all__ = ["Cursor", "format_cursor", "instance_names", "merge_exports", "merge_fleet", "merge_handoffs",
+           "merge_journal_pages", "merge_stats", "name_evidence", "parse_cursor", "unbalanced"]
 
 Cursor = dict[str, int]        # instance name → the `since` to ask it for next
 
@@ -47,8 +47,37 @@ def merge_stats(parts: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any
     """Each instance's `/stats` → their sum, with `instances` (names) and `per_instance` (the parts'
     funnels). An instance that is itself a `--workers` cluster brings its consistent cut."""
     out = merge_funnels([p for _, p in parts])
+    handoffs = [p["handoff"] for _, p in parts if isinstance(p.get("handoff"), Mapping)]
+    if handoffs:
+        out["handoff"] = merge_handoffs(handoffs)
     out["instances"] = [name for name, _ in parts]
-    out["per_instance"] = [{"instance": name, **merge_funnels([p])} for name, p in parts]
+    out["per_instance"] = [{"instance": name, **merge_funnels([p]),
+                            **({"handoff": p["handoff"]} if "handoff" in p else {})} for name, p in parts]
+    return out
+
+
+HANDOFF_COUNTS = ("sent", "failed", "queued")
+
+
+def merge_handoffs(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`serve --partition` instances' `/stats` "handoff" counters (topic messages and subscriptions
+    posted to peers) → the deployment's: sent / failed / queued in total and per receiving partition
+    (summed over the senders), and what the instances received. Each instance's `last_error` stays
+    in `per_instance`."""
+    out: dict[str, Any] = {k: 0 for k in HANDOFF_COUNTS}
+    peers: dict[str, dict[str, Any]] = {}
+    received: dict[str, int] = {}
+    for h in parts:
+        for k in HANDOFF_COUNTS:
+            out[k] += int(h.get(k) or 0)
+        for target, link in (h.get("peers") or {}).items():
+            acc = peers.setdefault(str(target), {"url": link.get("url"), **{k: 0 for k in HANDOFF_COUNTS}})
+            for k in HANDOFF_COUNTS:
+                acc[k] += int(link.get(k) or 0)
+        for k, n in (h.get("received") or {}).items():
+            received[k] = received.get(k, 0) + int(n)
+    out["peers"] = dict(sorted(peers.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0))
+    out["received"] = received
     return out
 
 
