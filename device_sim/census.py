@@ -30,9 +30,11 @@ class _Untouched:
 
 
 def _owned(fleet: Fleet, shard: tuple[int, int]) -> range:
-    """The installs of this shard among those the fleet owns (all of them unless partitioned)."""
+    """The installs this process owns: its partition's (`serve --partition`), of those the worker's
+    shard. A process is either a partition or a worker of one whole fleet, never both (serve refuses)."""
     me, of = shard
-    return fleet.owned()[me::of]
+    owned = fleet.owned()
+    return owned if of == 1 else owned[me::of] if owned.step == 1 else range(me, len(fleet), of)
 
 
 class FleetCensus:

@@ -70,3 +70,14 @@ def test_looking_at_the_fleet_changes_nothing_it_does() -> None:
         return outcome_digest(w.ledger)
 
     assert run(look=True) == run(look=False)
+
+
+def test_a_partition_counts_only_the_installs_it_owns() -> None:
+    whole = World(WorldSettings(devices="ios=10,android=11", seed=5, clock="virtual"))
+    parts = [World(WorldSettings(devices="ios=10,android=11", seed=5, clock="virtual", partition=(k, 3)))
+             for k in range(3)]
+    counts = [p.device_sim.census() for p in parts]
+    assert [c["installs"] for c in counts] == [7, 7, 7]
+    for platform in ("ios", "android"):
+        for key, n in whole.device_sim.census()[platform].items():
+            assert sum(c[platform][key] for c in counts) == n, (platform, key)
