@@ -115,6 +115,14 @@ class IosPolicy:
         self.try_release(d, self.host.sched.now)
 
     # budgets ------------------------------------------------------------------------------------------
+    def budget_at(self, d: Device, t: float) -> tuple[float, bool]:
+        """(tokens, throttled) as `_take` would see them at t, without changing the device: for
+        looking at the fleet (device_sim.census)."""
+        p = self.params
+        tokens = min(p.budget_burst, d.tokens + max(0.0, t - d.tokens_t) * p.budget_per_hour / 3600.0)
+        day_used = 0 if t - d.day_start >= DAY - 1e-6 else d.day_used
+        return tokens, p.throttle and (tokens < 1.0 - 1e-9 or day_used >= p.daily_budget)
+
     def _take(self, d: Device, t: float) -> bool:
         # _refill(d, t), inlined: it runs for every throttled background push
         p = self.params

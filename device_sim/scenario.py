@@ -135,6 +135,7 @@ def build_virtual(doc: dict[str, Any], seed: int, skip_faults: bool = False,
     world = World(WorldSettings(devices=str(fleet_doc.get("devices", "ios=1")), seed=seed, clock="virtual",
                                 start=start), rules=sim_settings(doc), experiment=experiment)
     sim, sched = world.device_sim, world.sched
+    sim.shard = shard
     if sim.cohorts is not None:
         sim.cohorts.shard = shard
     if "content" in doc:
@@ -169,7 +170,7 @@ class _Traffic:
         if isinstance(sel, list):
             self.targets = [int(i) for i in sel]
         else:
-            every = [i for i in range(len(fleet)) if fleet.platform[i] == want]
+            every = fleet.owned_of(want)
             self.targets = every if sel == "all" else every[: int(sel)]
         arms = rule.get("arms")
         if arms is not None:

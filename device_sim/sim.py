@@ -13,10 +13,11 @@ from typing import Any, Iterable
 
 from .android import AndroidPolicy
 from .app import AppModel, Fetcher
+from .census import DEFAULT_SAMPLE, FleetCensus
 from .clock import Clock, LoopDriver, Scheduler, Timer
 from .cohorts import HOLDOUT_REASON, Tally
 from .device import Device, make_device
-from .fleet import IOS, Fleet
+from .fleet import Fleet
 from .ios import IosPolicy
 from .ledger import Ledger
 from .metrics import Metrics
@@ -49,6 +50,9 @@ class DeviceSim:
         self.cohorts_since = sched.now      # device time the tally started (for per-day rates)
         # The sender's content timeline (device_sim.content), when a scenario has one.
         self.content: Any = None
+        # (me, of): this process owns the installs with index % of == me (cluster workers set it).
+        self.shard = (0, 1)
+        self._census: FleetCensus | None = None
 
     # the dispatch core's Policy --------------------------------------------------------------------
     def handle(self, batch: list[Notification]) -> None:
@@ -116,7 +120,7 @@ class DeviceSim:
         d = self.devices.get(index)
         if d is None:
             now = self.sched.now if t is None else t
-            ios = self.fleet.platform[index] == IOS
+            ios = self.fleet.is_ios(index)
             rng = install_rng(self.seed, index)
             d = make_device(index, ios, self.mix.profile(self.seed, index, ios, rng), rng,
                             now, self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
@@ -261,7 +265,7 @@ class DeviceSim:
         self._catch_up()
         d = self.devices.get(index)
         if d is None:
-            ios = self.fleet.platform[index] == IOS
+            ios = self.fleet.is_ios(index)
             p = self.mix.profile(self.seed, index, ios)
             return {"app_state": p.app_state, "os_version": p.os_version, "low_power": p.low_power,
                     "background_app_refresh": p.bar, "charging": p.charging, "doze": p.doze,
@@ -291,6 +295,13 @@ class DeviceSim:
         self._catch_up()
         from .lift import outcomes     # scipy loads only for runs that have an experiment
         return outcomes(self.cohorts, len(self.fleet), (self.sched.now - self.cohorts_since) / DAY)
+
+    def census(self, sample: int = DEFAULT_SAMPLE) -> dict[str, object]:
+        """Estimated installs per platform and state now (device_sim.census), for this shard."""
+        self._catch_up()
+        if self._census is None:
+            self._census = FleetCensus(self)
+        return self._census.count(sample, self.shard)
 
     def stats(self) -> dict[str, object]:
         self._catch_up()

@@ -93,14 +93,17 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
     return {"entries": page, "next_since": nxt}
 
 
-def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
-    """Exports (header, state, accepted, and the report's request and install lines) → one: state
-    and notifications by time, notifications renumbered, each request's `seq` following its notification."""
+def merge_jsonl(exports: list[list[bytes]], header_extra: Mapping[str, Any] | None = None) -> list[bytes]:
+    """Exports (header, state, accepted, and the report's request, goaway and install lines) → one: state
+    and notifications by time, notifications renumbered, each request's `seq` following its notification.
+    `header_extra` goes into the merged header (default: `{"workers": len(exports)}`)."""
     header: dict[str, Any] | None = None
+    fleet_parts: list[dict[str, Any]] = []
     states: list[tuple[float, dict[str, Any]]] = []
     accepted: list[tuple[float, int, dict[str, Any]]] = []
     requests: list[tuple[int, dict[str, Any]]] = []
     installs: dict[Any, dict[str, Any]] = {}
+    goaways: list[dict[str, Any]] = []
     total, complete = 0, True
     experiments: list[dict[str, Any]] = []
     for w, lines in enumerate(exports):
@@ -115,18 +118,26 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
                 complete = complete and bool(rec.get("complete", True))
                 if isinstance(rec.get("experiment_outcomes"), dict):
                     experiments.append(rec["experiment_outcomes"])
+                if isinstance(rec.get("metrics"), dict):
+                    fleet_parts.append(rec["metrics"])
             elif kind == "state":
                 states.append((rec["t"], rec))
             elif kind == "request":
                 requests.append((w, rec))
             elif kind == "install":
                 installs[rec.get("install")] = rec     # an install lives on its owner worker only
+            elif kind == "goaway":
+                goaways.append(rec)                    # connection ids are unique cluster-wide
             else:
                 accepted.append((rec.get("t", 0.0), w, rec))
     out: list[bytes] = []
     if header is not None:
         # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
-        merged = {**header, "accepted": total, "complete": complete, "digest": None, "workers": len(exports)}
+        merged = {**header, "accepted": total, "complete": complete, "digest": None,
+                  **(header_extra if header_extra is not None else {"workers": len(exports)})}
+        if fleet_parts and all(isinstance(p.get("funnel"), dict) for p in fleet_parts):
+            # each part counts its own installs' app metrics: the report's fleet metrics are their sum
+            merged["metrics"] = merge_fleet_stats(fleet_parts, merge_funnels([p["funnel"] for p in fleet_parts]))
         if experiments:
             merged["experiment_outcomes"] = _pooled_experiment(experiments)
         out.append(orjson.dumps(merged) + b"\n")
@@ -148,6 +159,8 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
         if "seq" in rec:
             seq = renumber.get((w, rec["seq"]))       # None: accepted and numbered by another worker
             rec = {k: v for k, v in rec.items() if k != "seq"} if seq is None else {**rec, "seq": seq}
+        out.append(orjson.dumps(rec) + b"\n")
+    for rec in sorted(goaways, key=lambda r: r.get("t", 0.0)):
         out.append(orjson.dumps(rec) + b"\n")
     for rec in installs.values():
         out.append(orjson.dumps(rec) + b"\n")
@@ -213,6 +226,31 @@ def _family_of(sample: str, families: dict[str, list[str]]) -> str:
     return sample
 
 
+# /stats -------------------------------------------------------------------------------------------
+FUNNEL_COUNTS = ("accepted", "delivered")
+FUNNEL_REASONS = ("rejected", "dropped", "pending")
+
+
+def merge_funnels(funnels: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Ledger funnels (`/stats`: accepted, delivered, and rejected / dropped / pending by reason) →
+    their sum. Each part balances (accepted = delivered + dropped + pending), so the sum does too."""
+    out: dict[str, Any] = {"accepted": 0, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
+    for f in funnels:
+        for key in FUNNEL_COUNTS:
+            out[key] += int(f.get(key) or 0)
+        for key in FUNNEL_REASONS:
+            acc = out[key]
+            for reason, n in (f.get(key) or {}).items():
+                acc[reason] = acc.get(reason, 0) + int(n)
+    return out
+
+
+def unbalanced(funnel: Mapping[str, Any]) -> int:
+    """accepted − (delivered + dropped + pending): 0 when the accounting invariant holds."""
+    return int(funnel.get("accepted") or 0) - int(funnel.get("delivered") or 0) - sum(
+        int(n) for key in ("dropped", "pending") for n in (funnel.get(key) or {}).values())
+
+
 # /stats/fleet ------------------------------------------------------------------------------------
 def _sum(a: Any, b: Any) -> Any:
     if isinstance(a, dict) and isinstance(b, dict):
@@ -258,4 +296,7 @@ def merge_fleet_stats(parts: list[dict[str, Any]], funnel: dict[str, Any]) -> di
         out["clock"] = parts[0]["clock"]
     if parts and "active_installs" in parts[0]:
         out["active_installs"] = sum(p.get("active_installs", 0) for p in parts)
+    states = [p["states"] for p in parts if isinstance(p.get("states"), dict)]
+    if states and isinstance(out.get("states"), dict):     # the census: counts add up, exact only if every part is
+        out["states"]["exact"] = all(bool(s.get("exact")) for s in states)
     return out

@@ -10,6 +10,7 @@ import logging
 
 from cryptography import x509
 
+from device_sim.journal import Goaway
 from device_sim.notification import Notification
 from fake_apns import pushtypes, reasons
 from fake_apns.auth import KeyStore
@@ -73,6 +74,23 @@ class ApnsService:
     def idle_reason(self) -> bytes:
         return reasons.BODY["IdleTimeout"]
 
+    # GOAWAYs (optional contract, pushsim.edge.conninfo): rare, once per connection, never per request.
+    def goaway_sent(self, conn: ConnInfo, last_stream_id: int, code: int, debug: bytes) -> None:
+        """The engine sent GOAWAY on this connection: journal it once (the first one; a later one
+        may only lower last-stream-id), for the report's apns.goaway-ignored rule."""
+        state = self._state(conn)
+        g = state.goaway
+        if isinstance(g, Goaway):
+            g.last_stream_id = min(g.last_stream_id, last_stream_id)
+            return
+        state.goaway = self._journal.goaway(self._now(), "apns", state.id, state.sender, last_stream_id, code, debug)
+
+    def stream_after_goaway(self, conn: ConnInfo, stream_id: int) -> None:
+        """The client opened a stream above our GOAWAY's last-stream-id (ignored on the wire)."""
+        g = getattr(conn.state, "goaway", None)
+        if isinstance(g, Goaway):
+            g.stream_after(self._now())
+
     def request_body_limit(self, conn: ConnInfo) -> int:
         # The largest payload APNs takes (VoIP); every body up to it gets the full rules.
         return pushtypes.VOIP_PAYLOAD_LIMIT
@@ -99,7 +117,7 @@ class ApnsService:
         if target is _MISS:
             fleet = self._fleet
             i = fleet.resolve_apns(token)
-            target = None if i is None else Target(i, fleet.apps[fleet.app[i]].bundle_id, fleet.environment_of(i), None)
+            target = None if i is None else Target(i, fleet.app_of(i).bundle_id, fleet.environment_of(i), None)
             if len(targets) >= _LOOKUP_CACHE_LIMIT:
                 targets.clear()
             targets[token] = target
