@@ -52,9 +52,11 @@ class ProxySettings:
 
 
 def check_partitions(instances: Sequence[Instance], partitions: int) -> None:
-    """Instance K serves partition K: exactly one instance per partition."""
-    if not 2 <= partitions <= MAX_PARTITIONS:
-        raise ValueError(f"--partitions must be in 2..{MAX_PARTITIONS}, got {partitions}")
+    """Instance K serves partition K: exactly one instance per partition. One partition is one
+    unpartitioned instance (`serve` without `--partition`): its tokens carry no prefix, every request
+    misses the maps and goes to the round-robin backend of that one instance."""
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise ValueError(f"--partitions must be in 1..{MAX_PARTITIONS}, got {partitions}")
     if len(instances) != partitions:
         raise ValueError(f"--partitions {partitions} needs {partitions} instances (instance K serves "
                          f"partition K), got {len(instances)}")

@@ -64,8 +64,9 @@ def test_one_instance_per_partition_and_no_shared_port() -> None:
     check_partitions(THREE, 3)
     with pytest.raises(ValueError, match="needs 3 instances"):
         check_partitions(THREE[:2], 3)
-    with pytest.raises(ValueError, match="2..4096"):
-        check_partitions(THREE[:1], 1)
+    check_partitions(THREE[:1], 1)             # one unpartitioned instance behind the proxy
+    with pytest.raises(ValueError, match="1..4096"):
+        check_partitions([], 0)
     with pytest.raises(ValueError, match="instances 0 and 1 both use 127.0.0.1:30003"):
         check_partitions([THREE[0], Instance("127.0.0.1", 1, 2, 30003)], 2)
 
@@ -168,7 +169,8 @@ def test_cli_tls_name_signs_a_proxy_certificate_with_the_test_ca(state: Path, tm
     (["--instances", "a,b"], "needs 3 instances"),
     (["--instances", "a,b,host:1/2"], "three"),
     (["--instances", "@/nonexistent/endpoints.json,b,c"], "cannot read"),
-    (["--partitions", "1", "--instances", "a"], "2..4096"),
+    (["--partitions", "0", "--instances", "a"], "1..4096"),
+    (["--partitions", "4097", "--instances", "a"], "1..4096"),
     (["--apns-port", "70000"], "--apns-port must be in 1..65535"),
     (["--fcm-port", "2197"], "must differ"),
     (["--bind", "0.0.0.0 ssl"], "--bind must be an IP address"),
