@@ -63,7 +63,7 @@ def main() -> None:
     fleet, submit = testbed.fleet, testbed.dispatcher.submit
     t1 = time.perf_counter()
     for k, i in enumerate(range(0, args.installs, step)):
-        ios = fleet.platform[i] == 0
+        ios = fleet.is_ios(i)
         token = fleet.apns_token(i) if ios else fleet.fcm_token(i)
         mid = "%08x-0000-4000-8000-%012x" % (k >> 48, k & 0xFFFFFFFFFFFF)
         submit(Notification("apns" if ios else "fcm", token, i, mid, t + k * 0.001,

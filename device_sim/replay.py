@@ -26,16 +26,6 @@ from .world import World, WorldSettings
 FORMAT = "pushsim-journal/1"
 
 
-def _runs(values: Iterable[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for v in values:
-        if out and out[-1][0] == v:
-            out[-1][1] += 1
-        else:
-            out.append([v, 1])
-    return out
-
-
 def export_jsonl(world: World) -> Iterator[str]:
     """The world's accepted notifications as JSONL lines (each ends with a newline), for replay."""
     sim, ledger, fleet, clock = world.device_sim, world.ledger, world.fleet, world.clock
@@ -47,7 +37,7 @@ def export_jsonl(world: World) -> Iterator[str]:
         "now": sim.sched.now, "digest": outcome_digest(ledger), "complete": ledger.forgotten == 0,
         "accepted": ledger.accepted, "environment": cfg.environment,
         "apps": [[a.bundle_id, a.package] for a in fleet.apps],
-        "platforms": _runs(fleet.platform), "app_of": _runs(fleet.app), "env_of": _runs(fleet.env),
+        **fleet.runs(),
         "params": sim.params.to_dict(), "mix": asdict(sim.mix),
         "metrics": sim.stats(),      # the fleet's app metrics at export time (for the report)
     }

@@ -154,7 +154,7 @@ class _Traffic:
         if isinstance(sel, list):
             self.targets = [int(i) for i in sel]
         else:
-            every = [i for i in range(len(fleet)) if fleet.platform[i] == want]
+            every = fleet.owned_of(want)
             self.targets = every if sel == "all" else every[: int(sel)]
         arms = rule.get("arms")
         if arms is not None:

@@ -16,7 +16,7 @@ from .app import AppModel, Fetcher
 from .clock import Clock, LoopDriver, Scheduler, Timer
 from .cohorts import HOLDOUT_REASON, Tally
 from .device import Device, make_device
-from .fleet import IOS, Fleet
+from .fleet import Fleet
 from .ios import IosPolicy
 from .ledger import Ledger
 from .metrics import Metrics
@@ -101,7 +101,7 @@ class DeviceSim:
         d = self.devices.get(index)
         if d is None:
             now = self.sched.now if t is None else t
-            ios = self.fleet.platform[index] == IOS
+            ios = self.fleet.is_ios(index)
             rng = install_rng(self.seed, index)
             d = make_device(index, ios, self.mix.profile(self.seed, index, ios, rng), rng,
                             now, self.params.ios.budget_burst, unit(self.seed, index, 3) * DAY)
@@ -246,7 +246,7 @@ class DeviceSim:
         self._catch_up()
         d = self.devices.get(index)
         if d is None:
-            ios = self.fleet.platform[index] == IOS
+            ios = self.fleet.is_ios(index)
             p = self.mix.profile(self.seed, index, ios)
             return {"app_state": p.app_state, "os_version": p.os_version, "low_power": p.low_power,
                     "background_app_refresh": p.bar, "charging": p.charging, "doze": p.doze,

@@ -34,7 +34,7 @@ def push(world: World, install: int, push_type: str | None = None, *, priority: 
     """Submit one accepted notification at virtual time `at` (default: now), as a fake would."""
     if at is not None:
         world.sched.run_until(at)
-    ios = world.fleet.platform[install] == 0
+    ios = world.fleet.is_ios(install)
     pt = push_type or ("background" if ios else "data")
     prio = priority if priority is not None else (5 if pt == "background" else 10)
     t = world.sched.now

@@ -37,13 +37,14 @@ class WorldSettings:
     environment: str = "sandbox"          # APNs environment of the installs: sandbox | production
     bundle_id: str = "com.example.app"
     start: float | None = None            # virtual clock's first instant (default VIRTUAL_EPOCH)
+    partition: tuple[int, int] | None = None   # (K, N): own only installs i % N == K (serve --partition)
 
 
 def build_fleet(settings: WorldSettings) -> Fleet:
     """The configured fleet. Deterministic: the same settings give the same installs and tokens in
     every process (cluster workers and the hub rely on it)."""
     fleet = Fleet(seed=settings.seed, apps=(App(settings.bundle_id, settings.bundle_id),),
-                  environment=settings.environment)
+                  environment=settings.environment, partition=settings.partition)
     fleet.populate(parse_device_mix(settings.devices))
     return fleet
 

@@ -55,6 +55,12 @@ class TopicApi:
         self.authority, self.registry, self.lookup, self.describe = authority, registry, lookup, describe
         self.project_ids = project_ids
         self.rate = SlidingWindow(TOPIC_QPS, window=1)
+        # A partitioned deployment (pushsim --partition): `elsewhere(token)` names the partition that
+        # owns a token this registry does not hold (None: nobody's), `forward(partition, op, topic,
+        # tokens)` hands the change to it. The answer for such a token is success: the owner decides
+        # later, as FCM's own subscription changes are eventually consistent.
+        self.elsewhere: Callable[[str], int | None] | None = None
+        self.forward: Callable[[int, str, str, list[str]], None] | None = None
 
     # FCM v1 registrations -------------------------------------------------------------------
     def subscription(self, m: re.Match[bytes], method: bytes, path: bytes, authorization: bytes | None,
@@ -87,10 +93,16 @@ class TopicApi:
         if not valid_topic(topic):
             return _failure(errors.invalid_argument("topic_name", "Invalid topic name"), token)
         who = self.lookup(token)
-        if isinstance(who, str):
-            return _failure(failure_for(who), token)
-        self.rate.add(now)
         name = f"projects/{m.group(1).decode('latin-1')}/registrations/{token}/topicSubscriptions/{topic}"
+        if isinstance(who, str):
+            owner = self._owner_elsewhere(who, token)
+            if owner is None:
+                return _failure(failure_for(who), token)
+            self.rate.add(now)
+            op = "add" if method == b"POST" else "remove"
+            self.forward(owner, op, topic, [token])            # type: ignore[misc]
+            return TopicAnswer(200, [JSON], orjson.dumps({"name": name}) if op == "add" else b"{}", "fcm", token, None)
+        self.rate.add(now)
         held = topic in self.registry.topics_of(who)
         if method == b"POST":
             if held:
@@ -124,16 +136,43 @@ class TopicApi:
         self.rate.add(now)
         apply: Callable[[str, int], object] = self.registry.subscribe if op == "add" else self.registry.unsubscribe
         results: list[str | None] = []
+        away: dict[int, list[str]] = {}
         for token in parsed.tokens:
             who = self.lookup(token)
-            if isinstance(who, str):
+            owner = self._owner_elsewhere(who, token) if isinstance(who, str) else None
+            if owner is not None:
+                away.setdefault(owner, []).append(token)
+                results.append(None)
+            elif isinstance(who, str):
                 results.append({"UNREGISTERED": "NOT_FOUND", "SENDER_ID_MISMATCH": "PERMISSION_DENIED"}.get(
                     who, "INVALID_ARGUMENT"))
             elif apply(parsed.topic, who) is False:
                 results.append("TOO_MANY_TOPICS")
             else:
                 results.append(None)
+        for owner, tokens in away.items():
+            self.forward(owner, op, parsed.topic, tokens)      # type: ignore[misc]
         return TopicAnswer(200, [JSON], iid.results_body(results), "iid", f"/topics/{parsed.topic}", None)
+
+    def _owner_elsewhere(self, code: str, token: str) -> int | None:
+        """The partition that owns a token this registry does not know, if it is one of ours."""
+        if code != "UNREGISTERED" or self.elsewhere is None or self.forward is None:
+            return None
+        return self.elsewhere(token)
+
+    def apply(self, op: str, topic: str, tokens: list[str]) -> list[str | None]:
+        """A subscription change another partition handed over: the IID per-token results."""
+        apply: Callable[[str, int], object] = self.registry.subscribe if op == "add" else self.registry.unsubscribe
+        results: list[str | None] = []
+        for token in tokens:
+            who = self.lookup(token)
+            if isinstance(who, str):
+                results.append("NOT_FOUND" if who == "UNREGISTERED" else "INVALID_ARGUMENT")
+            elif apply(topic, who) is False:
+                results.append("TOO_MANY_TOPICS")
+            else:
+                results.append(None)
+        return results
 
     def info(self, path: bytes, headers: list[tuple[bytes, bytes]], now: float) -> TopicAnswer:
         """`GET /iid/info/{token}[?details=true]`: what IID knows of an instance, its topics included."""

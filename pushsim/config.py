@@ -30,11 +30,25 @@ class Config:
     fcm_device_quota_minute: int = 240  # FCM messages per device per sliding minute; 0 = no per-device limit
     fcm_device_quota_hour: int = 5000   # FCM messages per device per sliding hour; 0 = no per-device limit
     workers: int = 1
+    # Scale-out (docs/serve.md "Partitions and peers"): own partition K of N of the fleet; the peers'
+    # control-API base URLs, in partition order, for topic messages and subscriptions.
+    partition: str = ""            # K/N; "" = the whole fleet
+    peers: str = ""                # URL,URL,... (one per partition; this instance's own entry is ignored)
     # Edge bounds against hostile clients (pushsim.edge.limits.EdgeLimits holds the rest).
     max_connections: int = 10_000  # per listener
     idle_timeout: float = 3900.0   # seconds with no frames and nothing owed → GOAWAY and close
     handshake_timeout: float = 10.0   # seconds for the TLS handshake, and for the client preface
     extra: dict[str, str] = field(default_factory=dict)
+
+    def partition_of(self) -> tuple[int, int] | None:
+        """(K, N) of `--partition K/N`, or None when this instance serves the whole fleet."""
+        if not self.partition:
+            return None
+        from device_sim.fleet import parse_partition
+        return parse_partition(self.partition)
+
+    def peer_urls(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.peers.split(",") if u.strip()]
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -72,7 +72,11 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 # handlers ------------------------------------------------------------------------------------
 async def health(request: web.Request, sim: PushSim) -> web.Response:
-    return _json({"status": "ok", "devices": len(sim.testbed.fleet), "services": [p.name for p in sim.plans]})
+    fleet = sim.testbed.fleet
+    out: dict[str, Any] = {"status": "ok", "devices": fleet.owned_count, "services": [p.name for p in sim.plans]}
+    if fleet.partition is not None:
+        out["partition"] = {"k": fleet.part_k, "n": fleet.part_n, "fleet_devices": len(fleet)}
+    return _json(out)
 
 
 async def endpoints(request: web.Request, sim: PushSim) -> web.Response:
@@ -105,16 +109,17 @@ async def list_devices(request: web.Request, sim: PushSim) -> web.Response:
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = int_param(request, "offset", 0, 0)
     platform = request.query.get("platform") or None
+    # Pages run over the installs this instance owns (all of them unless partitioned), by slot.
     if platform is None:
-        total = len(fleet)
-        indices: Any = range(offset, min(total, offset + limit))
+        total = fleet.owned_count
+        slots: Any = range(offset, min(total, offset + limit))
     elif platform in PLATFORMS:
         code = PLATFORMS[platform]
         total = fleet.platform.count(code)
-        indices = _platform_indices(fleet.platform, code, offset, limit) if offset < total else []
+        slots = _platform_indices(fleet.platform, code, offset, limit) if offset < total else []
     else:
         raise BadRequest(f"platform must be one of {sorted(PLATFORMS)}, got {quote(platform)}")
-    return _json({"devices": [fleet.describe(i) for i in indices], "total": total,
+    return _json({"devices": [fleet.describe(fleet.slot_to_index(s)) for s in slots], "total": total,
                   "offset": offset, "limit": limit})
 
 
@@ -127,6 +132,10 @@ async def register_devices(request: web.Request, sim: PushSim) -> web.Response:
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(map(quote, unknown))}; allowed: {', '.join(REGISTER_FIELDS)}")
     fleet = sim.testbed.fleet
+    if fleet.partition is not None:
+        # Every partition must number installs alike; one instance adding alone would shift them.
+        raise web.HTTPConflict(reason="a partitioned fleet cannot grow: size it with --devices on every "
+                                      "instance (docs/serve.md, Partitions and peers)")
     platform = choice("platform", body.get("platform", "ios"), PLATFORMS)
     count = integer("count", body.get("count", 1), 1, MAX_REGISTER)
     app = body.get("app")
@@ -144,8 +153,14 @@ async def register_devices(request: web.Request, sim: PushSim) -> web.Response:
 async def get_device(request: web.Request, sim: PushSim) -> web.Response:
     testbed = sim.testbed
     token = request.match_info["token"]
-    i = testbed.fleet.resolve(token)
+    fleet = testbed.fleet
+    i = fleet.resolve(token)
     if i is None:
+        owner = fleet.owner_of_token(token) if fleet.partition is not None else None
+        if owner is not None:
+            return _json({"error": f"device token of partition {owner}/{fleet.part_n}, not of this instance "
+                                   f"({fleet.part_k}/{fleet.part_n}): ask that partition's instance",
+                          "token": token, "partition": owner}, 404)
         return _json({"error": "unknown device token", "token": token}, 404)
     out = {**testbed.fleet.describe(i), "deliveries": testbed.ledger.deliveries(i)}
     out["os"] = testbed.device_sim.describe(i)
@@ -256,7 +271,81 @@ async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamRespon
 
 
 async def stats(request: web.Request, sim: PushSim) -> web.Response:
-    return _json(sim.testbed.ledger.stats())
+    out = sim.testbed.ledger.stats()
+    if sim.partition is not None:       # hand-offs to the other partitions: failures must show
+        out["handoff"] = sim.partition.stats()
+    return _json(out)
+
+
+# partitions (serve --partition K/N; pushsim/partition.py) ----------------------------------------
+MAX_HANDOFF_TOKENS = 1000      # one IID batch
+
+
+def _partition_of(sim: PushSim) -> Any:
+    part = getattr(sim, "partition", None)
+    if part is None or part.fcm is None:
+        raise web.HTTPConflict(reason="not a partitioned instance with fake FCM: start it with --partition K/N")
+    return part
+
+
+def _sender(body: dict[str, Any], part: Any) -> int:
+    k = integer("from", body.get("from"), 0, part.n - 1)
+    if k == part.k:
+        raise BadRequest(f"from: {k} is this instance's own partition")
+    return k
+
+
+async def peer_topic_message(request: web.Request, sim: PushSim) -> web.Response:
+    """Another partition accepted a topic/condition message: deliver it to this instance's subscribers."""
+    part = _partition_of(sim)
+    body = await json_object(request)
+    _sender(body, part)
+    name, t, message = body.get("name"), body.get("t"), body.get("body")
+    if not isinstance(name, str) or not name or len(name) > 512:
+        raise BadRequest(f"name: expected the message name, got {quote(name)}")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t < 1e11:
+        raise BadRequest(f"t: expected the accepting instance's time in seconds, got {quote(t)}")
+    if not isinstance(message, str):
+        raise BadRequest(f"body: expected the message request body as a string, got {quote(message)}")
+    try:
+        reached = part.receive_message(name, float(t), message.encode())
+    except ValueError as e:
+        raise BadRequest(f"body: {e}") from None
+    return _json({"installs": reached})
+
+
+async def peer_subscriptions(request: web.Request, sim: PushSim) -> web.Response:
+    """Another partition took a subscription change for tokens this one owns: apply it here."""
+    part = _partition_of(sim)
+    body = await json_object(request)
+    _sender(body, part)
+    op = choice("op", body.get("op"), ("add", "remove"))
+    topic, tokens = body.get("topic"), body.get("tokens")
+    from fake_fcm.topics import valid_topic
+    if not isinstance(topic, str) or not valid_topic(topic):
+        raise BadRequest(f"topic: expected a topic name, got {quote(topic)}")
+    if not isinstance(tokens, list) or not tokens or len(tokens) > MAX_HANDOFF_TOKENS \
+            or not all(isinstance(x, str) and len(x) <= 4096 for x in tokens):
+        raise BadRequest(f"tokens: expected 1..{MAX_HANDOFF_TOKENS} registration tokens")
+    return _json({"results": part.receive_subscriptions(op, topic, tokens)})
+
+
+async def peer_set_peers(request: web.Request, sim: PushSim) -> web.Response:
+    """`{"peers": [URL, ...]}`: the control-API URLs of all N instances in partition order, as
+    --peers gives them at start (for instances on ephemeral ports, known only once all are up)."""
+    part = _partition_of(sim)
+    body = await json_object(request)
+    urls = body.get("peers")
+    if not isinstance(urls, list) or len(urls) != part.n or not all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) and len(u) < 2048 for u in urls):
+        raise BadRequest(f"peers: expected {part.n} http(s):// URLs, one per partition in order (this one's included)")
+    part.peers.set_urls(urls)
+    return _json({"peers": part.peers.urls()})
+
+
+async def peer_status(request: web.Request, sim: PushSim) -> web.Response:
+    part = _partition_of(sim)
+    return _json(part.stats())
 
 
 async def reset(request: web.Request, sim: PushSim) -> web.Response:
@@ -430,6 +519,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/report", report, Cluster(Mode.HUB, hub="report"), query=("ignore",)),
     Route("GET", "/stats", stats, Cluster(Mode.HUB, hub="stats")),
     Route("GET", "/stats/fleet", fleet_stats, Cluster(Mode.MERGE, merge="fleet_stats")),
+    # serve --partition K/N only (it refuses --workers): the partitions' instances talk here
+    Route("POST", "/peer/topic-message", peer_topic_message, ALL),
+    Route("POST", "/peer/subscriptions", peer_subscriptions, ALL),
+    Route("PUT", "/peer/peers", peer_set_peers, ALL),
+    Route("GET", "/peer/status", peer_status, ANY),
     # each worker summarises the installs it owns; the hub pools their moments (exact, not averaged)
     Route("GET", "/experiment", experiment, Cluster(Mode.MERGE, merge="experiment")),
     # arms are a pure function of the install index: any worker's page is the cluster's

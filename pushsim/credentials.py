@@ -54,6 +54,13 @@ class Credentials:
     fcm_service_account: Path
     project_id: str
     client_email: str
+    # 32 random bytes that seal FCM OAuth access tokens, so every instance sharing (or copying) this
+    # state dir accepts the tokens any of them issued (serve --partition; pushsim/partition.py).
+    grant_seal_file: Path | None = None
+
+    def grant_seal(self) -> bytes:
+        assert self.grant_seal_file is not None
+        return self.grant_seal_file.read_bytes()
 
     def apns_public_key(self) -> ec.EllipticCurvePublicKey:
         key = serialization.load_pem_private_key(self.apns_key_file.read_bytes(), password=None)
@@ -294,6 +301,10 @@ def _ensure(d: Path, bundle_id: str, project_id: str) -> Credentials:
         info = _service_account(project_id, fkey, fkid, cid, (info or {}).get("token_uri", GOOGLE_TOKEN_URI))
         write_atomic(sa_path, json.dumps(info, indent=2).encode() + b"\n", 0o600)
 
+    seal = d / "oauth_grant_seal.key"
+    if not seal.exists() or len(seal.read_bytes()) != 32:
+        write_atomic(seal, secrets.token_bytes(32), 0o600)
+
     if changed or not meta_path.exists():
         write_atomic(meta_path, json.dumps(meta, indent=2).encode() + b"\n")
     return Credentials(
@@ -301,7 +312,7 @@ def _ensure(d: Path, bundle_id: str, project_id: str) -> Credentials:
         server_key=p["server.key"], apns_key_file=p["apns_auth_key.p8"], key_id=meta["key_id"],
         team_id=meta["team_id"], client_cert=p["apns_client.pem"], client_key=p["apns_client.key"],
         client_bundle=bundle, bundle_id=bundle_id, fcm_service_account=sa_path, project_id=project_id,
-        client_email=info["client_email"],
+        client_email=info["client_email"], grant_seal_file=seal,
     )
 
 

@@ -79,8 +79,8 @@ class Metrics:
         if outcome is Outcome.PENDING:
             return
         n = rec.note
-        platform = self.testbed.fleet.platform
-        code = platform[n.install] if 0 <= n.install < len(platform) else -1
+        fleet = self.testbed.fleet
+        code = fleet.platform_code(n.install) if fleet.owns(n.install) else -1
         self.settled[(n.service, outcome.value, rec.reason or "", _PLATFORM_NAMES.get(code, "unknown"))] += 1
         if outcome is Outcome.DELIVERED and rec.settled_at is not None:
             delay = max(0.0, rec.settled_at - n.received_at)
@@ -201,7 +201,7 @@ class _TestbedCollector(Collector):
                 cumulative.append((bound, total))
             latency.add_metric([service], cumulative, m.latency_sum[service])
         yield latency
-        yield gauge("pushsim_devices", "Installs in the simulated fleet.", (), [((), len(m.testbed.fleet))])
+        yield gauge("pushsim_devices", "Installs in the simulated fleet.", (), [((), m.testbed.fleet.owned_count)])
         yield from _primer_families(m.testbed.stats(), counter, gauge)
 
 

@@ -120,10 +120,20 @@ class PushSim:
         self._bound: list[_Bound] = []
         self._runner: Any = None
         self._stopping = False
+        part = config.partition_of()
+        # serve --partition K/N (pushsim/partition.py): ids, credentials and hand-offs across instances.
+        self.partition: Any = None
+        if part is not None:
+            from .partition import Partition
+            self.partition = Partition(part[0], part[1], config.peer_urls())
 
     @property
     def endpoints_file(self) -> Path:
-        return Path(self.config.state_dir).absolute() / ENDPOINTS_FILE
+        """DIR/endpoints.json; a partition's instance has its own (they may share one state dir)."""
+        name = ENDPOINTS_FILE
+        if self.partition is not None:
+            name = f"endpoints.partition-{self.partition.k}-of-{self.partition.n}.json"
+        return Path(self.config.state_dir).absolute() / name
 
     async def start(self) -> dict[str, Any]:
         from .edge.limits import EdgeLimits
@@ -146,10 +156,14 @@ class PushSim:
                                          route=worker.route if worker is not None else None)
         if worker is not None:
             worker.testbed_ready(testbed)             # e.g. cluster-wide journal ids, before any request
+        if self.partition is not None:
+            self.partition.testbed_ready(testbed)
         self.metrics = Metrics(testbed)
         self.plans = build_plans(testbed, creds)
         if worker is not None:
             worker.plans_ready(self.plans)
+        if self.partition is not None:
+            self.partition.plans_ready(self.plans, creds.grant_seal())
         limits = EdgeLimits(max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
                             handshake_timeout=cfg.handshake_timeout)   # one body budget for all
         try:
@@ -221,6 +235,10 @@ class PushSim:
                     "h2c_url": endpoint_url("http", host, ports[plan.h2c_port_field])}
             out[plan.name] = {**urls, **plan.describe(urls)}
         out["admin"] = {"url": endpoint_url("http", host, admin_port)}
+        if self.partition is not None:
+            p = self.partition
+            out["partition"] = {"k": p.k, "n": p.n, "spec": f"{p.k}/{p.n}",
+                                "peers": p.peers.urls() if p.peers is not None else []}
         out["state_dir"] = str(self.creds.state_dir)
         out["pid"] = os.getpid()
         return out
@@ -261,6 +279,8 @@ class PushSim:
         for b in self._bound:
             await b.server.wait_closed()
         self._bound.clear()
+        if self.partition is not None:
+            await self.partition.close()
         if self._runner is not None:
             if self.metrics is not None:
                 self.metrics.close()

@@ -25,7 +25,8 @@ def world_settings(config: Config) -> WorldSettings:
     start = config.extra.get("start")
     return WorldSettings(devices=config.devices, seed=config.seed, clock=config.clock,
                          environment=config.environment, bundle_id=config.bundle_id,
-                         start=None if start is None else float(start))
+                         start=None if start is None else float(start),
+                         partition=config.partition_of())
 
 
 class Testbed:

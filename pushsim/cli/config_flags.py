@@ -6,7 +6,7 @@ import argparse
 import os
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pushsim.config import Config
 
@@ -36,6 +36,10 @@ HELP = {
     "fcm_device_quota_minute": "FCM messages per device per sliding minute; 0 = no limit",
     "fcm_device_quota_hour": "FCM messages per device per sliding hour; 0 = no limit",
     "workers": "worker processes sharing the ports (N or auto = one per CPU); 1 = a single process",
+    "partition": "own only partition K of a fleet split N ways (installs i with i %% N == K); "
+                 "every instance gets the same --devices and --seed",
+    "peers": "control-API base URLs of all N instances in partition order (own entry ignored), "
+             "for topic messages and subscriptions of other partitions",
     "max_connections": "live connections per listener; one more is closed at once",
     "idle_timeout": "seconds a connection may stay with no frames read and nothing owed, then GOAWAY",
     "handshake_timeout": "seconds for the TLS handshake, and for the client's preface + first SETTINGS",
@@ -66,7 +70,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, names: list[str] | Non
             extra["action"] = argparse.BooleanOptionalAction
         else:
             extra["metavar"] = "|".join(CHOICES[name]) if name in CHOICES else \
-                "N|auto" if name == "workers" else name.split("_")[-1].upper()
+                "N|auto" if name == "workers" else "K/N" if name == "partition" else \
+                "URL,..." if name == "peers" else name.split("_")[-1].upper()
         default = getattr(Config(), name)
         parser.add_argument(_flag(name), dest=name, default=None,
                             help=help_text(HELP.get(name, name), Config.env_name(name), default), **extra)
@@ -172,5 +177,31 @@ def validate(config: Config) -> None:
             raise UsageError(f"{where('experiment')}: cannot read {experiment!r}: {e.strerror or e}") from None
         except ValueError as e:
             raise UsageError(f"{where('experiment')}: {e}") from None
+    _validate_partition(config, where)
     if not config.bundle_id or not config.project_id:
         raise UsageError("--bundle-id and --project-id must not be empty")
+
+
+def _validate_partition(config: Config, where: Callable[[str], str]) -> None:
+    peers = config.peer_urls()
+    if not config.partition:
+        if peers:
+            raise UsageError(f"{where('peers')} needs {where('partition')} K/N")
+        return
+    try:
+        k, n = config.partition_of() or (0, 1)
+    except ValueError as e:
+        raise UsageError(f"{where('partition')}: {e}") from None
+    if config.workers > 1:
+        # Worker ownership (i % workers) inside a partition (i % N) is not built: one process per partition.
+        raise UsageError(f"{where('partition')} runs one process per partition: drop --workers "
+                         f"(or start more partitions instead)")
+    if "experiment" in config.extra:
+        raise UsageError(f"{where('partition')} and --experiment do not mix yet: "
+                         "the experiment's per-arm totals would count the whole fleet on every instance")
+    if peers and len(peers) != n:
+        raise UsageError(f"{where('peers')}: expected {n} URLs (one per partition, this one's included), "
+                         f"got {len(peers)}")
+    for url in peers:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"{where('peers')}: expected http(s)://HOST:PORT URLs, got {url!r}")

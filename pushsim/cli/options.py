@@ -30,7 +30,7 @@ def env_name(command: str, flag: str) -> str:
 
 
 def help_text(text: str, env: str, default: Any) -> str:
-    shown = "" if default is None or default is False else f", default {default}"
+    shown = "" if default is None or default is False or default == "" else f", default {default}"
     return f"{text} [env {env}{shown}]"
 
 

@@ -266,7 +266,7 @@ def _journal_records(endpoints: dict[str, Any]) -> list[Any]:
 
 def _apply_event(client: Any, fleet: Any, ev: dict[str, Any]) -> None:
     i = int(ev.get("install", 0))
-    token = fleet.apns_token(i) if fleet.platform[i] == 0 else fleet.fcm_token(i)
+    token = fleet.apns_token(i) if fleet.is_ios(i) else fleet.fcm_token(i)
     change = {SIM_NAMES.get(k, k): v for k, v in dict(ev.get("set", {})).items()}
     if "connectivity" in change:
         change["connectivity"] = "online" if change["connectivity"] else "offline"

@@ -49,7 +49,7 @@ def plan_jobs(doc: dict[str, Any], fleet: Any, max_requests: int) -> tuple[list[
         platform = rule.get("platform", "ios")
         want = 0 if platform == "ios" else 1
         sel = rule.get("installs", "all")
-        every = [i for i in range(len(fleet)) if fleet.platform[i] == want]
+        every = fleet.owned_of(want)
         targets = [int(i) for i in sel] if isinstance(sel, list) else every if sel == "all" else every[: int(sel)]
         service = rule.get("service", "apns" if platform == "ios" else "fcm")
         push_type = rule.get("push_type", "background" if platform == "ios" else "data")

@@ -99,7 +99,7 @@ class ApnsService:
         if target is _MISS:
             fleet = self._fleet
             i = fleet.resolve_apns(token)
-            target = None if i is None else Target(i, fleet.apps[fleet.app[i]].bundle_id, fleet.environment_of(i), None)
+            target = None if i is None else Target(i, fleet.app_of(i).bundle_id, fleet.environment_of(i), None)
             if len(targets) >= _LOOKUP_CACHE_LIMIT:
                 targets.clear()
             targets[token] = target

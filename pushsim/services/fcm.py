@@ -13,13 +13,13 @@ import asyncio
 import itertools
 import logging
 import re
+from typing import Callable
 
-from device_sim.fleet import IOS
 from device_sim.notification import Notification
 from device_sim.tokens import TokenCodec
 from fake_fcm import delivery, errors
 from fake_fcm.errors import FcmFailure
-from fake_fcm.message import SendRequest
+from fake_fcm.message import SendRequest, validate
 from fake_fcm.oauth import TokenAuthority
 from fake_fcm.quota import Quotas
 from fake_fcm.send import MessageNamer, SendRules, decide
@@ -60,11 +60,14 @@ class FcmService:
         fleet = testbed.fleet
         self.rules = SendRules(authority, self.project_id, self.project_number, self.quotas, self.topics,
                                self.namer, self.resolver.resolve, self._fid_index,
-                               lambda i: i not in fleet.uninstalled and (fleet.platform[i] != IOS or fleet.fcm_ios[i]),
-                               lambda i: None if fleet.platform[i] == IOS else fleet.app_of(i).package)
+                               lambda i: i not in fleet.uninstalled and fleet.fcm_registered(i),
+                               lambda i: None if fleet.is_ios(i) else fleet.app_of(i).package)
         # Send paths already matched (raw :path → project, path text): the hot route is one dict lookup.
         self._send_paths: dict[bytes, tuple[str, str]] = {}
         self._fids: dict[str, int] = {}
+        # Partitioned (pushsim/partition.py): called with (body, message name, now) for each accepted
+        # topic/condition message, to hand it to the other partitions' instances.
+        self.hand_off: Callable[[bytes, str, float], None] | None = None
         testbed.reset_hooks.append(self.reset)
 
     # Service protocol -------------------------------------------------------------------------
@@ -183,6 +186,8 @@ class FcmService:
         if d.installs is not None:
             if not req.validate_only and d.installs:
                 self._fan_out(req, d.installs, 0, name, now, body)
+            if not req.validate_only and self.hand_off is not None:
+                self.hand_off(body, name, now)
         elif not req.validate_only:
             i = d.install
             note = self._submit(req, i, req.value if req.target == "token" else testbed.fleet.fcm_token(i),
@@ -190,6 +195,19 @@ class FcmService:
         testbed.journal.add(now, "fcm", "POST", path, d.token, 200, None, name, note, cid, d.sender, headers,
                             None if note is not None else body)
         return Reply(200, [_JSON], b'{"name":"%s"}' % name.encode())
+
+    def deliver_handed_off(self, body: bytes, name: str, now: float) -> int:
+        """A topic/condition message another partition accepted (as `name`, at `now`): fan it out to
+        this instance's subscribers. Returns how many installs it reaches; ValueError for a body
+        that is not a topic or condition message."""
+        req = validate(body)
+        if isinstance(req, FcmFailure) or req.target not in ("topic", "condition"):
+            raise ValueError("not a valid topic or condition message")
+        installs = sorted(self.topics.subscribers(req.value)) if req.target == "topic" else \
+            self.topics.match(req.condition)            # type: ignore[arg-type]
+        if not req.validate_only and installs:
+            self._fan_out(req, installs, 0, name, now, body)
+        return len(installs)
 
     def _fan_out(self, req: SendRequest, installs: list[int], start: int, name: str, now: float,
                  body: bytes) -> None:
@@ -211,7 +229,7 @@ class FcmService:
 
     def _submit(self, req: SendRequest, install: int, token: str, name: str, now: float,
                 payload: bytes) -> Notification:
-        d = delivery.for_apns(req, now) if self.testbed.fleet.platform[install] == IOS else \
+        d = delivery.for_apns(req, now) if self.testbed.fleet.is_ios(install) else \
             delivery.for_android(req, now)
         note = Notification("fcm", token, install, name, now, d.push_type, d.priority,
                             payload, d.expiration, d.collapse_id, d.content_available)
@@ -219,9 +237,11 @@ class FcmService:
         return note
 
     def _fid_index(self, fid: str) -> int | None:
-        # The FID is the instance-id half of the registration token; built lazily, extended as the fleet grows.
+        # The FID is the instance-id half of the registration token; built lazily over the installs
+        # this fleet owns, extended as the fleet grows.
         fleet = self.testbed.fleet
-        for i in range(len(self._fids), len(fleet)):
+        for slot in range(len(self._fids), fleet.owned_count):
+            i = fleet.slot_to_index(slot)
             self._fids[fleet.fcm_token(i).partition(":")[0]] = i
         return self._fids.get(fid)
 
