@@ -1,8 +1,9 @@
 """`pushsim report`: the verdict on the sender (conformance findings and delivery metrics).
 
-From a running server (`--admin URL`, or the usual --endpoints / --state-dir) or from a saved
-journal export (`GET /journal?format=jsonl`). Exit status 1 when there are findings at or above
-`--fail-on` (default error), so CI can gate on it.
+From a running server (`--admin URL`, or the usual --endpoints / --state-dir), from several
+(`--admin` repeated or a comma list: the union of their records, docs/multi-instance.md) or from a
+saved journal export (`GET /journal?format=jsonl`, `pushsim journal --format jsonl`). Exit status 1
+when there are findings at or above `--fail-on` (default error), so CI can gate on it.
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any
 
 import orjson
 
+from pushsim.multi_instance import merge_exports, name_evidence
 from pushsim.report import DEFAULTS, build_report, failing, load_policy
 from pushsim.report.html import PageInputs, page
 from pushsim.report.render import FORMATS, render
 
+from .instances import add_admin_flags, admin_urls, ask_all, read_lines
 from .options import UsageError, add_server_flags, admin_get, load_endpoints, option
 
 
@@ -25,7 +28,7 @@ def register(sub: Any) -> None:
                        description=__doc__)
     p.add_argument("journal", nargs="?", help="a journal export (JSONL, from GET /journal?format=jsonl); "
                                               "default: ask the running server")
-    option(p, "report", "--admin", "control API URL of the running server to report on", metavar="URL")
+    add_admin_flags(p, "report", "control API URL of the running server to report on")
     option(p, "report", "--policy", "policy TOML: thresholds, severities, ignored rules (docs/report.md)")
     option(p, "report", "--format", "output format", default="text", choices=FORMATS)
     option(p, "report", "--fail-on", "exit 1 if findings at or above this level exist", default="error",
@@ -57,12 +60,21 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         raise UsageError(str(e)) from None
     records: list[Any] | None = None
+    urls = [] if args.journal else admin_urls(args)
+    source = args.journal or "the running server"
     if args.journal:
         records = _records_from_file(args.journal)
         report = build_report(records, policy)
+        if any(isinstance(r, dict) and r.get("type") == "header" and "instances" in r for r in records):
+            report = name_evidence(report, [r for r in records if isinstance(r, dict)])   # a merged export
+    elif len(urls) > 1:
+        exports = ask_all("report", urls, "/journal?format=jsonl", read_lines, partial=args.partial, timeout=60)
+        records = [orjson.loads(line) for line in merge_exports(exports)]
+        report = name_evidence(build_report(records, policy), records)
+        source = f"{len(exports)} instances: {', '.join(name for name, _ in exports)}"
     else:
-        if args.admin:
-            args.admin_url = args.admin
+        if urls:
+            args.admin_url = urls[0]
         ep = load_endpoints(args)
         if args.policy is None and args.format != "html":
             report = admin_get(ep, "/report")
@@ -71,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             report = build_report(records, policy)
     if args.format == "html":
         out = page(PageInputs("pushsim report", records or [], report=report,
-                              facts=[("source", args.journal or "the running server")]))
+                              facts=[("source", source)]))
     else:
         out = render(report, args.format, args.fail_on)
     if args.output:

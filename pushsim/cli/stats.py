@@ -5,6 +5,9 @@ import argparse
 import json
 from typing import Any
 
+from pushsim.multi_instance import merge_fleet, merge_stats, unbalanced
+
+from .instances import add_admin_flags, admin_urls, ask_all, read_json
 from .options import add_server_flags, admin_get, load_endpoints, option
 
 
@@ -14,6 +17,8 @@ def register(sub: Any) -> None:
     option(p, "stats", "--fleet", "the fleet's side too (GET /stats/fleet): background tasks, opens, "
            "freshness, Android throttling", action="store_true")
     add_server_flags(p, "stats")
+    add_admin_flags(p, "stats", "control API URL of a running server (like --admin-url, whose variable may "
+                    "also be a comma list)")
     p.set_defaults(func=run)
 
 
@@ -72,18 +77,47 @@ def metrics_rows(m: dict[str, Any]) -> list[tuple[str, object]]:
     return rows
 
 
+def instances_table(merged: dict[str, Any]) -> list[str]:
+    """One row per instance of a merged /stats, and whether the sum balances."""
+    rows = [(str(p["instance"]), f"accepted {p.get('accepted', 0):,}  delivered {p.get('delivered', 0):,}  "
+             f"dropped {sum((p.get('dropped') or {}).values()):,}  pending {sum((p.get('pending') or {}).values()):,}  "
+             f"rejected {sum((p.get('rejected') or {}).values()):,}") for p in merged["per_instance"]]
+    off = unbalanced(merged)
+    w = max(len(name) for name, _ in rows)
+    return [f"instances ({len(rows)})", *(f"  {name:<{w}}  {text}" for name, text in rows),
+            "accounting: balanced (accepted = delivered + dropped + pending)" if off == 0 else
+            f"accounting: NOT balanced: accepted - delivered - dropped - pending = {off}"]
+
+
+def _fleet_text(fleet: dict[str, Any]) -> str:
+    return "\n".join(["funnel", *("  " + ln for ln in funnel_table(fleet.get("funnel") or {}).splitlines()),
+                      "", "fleet", *table(metrics_rows(fleet)),
+                      *table([("active installs", fleet.get("active_installs")), ("events", fleet.get("events"))])])
+
+
 def run(args: argparse.Namespace) -> int:
+    urls = admin_urls(args)
+    if len(urls) > 1:
+        return run_merged(args, urls)
+    if urls:
+        args.admin_url = urls[0]
     ep = load_endpoints(args)
     if args.fleet:
         fleet = admin_get(ep, "/stats/fleet")
-        if args.json:
-            print(json.dumps(fleet, indent=2))
-        else:
-            print("\n".join(["funnel", *("  " + ln for ln in funnel_table(fleet.get("funnel") or {}).splitlines()),
-                             "", "fleet", *table(metrics_rows(fleet)),
-                             *table([("active installs", fleet.get("active_installs")),
-                                     ("events", fleet.get("events"))])]))
+        print(json.dumps(fleet, indent=2) if args.json else _fleet_text(fleet))
         return 0
     stats = admin_get(ep, "/stats")
     print(json.dumps(stats, indent=2) if args.json else funnel_table(stats))
+    return 0
+
+
+def run_merged(args: argparse.Namespace, urls: list[str]) -> int:
+    """Several instances: their answers merged (pushsim/multi_instance.py)."""
+    if args.fleet:
+        fleet = merge_fleet(ask_all("stats", urls, "/stats/fleet", read_json, partial=args.partial))
+        print(json.dumps(fleet, indent=2) if args.json else
+              _fleet_text(fleet) + f"\n\ninstances ({len(fleet['instances'])}): {', '.join(fleet['instances'])}")
+        return 0
+    stats = merge_stats(ask_all("stats", urls, "/stats", read_json, partial=args.partial))
+    print(json.dumps(stats, indent=2) if args.json else "\n".join([funnel_table(stats), "", *instances_table(stats)]))
     return 0

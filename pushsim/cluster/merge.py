@@ -93,10 +93,12 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
     return {"entries": page, "next_since": nxt}
 
 
-def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
+def merge_jsonl(exports: list[list[bytes]], header_extra: Mapping[str, Any] | None = None) -> list[bytes]:
     """Exports (header, state, accepted, and the report's request and install lines) → one: state
-    and notifications by time, notifications renumbered, each request's `seq` following its notification."""
+    and notifications by time, notifications renumbered, each request's `seq` following its notification.
+    `header_extra` goes into the merged header (default: `{"workers": len(exports)}`)."""
     header: dict[str, Any] | None = None
+    fleet_parts: list[dict[str, Any]] = []
     states: list[tuple[float, dict[str, Any]]] = []
     accepted: list[tuple[float, int, dict[str, Any]]] = []
     requests: list[tuple[int, dict[str, Any]]] = []
@@ -115,6 +117,8 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
                 complete = complete and bool(rec.get("complete", True))
                 if isinstance(rec.get("experiment_outcomes"), dict):
                     experiments.append(rec["experiment_outcomes"])
+                if isinstance(rec.get("metrics"), dict):
+                    fleet_parts.append(rec["metrics"])
             elif kind == "state":
                 states.append((rec["t"], rec))
             elif kind == "request":
@@ -126,7 +130,11 @@ def merge_jsonl(exports: list[list[bytes]]) -> list[bytes]:
     out: list[bytes] = []
     if header is not None:
         # Each worker's outcome digest covers its own installs only; there is no cluster-wide one.
-        merged = {**header, "accepted": total, "complete": complete, "digest": None, "workers": len(exports)}
+        merged = {**header, "accepted": total, "complete": complete, "digest": None,
+                  **(header_extra if header_extra is not None else {"workers": len(exports)})}
+        if fleet_parts and all(isinstance(p.get("funnel"), dict) for p in fleet_parts):
+            # each part counts its own installs' app metrics: the report's fleet metrics are their sum
+            merged["metrics"] = merge_fleet_stats(fleet_parts, merge_funnels([p["funnel"] for p in fleet_parts]))
         if experiments:
             merged["experiment_outcomes"] = _pooled_experiment(experiments)
         out.append(orjson.dumps(merged) + b"\n")
@@ -211,6 +219,31 @@ def _family_of(sample: str, families: dict[str, list[str]]) -> str:
         if sample.endswith(suffix) and sample[: -len(suffix)] in families:
             return sample[: -len(suffix)]
     return sample
+
+
+# /stats -------------------------------------------------------------------------------------------
+FUNNEL_COUNTS = ("accepted", "delivered")
+FUNNEL_REASONS = ("rejected", "dropped", "pending")
+
+
+def merge_funnels(funnels: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Ledger funnels (`/stats`: accepted, delivered, and rejected / dropped / pending by reason) →
+    their sum. Each part balances (accepted = delivered + dropped + pending), so the sum does too."""
+    out: dict[str, Any] = {"accepted": 0, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
+    for f in funnels:
+        for key in FUNNEL_COUNTS:
+            out[key] += int(f.get(key) or 0)
+        for key in FUNNEL_REASONS:
+            acc = out[key]
+            for reason, n in (f.get(key) or {}).items():
+                acc[reason] = acc.get(reason, 0) + int(n)
+    return out
+
+
+def unbalanced(funnel: Mapping[str, Any]) -> int:
+    """accepted − (delivered + dropped + pending): 0 when the accounting invariant holds."""
+    return int(funnel.get("accepted") or 0) - int(funnel.get("delivered") or 0) - sum(
+        int(n) for key in ("dropped", "pending") for n in (funnel.get(key) or {}).values())
 
 
 # /stats/fleet ------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 from device_sim.notification import Notification
 
+from .merge import merge_funnels
+
 # On a peer channel a notification is the tuple of the fields the sender set (the wire facts, in
 # declaration order, then the extra dict or None); the owner's ledger gives it its seq and outcome.
 # Every other message is a shorter tuple whose first item is its tag.
@@ -151,15 +153,8 @@ def combine(snaps: list[Snapshot]) -> dict[str, Any]:
     in_transit = sum(sum(s.sent) for s in snaps) - sum(sum(s.recv) for s in snaps)
     if in_transit < 0:
         raise AssertionError(f"inconsistent snapshot: {in_transit} notifications in transit")
-    out: dict[str, Any] = {"accepted": in_transit, "rejected": {}, "delivered": 0, "dropped": {}, "pending": {}}
-    for s in sorted(snaps, key=lambda s: s.worker):
-        led = s.ledger
-        out["accepted"] += led["accepted"]
-        out["delivered"] += led["delivered"]
-        for key in ("rejected", "dropped", "pending"):
-            acc = out[key]
-            for reason, n in led[key].items():
-                acc[reason] = acc.get(reason, 0) + n
+    out = merge_funnels([s.ledger for s in sorted(snaps, key=lambda s: s.worker)])
+    out["accepted"] += in_transit
     if in_transit:
         out["pending"]["in-transit"] = out["pending"].get("in-transit", 0) + in_transit
     return out

@@ -16,6 +16,8 @@ def _evidence(f: dict[str, Any], limit: int = 5) -> str:
     parts = []
     for ev in f["evidence"][:limit]:
         where = f"journal #{ev['id']}" if "id" in ev else f"notification seq {ev['seq']}"
+        if "instance" in ev:     # a merged report (pushsim/multi_instance.py): the instance's own number
+            where = f"{ev['instance']} {where}"
         parts.append(f"{where} at {ev['at']:.3f}")
     more = f["count"] - min(limit, len(f["evidence"]))
     return ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -1,0 +1,173 @@
+"""Merged views over several instances (pushsim/multi_instance.py) and the CLI's way of asking them
+(pushsim/cli/instances.py): names, sums, cursors, namespaced ids, down instances."""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from pushsim import cli
+from pushsim.multi_instance import (format_cursor, instance_names, merge_exports, merge_fleet, merge_journal_pages,
+                                    merge_stats, name_evidence, parse_cursor, unbalanced)
+
+
+def test_instances_are_named_by_host_and_port_unless_two_share_one() -> None:
+    assert instance_names(["http://10.0.0.1:2199", "http://10.0.0.2:2199/"]) == ["10.0.0.1:2199", "10.0.0.2:2199"]
+    assert instance_names(["http://h:1/a", "http://h:1/b/", "http://g:2"]) == ["http://h:1/a", "http://h:1/b", "g:2"]
+
+
+def test_stats_are_summed_reason_by_reason_and_stay_balanced() -> None:
+    a = {"accepted": 5, "rejected": {"BadDeviceToken": 2}, "delivered": 3, "dropped": {"expired": 1},
+         "pending": {"in-transit": 1}, "workers": 2, "per_worker": []}
+    b = {"accepted": 4, "rejected": {}, "delivered": 1, "dropped": {"expired": 1, "collapsed": 1},
+         "pending": {"stored-offline": 1}}
+    out = merge_stats([("a:1", a), ("b:1", b)])
+    assert {k: out[k] for k in ("accepted", "delivered", "rejected", "dropped", "pending")} == {
+        "accepted": 9, "delivered": 4, "rejected": {"BadDeviceToken": 2}, "dropped": {"expired": 2, "collapsed": 1},
+        "pending": {"in-transit": 1, "stored-offline": 1}}
+    assert out["instances"] == ["a:1", "b:1"] and unbalanced(out) == 0
+    assert out["per_instance"][0] == {"instance": "a:1", **{k: a[k] for k in
+                                                            ("accepted", "rejected", "delivered", "dropped", "pending")}}
+    assert unbalanced({**out, "accepted": 10}) == 1
+
+
+def test_fleet_stats_recompute_rates_over_the_sum() -> None:
+    def part(acc: int, dlv: int) -> dict[str, Any]:
+        return {"funnel": {"accepted": acc, "rejected": {}, "delivered": dlv, "dropped": {}, "pending": {"q": acc - dlv}},
+                "background": {"started": 1, "succeeded": 1, "failed": 0, "killed": 0}, "active_installs": 2,
+                "task_duration": {"count": 1, "mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0}, "clock": "real"}
+    out = merge_fleet([("a:1", part(4, 4)), ("b:1", part(4, 0))])
+    assert out["funnel"]["accepted"] == 8 and out["receipt_rate"] == 0.5 and out["active_installs"] == 4
+    assert out["instances"] == ["a:1", "b:1"]
+
+
+def test_cursor_text_round_trips_and_bad_ones_are_refused() -> None:
+    names = ["a:1", "b:2"]
+    assert parse_cursor(None, names) == {"a:1": 0, "b:2": 0} and parse_cursor("7", names) == {"a:1": 7, "b:2": 7}
+    cur = {"a:1": 3, "b:2": 11}
+    assert parse_cursor(format_cursor(cur), names) == cur
+    assert parse_cursor("b:2=5", names) == {"a:1": 0, "b:2": 5}
+    for bad in ("x", "c:3=1", "a:1=-1", "a:1="):
+        with pytest.raises(ValueError, match="--since"):
+            parse_cursor(bad, names)
+
+
+def test_a_merged_page_is_time_ordered_and_its_cursor_stops_where_it_stopped() -> None:
+    a = {"entries": [{"id": 10, "t": 1.0}, {"id": 11, "t": 4.0}], "next_since": 12}
+    b = {"entries": [{"id": 0, "t": 2.0}, {"id": 1, "t": 3.0}], "next_since": 2}
+    out = merge_journal_pages([("a", a), ("b", b)], {"a": 10, "b": 0}, 3)
+    assert [(e["instance"], e["id"]) for e in out["entries"]] == [("a", 10), ("b", 0), ("b", 1)]
+    assert out["cursor"] == {"a": 11, "b": 2} and out["next_since"] == "a=11,b=2"
+    empty = merge_journal_pages([("a", {"entries": [], "next_since": 12}), ("b", b)], {"a": 12, "b": 0}, 1)
+    assert empty["cursor"] == {"a": 12, "b": 1}
+
+
+def _export(*recs: dict[str, Any]) -> list[bytes]:
+    return [orjson.dumps(r) for r in recs]
+
+
+def test_merged_export_keeps_two_instances_connection_7_apart_and_names_evidence() -> None:
+    def inst(t: float, token: str) -> list[bytes]:
+        return _export({"type": "header", "accepted": 0, "now": 10.0},
+                       *({"type": "request", "id": i, "t": t + i, "service": "apns", "token": token, "status": 400,
+                          "reason": "BadTopic", "conn": 7, "sender": "T/K", "digest": "d"} for i in range(2)))
+    merged = [orjson.loads(x) for x in merge_exports([("a:1", inst(1.0, "x")), ("b:1", inst(1.5, "y"))])]
+    reqs = [r for r in merged if r["type"] == "request"]
+    assert [(r["id"], r["instance"], r["instance_id"]) for r in reqs] == [(1, "a:1", 0), (2, "b:1", 0),
+                                                                           (3, "a:1", 1), (4, "b:1", 1)]
+    assert {r["conn"] for r in reqs} == {14, 15} and {r["instance_conn"] for r in reqs} == {7}
+    assert merged[0]["instances"] == ["a:1", "b:1"] and "workers" not in merged[0]
+    from pushsim.report import build_report
+    report = name_evidence(build_report(merged), merged)
+    found = [f for f in report["findings"] if f["rule"] == "apns.retry-non-retryable"]
+    assert len(found) == 1 and found[0]["count"] == 2
+    assert sorted((e["instance"], e["id"]) for e in found[0]["evidence"]) == [("a:1", 1), ("b:1", 1)]
+    assert report["instances"] == ["a:1", "b:1"]
+
+
+def test_one_instance_export_keeps_its_connections_and_order() -> None:
+    recs = _export({"type": "header", "accepted": 0}, {"type": "request", "id": 4, "t": 2.0, "conn": 3},
+                   {"type": "request", "id": 9, "t": 1.0, "conn": 5})
+    merged = [orjson.loads(x) for x in merge_exports([("a:1", recs)])]
+    assert [(r["instance_id"], r["conn"]) for r in merged if r["type"] == "request"] == [(4, 3), (9, 5)]
+
+
+# the CLI --------------------------------------------------------------------------------------------------
+class _Fake(http.server.BaseHTTPRequestHandler):
+    answers: dict[str, tuple[int, bytes]] = {}
+
+    def do_GET(self) -> None:   # noqa: N802 (http.server's name)
+        status, body = self.answers.get(self.path.split("?")[0], (404, b'{"error":"no route"}'))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_instance() -> Iterator[str]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    _Fake.answers = {"/stats": (200, json.dumps({"accepted": 2, "rejected": {}, "delivered": 1, "dropped": {},
+                                                 "pending": {"queued": 1}}).encode())}
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def _closed_port_url() -> str:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_down_instance_is_a_usage_error_naming_it(fake_instance: str, capsys: pytest.CaptureFixture[str]) -> None:
+    down = _closed_port_url()
+    assert cli.main(["stats", "--admin", f"{fake_instance},{down}", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert down.removeprefix("http://") in err and "--partial" in err and "Traceback" not in err
+    assert cli.main(["stats", "--admin", fake_instance, "--admin", down, "--json", "--partial"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out)["accepted"] == 2 and "merged 1 of 2 instances" in got.err
+    assert cli.main(["stats", "--admin", down, "--admin", _closed_port_url(), "--partial"]) == 2   # none answered
+
+
+def test_an_error_answer_is_shown_with_the_instance(fake_instance: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _Fake.answers["/journal"] = (400, b'{"error":"unknown query parameter(s) \'nope\'"}')
+    assert cli.main(["journal", "--admin", f"{fake_instance},{fake_instance}/", "--where", "nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert "HTTP 400" in err and "nope" in err
+    assert cli.main(["journal", "--admin", f"{fake_instance},{fake_instance}/", "--since", "what"]) == 2
+    assert "--since" in capsys.readouterr().err
+
+
+def test_admin_urls_flags_win_over_the_variable_and_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pushsim.cli.instances import admin_urls
+    monkeypatch.setenv("PUSHSIM_STATS_ADMIN", "http://e1,http://e2")
+    monkeypatch.setenv("PUSHSIM_ADMIN_URL", "http://u1,http://u2")
+
+    def parse(argv: list[str]) -> Any:      # a new parser: defaults come from the variables as they are now
+        return cli.build_parser().parse_args(argv)
+    assert admin_urls(parse(["stats"])) == ["http://e1", "http://e2"]
+    assert admin_urls(parse(["stats", "--admin", "http://f1", "--admin", "http://f2,http://f3"])) == \
+        ["http://f1", "http://f2", "http://f3"]
+    assert admin_urls(parse(["stats", "--endpoints", "e.json"])) == []
+    monkeypatch.delenv("PUSHSIM_STATS_ADMIN")
+    assert admin_urls(parse(["stats"])) == ["http://u1", "http://u2"]
+    assert admin_urls(parse(["report"])) == ["http://u1", "http://u2"]
