@@ -1,14 +1,14 @@
 """N partitioned `pushsim serve` instances and HAProxy in front, on loopback (issue 16).
 
-Each instance gets a copy of one state dir (as N machines would: same credentials, same OAuth seal),
-the same seed and fleet spec, `--partition K/N`, and `--peers` = every instance's control API. The
-proxy's configuration is what `pushsim proxy-config` writes for the instances' endpoints.json files.
+All instances share one state dir (same credentials, same OAuth seal; each writes its own
+endpoints file), the same seed and fleet spec, `--partition K/N`, and `--peers` = every instance's
+control API. The proxy's configuration is what `pushsim proxy-config` writes for the instances'
+endpoints files.
 Every process is started in its own session and stopped by PID.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +44,14 @@ def _wait_port(port: int, deadline: float, proc: subprocess.Popen[bytes], what: 
             time.sleep(0.02)
 
 
+def _ready_line(out: Path) -> str | None:
+    """The endpoints file named by `pushsim ready: PATH` (a partitioned instance names its own)."""
+    for line in out.read_text().splitlines():
+        if line.startswith("pushsim ready: "):
+            return line.split(": ", 1)[1].strip()
+    return None
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, grace: float = 10.0) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -62,6 +70,7 @@ class Deployment:
     proxy_dir: Path
     ports: dict[str, int]                            # the proxy's: apns, apns-h2c, fcm, fcm-h2c, stats
     haproxy: subprocess.Popen[bytes] | None = None
+    endpoint_files: list[Path] = field(default_factory=list)
     clients: list[httpx.Client] = field(default_factory=list)
 
     @property
@@ -100,9 +109,7 @@ def start(root: Path, partitions: int = 3, devices: str = "ios=30,android=30", s
     dep = Deployment(root, [], procs, root / "proxy", {})
     try:
         for k in range(partitions):
-            d = root / f"instance{k}"
-            shutil.copytree(state, d)
-            cmd = [PUSHSIM, "serve", "--state-dir", str(d), "--apns-port", "0", "--apns-h2c-port", "0",
+            cmd = [PUSHSIM, "serve", "--state-dir", str(state), "--apns-port", "0", "--apns-h2c-port", "0",
                    "--fcm-port", "0", "--fcm-h2c-port", "0", "--admin-port", str(admin_ports[k]),
                    "--devices", devices, "--seed", str(seed), "--partition", f"{k}/{partitions}",
                    "--peers", peers, *extra]
@@ -110,13 +117,13 @@ def start(root: Path, partitions: int = 3, devices: str = "ios=30,android=30", s
                 procs.append(subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True))
         deadline = time.monotonic() + timeout
         for k, p in enumerate(procs):
-            ep_file = root / f"instance{k}" / "endpoints.json"
-            while not ep_file.exists() or b"pushsim ready:" not in (root / f"serve{k}.out").read_bytes():
+            while not (ready := _ready_line(root / f"serve{k}.out")):
                 if p.poll() is not None or time.monotonic() > deadline:
                     err = (root / f"serve{k}.err").read_text()[-1500:]
                     raise RuntimeError(f"instance {k} not ready (exit {p.poll()}): {err}")
                 time.sleep(0.02)
-            dep.instances.append(json.loads(ep_file.read_text()))
+            dep.endpoint_files.append(Path(ready))
+            dep.instances.append(json.loads(Path(ready).read_text()))
         if haproxy:
             start_proxy(dep, deadline)
         return dep
@@ -127,9 +134,9 @@ def start(root: Path, partitions: int = 3, devices: str = "ios=30,android=30", s
 
 def start_proxy(dep: Deployment, deadline: float) -> None:
     dep.ports = {name: free_port() for name in ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")}
-    specs = ",".join(f"@{dep.root / f'instance{k}' / 'endpoints.json'}" for k in range(len(dep.instances)))
+    specs = ",".join(f"@{f}" for f in dep.endpoint_files)
     code = pushsim_main(["proxy-config", "--partitions", str(len(dep.instances)), "--instances", specs,
-                         "--out", str(dep.proxy_dir), "--state-dir", str(dep.root / "instance0"),
+                         "--out", str(dep.proxy_dir), "--state-dir", str(dep.root / "state"),
                          "--apns-port", str(dep.ports["apns"]), "--apns-h2c-port", str(dep.ports["apns-h2c"]),
                          "--fcm-port", str(dep.ports["fcm"]), "--fcm-h2c-port", str(dep.ports["fcm-h2c"]),
                          "--stats-port", str(dep.ports["stats"])])
