@@ -59,7 +59,9 @@ def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -
             extra += ["--partition", f"{k}/{n}", "--peers", peers]
         ps = start_pushsim(d, devices, extra=extra)
         stack.callback(stop, ps.proc)
-        out.append({"endpoints": ps.endpoints, "pid": ps.pid, "dir": d})
+        ep_file = tmp / f"n{n}" / f"endpoints-{k}.json"      # what proxy-config reads (@PATH)
+        ep_file.write_text(json.dumps(ps.endpoints))
+        out.append({"endpoints": ps.endpoints, "pid": ps.pid, "dir": d, "ep_file": ep_file})
     return out
 
 
@@ -67,9 +69,10 @@ def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict]) -> tuple[int, s
     n = len(instances)
     ports = {name: free_port() for name in PROXY_PORTS}
     out = tmp / f"n{n}" / "proxy"
-    specs = ",".join(f"@{i['dir'] / 'endpoints.json'}" for i in instances)
+    specs = ",".join(f"@{i['ep_file']}" for i in instances)
     cmd = [PUSHSIM, "proxy-config", "--partitions", str(n), "--instances", specs, "--out", str(out),
-           "--state-dir", str(instances[0]["dir"]), *(a for name, p in ports.items() for a in (f"--{name}-port", str(p)))]
+           "--state-dir", str(instances[0]["dir"]),
+           *(a for name, p in ports.items() for a in (f"--{name}-port", str(p)))]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     log = (tmp / f"haproxy-{n}.log").open("wb")
     stack.callback(log.close)
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             for s in order:
                 r = _measure(s, load, args.seconds, tmp)
                 s.runs.append(r)
-                bad = "" if r["ok"] else f"  FAILED 2xx={r['2xx']}/{r['total']} non2xx={r['non2xx']} failed={r['failed']}"
+                bad = "" if r["ok"] else (f"  FAILED 2xx={r['2xx']}/{r['total']} non2xx={r['non2xx']} "
+                                          f"failed={r['failed']}")
                 print(f"  round {i + 1} {s.name:<8} {r['req_s']:>9.0f} req/s  server {r['server_cpu_us_per_req']:.1f} "
                       f"µs/req ({r['server_cpu_share']:.0%}){bad}", flush=True)
         results = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_end": os.getloadavg(),

@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pushsim.credentials import server_pem_with_key, write_atomic
-from pushsim.scaleout.haproxy import CONFIG, TLS_PEM, ProxySettings, check_partitions, haproxy_config, map_files
+from pushsim.scaleout.haproxy import (CONFIG, HTTP_REUSE, TLS_PEM, ProxySettings, check_partitions, haproxy_config,
+                                      map_files)
 from pushsim.scaleout.instances import Instance, InstanceSpecError, from_endpoints, parse_spec
 from pushsim.scaleout.prometheus import PROMETHEUS, prometheus_config
 
@@ -55,6 +56,9 @@ def register(sub: Any) -> None:
                               ("--fcm-h2c-port", "fcm_h2c_port", "FCM cleartext (HTTP/1.1, h2c)"),
                               ("--stats-port", "stats_port", "HAProxy's own /metrics and /stats")):
         option(p, _CMD, flag, f"proxy port: {what}", type=int, default=getattr(_DEFAULTS, field))
+    option(p, _CMD, "--http-reuse", "HAProxy's connection sharing towards the instances: never keeps each "
+           "sender's APNs connection rules intact; safe/always cost less CPU with a single sender",
+           choices=HTTP_REUSE, default=_DEFAULTS.http_reuse)
     option(p, _CMD, "--maxconn", "client connections the proxy holds at once", type=int,
            default=_DEFAULTS.maxconn)
     p.set_defaults(func=run)
@@ -137,7 +141,7 @@ def _settings(args: argparse.Namespace) -> ProxySettings:
         raise UsageError(f"--bind must be an IP address, got {args.bind!r}") from None
     if args.maxconn < 1:
         raise UsageError(f"--maxconn must be at least 1, got {args.maxconn}")
-    return ProxySettings(bind=args.bind, maxconn=args.maxconn, **ports)
+    return ProxySettings(bind=args.bind, maxconn=args.maxconn, http_reuse=args.http_reuse, **ports)
 
 
 def _stats_target(settings: ProxySettings) -> str:

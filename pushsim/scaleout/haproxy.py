@@ -26,6 +26,7 @@ APNS_MAP = "apns.map"
 FCM_MAP = "fcm.map"
 TLS_PEM = "tls.pem"
 CONFIG = "haproxy.cfg"
+HTTP_REUSE = ("never", "safe", "aggressive", "always")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class ProxySettings:
     server_timeout: int = 60       # seconds an instance may take to answer (fault rules can delay)
     connect_timeout: int = 5
     bufsize: int = 32768           # FCM: `message.token` must lie in the first bufsize bytes of the body
+    # never: each sender connection gets its own connections to the instances, so pushsim's
+    # per-connection APNs rules (provider-token binding, the 20-minute refresh rule) see one sender,
+    # not a mix (docs/scale-out.md). safe/always share them: less CPU per request, one sender only.
+    http_reuse: str = "never"
 
     def listeners(self) -> dict[str, int]:
         return {"apns": self.apns_port, "apns-h2c": self.apns_h2c_port, "fcm": self.fcm_port,
@@ -80,6 +85,8 @@ def haproxy_config(instances: Sequence[Instance], files_dir: str,
                    settings: ProxySettings = ProxySettings()) -> str:
     """haproxy.cfg. `files_dir` is where HAProxy will find the map files and the TLS PEM: an absolute
     path, because HAProxy 2.6 opens map files relative to its working directory, not the config's."""
+    if settings.http_reuse not in HTTP_REUSE:
+        raise ValueError(f"http_reuse must be one of {', '.join(HTTP_REUSE)}, got {settings.http_reuse!r}")
     if not files_dir.startswith("/"):
         raise ValueError(f"files_dir must be an absolute path, got {files_dir!r}")
     if any(c.isspace() or c in "#,()'\\\"" for c in files_dir):
@@ -103,9 +110,7 @@ def haproxy_config(instances: Sequence[Instance], files_dir: str,
         f"    timeout client {s.client_timeout}s",
         f"    timeout http-request {s.request_timeout}s",
         f"    timeout server {s.server_timeout}s",
-        # A sender's connection keeps its own connections to the instances: pushsim's per-connection
-        # APNs rules (provider-token binding, the 20-minute refresh rule) see one sender, not a mix.
-        "    http-reuse never",
+        f"    http-reuse {s.http_reuse}",
         "",
         "frontend apns",
         f"    bind {_bind(s.bind, s.apns_port)} ssl crt {d}/{TLS_PEM} alpn h2 proto h2",

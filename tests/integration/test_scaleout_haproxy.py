@@ -119,8 +119,8 @@ def test_apns_push_through_the_proxy_is_accepted_by_exactly_its_owner(fresh: Dep
         # a real token of partition 1 whose prefix now names partition 0: routed to 0, which does not know it
         tok1 = tokens["ios"][1][0]
         forged = "0000" + tok1[4:]
-        r = h2c.post(f"{dep.url('apns-h2c')}/3/device/{forged}", headers=_apns_headers(ep, jwt_token, str(uuid.uuid4())),
-                     content=ALERT)
+        r = h2c.post(f"{dep.url('apns-h2c')}/3/device/{forged}",
+                     headers=_apns_headers(ep, jwt_token, str(uuid.uuid4())), content=ALERT)
         assert (r.status_code, r.json()) == (400, {"reason": "BadDeviceToken"})
     for k in range(N):
         stats = dep.admin(k).get("/stats").json()

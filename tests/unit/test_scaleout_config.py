@@ -102,6 +102,9 @@ def test_config_has_a_backend_per_partition_and_a_round_robin_one() -> None:
     assert "map_str(/etc/pushsim-proxy/apns.map,apns_any)" in text
     assert text.count("json_query('$.message.token')") == 2      # both FCM frontends
     assert "http-reuse never" in text
+    assert "http-reuse safe" in haproxy_config(THREE, "/p", ProxySettings(http_reuse="safe"))
+    with pytest.raises(ValueError, match="http_reuse"):
+        haproxy_config(THREE, "/p", ProxySettings(http_reuse="sometimes"))
 
 
 @pytest.mark.parametrize("files_dir", ["relative/dir", "/with space", "/a#b", "/a,b"])
