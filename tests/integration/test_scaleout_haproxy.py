@@ -133,6 +133,29 @@ def test_apns_push_through_the_proxy_is_accepted_by_exactly_its_owner(fresh: Dep
     assert _merged_stats(dep)["accepted"] == 3 * 4
 
 
+def test_apns_per_connection_rules_hold_per_sender_connection(fresh: Deployment, tokens: dict) -> None:
+    """`http-reuse never`: each sender connection has its own connections to the instances, so the
+    20-minute provider-token rule sees that sender alone (docs/scale-out.md "Honest limits")."""
+    dep = fresh
+    ep = dep.instances[0]
+    first, second = provider_token(ep), provider_token(ep, time.time() - 5)
+    assert first != second
+    url = f"{dep.url('apns-h2c')}/3/device/{tokens['ios'][0][0]}"
+    one, other = httpx.Client(http1=False, http2=True, timeout=10), httpx.Client(http1=False, http2=True, timeout=10)
+    with one, other:
+        assert one.post(url, headers=_apns_headers(ep, first, str(uuid.uuid4())), content=ALERT).status_code == 200
+        assert other.post(url, headers=_apns_headers(ep, second, str(uuid.uuid4())), content=ALERT).status_code == 200
+        r = one.post(url, headers=_apns_headers(ep, second, str(uuid.uuid4())), content=ALERT)
+        assert (r.status_code, r.json()) == (429, {"reason": "TooManyProviderTokenUpdates"})
+    # TLS ends at the proxy: a push certificate never reaches an instance
+    ctx = ssl.create_default_context(cafile=dep.ca_file)
+    ctx.load_cert_chain(ep["apns"]["client_bundle"])
+    with httpx.Client(http2=True, verify=ctx, timeout=10) as cert_client:
+        r = cert_client.post(f"{dep.url('apns')}/3/device/{tokens['ios'][0][0]}", content=ALERT,
+                             headers={"apns-topic": ep["apns"]["topic"], "apns-push-type": "alert"})
+        assert (r.status_code, r.json()) == (403, {"reason": "MissingProviderToken"})
+
+
 def test_aioapns_through_the_proxy_reaches_every_partition(fresh: Deployment, tokens: dict,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from aioapns import APNs, NotificationRequest, PushType, connection
