@@ -41,7 +41,8 @@ PROXY_PORTS = ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")
 class Setup:
     name: str                       # "direct", "proxy-1", "proxy-2", "proxy-3"
     url: str                        # APNs h2c base URL the row's h2load targets
-    pids: list[int]                 # every server process of the row (instances, HAProxy)
+    pids: list[int]                 # every server process of the row (HAProxy first, then the instances)
+    proxy: bool = False
     uris: Path | None = None
     runs: list[dict] = field(default_factory=list)
 
@@ -109,9 +110,12 @@ def _measure(s: Setup, load: h2load.Load, seconds: float, tmp: Path) -> dict:
     c1 = {pid: tree_cpu(pid) for pid in s.pids}
     sm = r.summary
     cpu = sum(cpu_between(c0[p], c1[p]) for p in s.pids)
+    proxy_cpu = cpu_between(c0[s.pids[0]], c1[s.pids[0]]) if s.proxy else 0.0
+    done = max(1, sm.done)
     return {"req_s": sm.req_s, "ok": sm.clean(sm.total) and sm.total > 0, "total": sm.total, "2xx": sm.ok2xx,
             "non2xx": sm.non2xx, "failed": sm.failed, "errored": sm.errored,
-            "server_cpu_us_per_req": cpu / max(1, sm.done) * 1e6, "server_cpu_share": cpu / r.wall_s}
+            "server_cpu_us_per_req": cpu / done * 1e6, "server_cpu_share": cpu / r.wall_s,
+            "haproxy_cpu_us_per_req": proxy_cpu / done * 1e6}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         setups.append(Setup("direct", single["endpoints"]["apns"]["h2c_url"], [single["pid"]]))
         for n, inst in deployments.items():
             pid, url = _haproxy(stack, tmp, inst)
-            setups.append(Setup(f"proxy-{n}", url, [pid, *(i["pid"] for i in inst)]))
+            setups.append(Setup(f"proxy-{n}", url, [pid, *(i["pid"] for i in inst)], proxy=True))
         toks = {n: _tokens(inst, args.tokens) for n, inst in deployments.items()}
         for s in setups:
             n = 1 if s.name == "direct" else int(s.name.split("-")[1])
@@ -154,21 +158,25 @@ def run(args: argparse.Namespace) -> int:
                 bad = "" if r["ok"] else (f"  FAILED 2xx={r['2xx']}/{r['total']} non2xx={r['non2xx']} "
                                           f"failed={r['failed']}")
                 print(f"  round {i + 1} {s.name:<8} {r['req_s']:>9.0f} req/s  server {r['server_cpu_us_per_req']:.1f} "
-                      f"µs/req ({r['server_cpu_share']:.0%}){bad}", flush=True)
+                      f"µs/req ({r['server_cpu_share']:.0%}; HAProxy {r['haproxy_cpu_us_per_req']:.1f}){bad}",
+                      flush=True)
         results = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_end": os.getloadavg(),
                    "clients": args.clients, "streams": args.streams, "seconds": args.seconds, "rows": {}}
         direct = None
-        print(f"\n{'row':<10} {'median req/s':>12} {'vs direct':>10} {'server µs/req':>14}  per round")
+        print(f"\n{'row':<10} {'median req/s':>12} {'vs direct':>10} {'server µs/req':>14} {'of it HAProxy':>14}"
+              "  per round")
         for s in setups:
             good = [r for r in s.runs if r["ok"]]
             med = statistics.median(r["req_s"] for r in good) if good else None
             cpu = statistics.median(r["server_cpu_us_per_req"] for r in good) if good else None
+            hcpu = statistics.median(r["haproxy_cpu_us_per_req"] for r in good) if good else None
             direct = med if s.name == "direct" else direct
             ratio = med / direct if med and direct else None
             results["rows"][s.name] = {"req_s": med, "ratio_to_direct": ratio, "server_cpu_us_per_req": cpu,
+                                       "haproxy_cpu_us_per_req": hcpu,
                                        "req_s_runs": [round(r["req_s"]) for r in s.runs],
                                        "failed_runs": len(s.runs) - len(good)}
-            print(f"{s.name:<10} {med or 0:>12.0f} {ratio or 0:>10.2f} {cpu or 0:>14.1f}  "
+            print(f"{s.name:<10} {med or 0:>12.0f} {ratio or 0:>10.2f} {cpu or 0:>14.1f} {hcpu or 0:>14.1f}  "
                   + " ".join(f"{r['req_s']:.0f}" for r in s.runs))
     results["wall_s"] = time.monotonic() - t0
     print(f"\nwall {results['wall_s']:.0f} s; load average {results['loadavg_end'][0]:.2f}")
