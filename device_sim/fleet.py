@@ -109,11 +109,11 @@ class Fleet:
 
     # creation -------------------------------------------------------------------------------
     def add(self, platform: str, count: int = 1, *, app: int = 0, environment: str | None = None) -> range:
+        """`count` new installs of the whole fleet; returns the install numbers of those this fleet owns."""
         if platform not in PLATFORMS:
             raise ValueError(f"unknown platform {platform!r}")
         if not 0 <= app < len(self.apps):
             raise ValueError(f"unknown app index {app}")
-        """`count` new installs of the whole fleet; returns the install numbers of those this fleet owns."""
         env = ENVIRONMENTS.index(environment or self.environment)
         start, code = self.total, PLATFORMS[platform]
         self.total += count

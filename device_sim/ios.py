@@ -120,6 +120,14 @@ class IosPolicy:
             d.day_start += DAY * math.floor((t - d.day_start + 1e-6) / DAY)
             d.day_used = 0
 
+    def budget_at(self, d: Device, t: float) -> tuple[float, bool]:
+        """(tokens, throttled) as `_take` would see them at t, without changing the device: for
+        looking at the fleet (device_sim.census)."""
+        p = self.params
+        tokens = min(p.budget_burst, d.tokens + max(0.0, t - d.tokens_t) * p.budget_per_hour / 3600.0)
+        day_used = 0 if t - d.day_start >= DAY - 1e-6 else d.day_used
+        return tokens, p.throttle and (tokens < 1.0 - 1e-9 or day_used >= p.daily_budget)
+
     def _take(self, d: Device, t: float) -> bool:
         self._refill(d, t)
         if d.tokens >= 1.0 - 1e-9 and d.day_used < self.params.daily_budget:   # float refill may land a hair short

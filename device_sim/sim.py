@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from .android import AndroidPolicy
 from .app import AppModel, Fetcher
+from .census import DEFAULT_SAMPLE, FleetCensus
 from .clock import Clock, LoopDriver, Scheduler, Timer
 from .cohorts import HOLDOUT_REASON, Tally
 from .device import Device, make_device
@@ -49,6 +50,9 @@ class DeviceSim:
         self.cohorts_since = sched.now      # device time the tally started (for per-day rates)
         # The sender's content timeline (device_sim.content), when a scenario has one.
         self.content: Any = None
+        # (me, of): this process owns the installs with index % of == me (cluster workers set it).
+        self.shard = (0, 1)
+        self._census: FleetCensus | None = None
 
     # the dispatch core's Policy --------------------------------------------------------------------
     def handle(self, batch: list[Notification]) -> None:
@@ -276,6 +280,13 @@ class DeviceSim:
         self._catch_up()
         from .lift import outcomes     # scipy loads only for runs that have an experiment
         return outcomes(self.cohorts, len(self.fleet), (self.sched.now - self.cohorts_since) / DAY)
+
+    def census(self, sample: int = DEFAULT_SAMPLE) -> dict[str, object]:
+        """Estimated installs per platform and state now (device_sim.census), for this shard."""
+        self._catch_up()
+        if self._census is None:
+            self._census = FleetCensus(self)
+        return self._census.count(sample, self.shard)
 
     def stats(self) -> dict[str, object]:
         self._catch_up()

@@ -210,7 +210,9 @@ async def experiment_assignments(request: web.Request, sim: PushSim) -> web.Resp
 
 
 async def fleet_stats(request: web.Request, sim: PushSim) -> web.Response:
-    return _json(sim.testbed.stats())
+    out = sim.testbed.stats()
+    out["states"] = sim.testbed.device_sim.census()
+    return _json(out)
 
 
 async def journal(request: web.Request, sim: PushSim) -> web.StreamResponse:

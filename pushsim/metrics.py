@@ -41,6 +41,8 @@ class Metrics:
     def __init__(self, testbed: Any) -> None:
         self.testbed = testbed
         self._unsubscribe: Callable[[], None] | None = None
+        # serve --partition: the hand-off counters (pushsim.partition.Partition.stats), else None
+        self.handoff: Callable[[], dict[str, Any]] | None = None
         faults = getattr(testbed, "faults", None)
         if faults is not None:
             faults.on_delay = self._on_delay
@@ -202,7 +204,22 @@ class _TestbedCollector(Collector):
             latency.add_metric([service], cumulative, m.latency_sum[service])
         yield latency
         yield gauge("pushsim_devices", "Installs in the simulated fleet.", (), [((), m.testbed.fleet.owned_count)])
+        states = m.testbed.device_sim.census()
+        yield gauge("pushsim_fleet_installs",
+                    "Installs per platform in each state now (online, offline, dozing, throttled, ...; an install "
+                    "counts in several). Estimated from a fixed sample of the fleet when it is large.",
+                    ("platform", "state"),
+                    [((platform, state), n) for platform in ("ios", "android")
+                     for state, n in states[platform].items() if state != "installs"])  # type: ignore[attr-defined]
+        yield gauge("pushsim_ios_budget_tokens", "Background budget tokens left, summed over iOS installs.", (),
+                    [((), states["ios_budget_tokens"])])
         yield from _primer_families(m.testbed.stats(), counter, gauge)
+        if m.handoff is not None:
+            peers = sorted(m.handoff().get("peers", {}).items())
+            yield counter("pushsim_peer_handoffs", "Hand-offs to other partitions' instances, by peer and result.",
+                          ("peer", "result"), [((k, r), p[r]) for k, p in peers for r in ("sent", "failed")])
+            yield gauge("pushsim_peer_handoffs_queued", "Hand-offs waiting to be sent, by peer.", ("peer",),
+                        [((k,), p["queued"]) for k, p in peers])
 
 
 def _primer_families(stats: dict[str, Any], counter: Any, gauge: Any) -> Iterator[Metric]:

@@ -47,9 +47,8 @@ def merge_stats(parts: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any
     """Each instance's `/stats` → their sum, with `instances` (names) and `per_instance` (the parts'
     funnels). An instance that is itself a `--workers` cluster brings its consistent cut."""
     out = merge_funnels([p for _, p in parts])
-    keys = list(out)
     out["instances"] = [name for name, _ in parts]
-    out["per_instance"] = [{"instance": name, **{k: p[k] for k in keys if k in p}} for name, p in parts]
+    out["per_instance"] = [{"instance": name, **merge_funnels([p])} for name, p in parts]
     return out
 
 
@@ -112,12 +111,9 @@ def merge_journal_pages(pages: Sequence[tuple[str, Mapping[str, Any]]], since: M
 
 
 # the JSONL export and the report -------------------------------------------------------------------------
-def _lines(raw: Iterable[bytes]) -> list[dict[str, Any]]:
-    return [orjson.loads(b) for b in raw if b.strip()]
-
-
-def merge_exports(exports: Sequence[tuple[str, Iterable[bytes]]]) -> list[bytes]:
-    """Each instance's `GET /journal?format=jsonl` lines → one export, time-ordered (see the module doc).
+def merge_exports(exports: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> list[bytes]:
+    """Each instance's `GET /journal?format=jsonl` records (parsed lines) → one export's lines,
+    time-ordered (see the module doc).
 
     Request ids are renumbered 1, 2, … in wall-time order (each instance's own order kept);
     connection numbers become `conn × N + instance index`, unique per instance and unchanged for
@@ -126,7 +122,7 @@ def merge_exports(exports: Sequence[tuple[str, Iterable[bytes]]]) -> list[bytes]
     so their install i is one device to the sender)."""
     n = len(exports)
     names = [name for name, _ in exports]
-    parsed = [_lines(raw) for _, raw in exports]
+    parsed = [[dict(r) for r in recs] for _, recs in exports]
     requests = [[(float(r.get("t") or 0.0), w, pos, r) for pos, r in enumerate(recs) if r.get("type") == "request"]
                 for w, recs in enumerate(parsed)]
     new_id: dict[tuple[int, int], int] = {}
@@ -158,9 +154,9 @@ def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) 
     names: list[str] = []
     for r in records:
         kind = r.get("type")
-        if kind == "request" and "instance" in r:
+        if kind == "request" and "instance" in r and isinstance(r.get("id"), int):    # a saved file may be anything
             by_id[r["id"]] = (r["instance"], r.get("instance_id"))
-        elif kind == "accepted" and "instance" in r:
+        elif kind == "accepted" and "instance" in r and isinstance(r.get("seq"), int):
             by_seq[r["seq"]] = (r["instance"], r.get("instance_seq"))
         elif kind == "header" and isinstance(r.get("instances"), list):
             names = [str(x) for x in r["instances"]]

@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from device_sim.fleet import Fleet
-
 from .cluster.shared_auth import share_tokens
 from .peers import SUBSCRIPTIONS, TOPIC_MESSAGE, Peers
 from .testbed import Testbed
@@ -100,6 +98,3 @@ class Partition:
         out = self.peers.stats() if self.peers is not None else {}
         return {"partition": f"{self.k}/{self.n}", **out, "received": dict(self.received)}
 
-
-def describe(fleet: Fleet) -> dict[str, int] | None:
-    return None if fleet.partition is None else {"k": fleet.part_k, "n": fleet.part_n}

@@ -164,6 +164,7 @@ class PushSim:
             worker.plans_ready(self.plans)
         if self.partition is not None:
             self.partition.plans_ready(self.plans, creds.grant_seal())
+            self.metrics.handoff = self.partition.stats
         limits = EdgeLimits(max_connections=cfg.max_connections, idle_timeout=cfg.idle_timeout,
                             handshake_timeout=cfg.handshake_timeout)   # one body budget for all
         try:

@@ -13,12 +13,13 @@ import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pushsim.multi_instance import instance_names
 
 from .options import TRUE, UsageError, env_name, help_text
 
+T = TypeVar("T")
 MAX_PARALLEL = 16           # instances asked at once (more are queued)
 ERROR_BODY_LIMIT = 4096     # bytes of an error answer shown
 
@@ -88,8 +89,10 @@ def ask_all(command: str, urls: list[str], path: str | list[str], read: Callable
         for name, target, fut in zip(names, targets, futures):
             try:
                 results.append((name, fut.result()))
-            except (OSError, ValueError) as e:
+            except OSError as e:
                 failed.append(f"instance {name} ({target}) did not answer: {e}")
+            except ValueError as e:
+                failed.append(f"instance {name} ({target}) answered, but not in JSON: {e}")
     if failed and not (partial and results):
         hint = "" if partial else "; --partial merges the instances that answered"
         raise UsageError("; ".join(failed) + hint)
@@ -101,9 +104,24 @@ def ask_all(command: str, urls: list[str], path: str | list[str], read: Callable
     return results
 
 
+def merged(merge: Callable[..., T], *parts: Any) -> T:
+    """`merge(*parts)`, where an answer of the wrong shape (not a pushsim's) is a usage error, not a traceback."""
+    try:
+        return merge(*parts)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"the instances' answers do not merge (is every URL a pushsim control API?): "
+                         f"{type(e).__name__}: {e}") from None
+
+
 def read_json(body: bytes) -> Any:
     return json.loads(body)
 
 
 def read_lines(body: bytes) -> list[bytes]:
     return body.splitlines()
+
+
+def read_jsonl(body: bytes) -> list[Any]:
+    """A JSONL export's records; a line that is not JSON makes the instance's answer unusable."""
+    import orjson
+    return [orjson.loads(line) for line in body.splitlines() if line.strip()]

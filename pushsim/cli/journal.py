@@ -17,7 +17,7 @@ from typing import Any
 
 from pushsim.multi_instance import format_cursor, instance_names, merge_exports, merge_journal_pages, parse_cursor
 
-from .instances import add_admin_flags, admin_urls, ask_all, read_json, read_lines
+from .instances import add_admin_flags, admin_urls, ask_all, merged, read_json, read_jsonl, read_lines
 from .options import UsageError, add_server_flags, load_endpoints, option
 
 MAX_LIMIT = 10_000     # the control API's own bound on a page
@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
             args.admin_url = urls[0]
         urls = [load_endpoints(args)["admin"]["url"]]
     if args.format == "jsonl":
-        exports = ask_all("journal", urls, _query(args, None), read_lines, partial=args.partial, timeout=60)
-        lines = [ln + b"\n" for ln in exports[0][1] if ln.strip()] if len(urls) == 1 else \
-            [ln + b"\n" for ln in merge_exports(exports)]
-        _write(args, b"".join(lines))
+        if len(urls) == 1:          # the server's export as it is
+            raw = ask_all("journal", urls, _query(args, None), read_lines, partial=False, timeout=60)[0][1]
+            _write(args, b"".join(ln + b"\n" for ln in raw if ln.strip()))
+        else:
+            exports = ask_all("journal", urls, _query(args, None), read_jsonl, partial=args.partial, timeout=60)
+            _write(args, b"".join(ln + b"\n" for ln in merged(merge_exports, exports)))
         return 0
     if len(urls) == 1:
         since = args.since or "0"
@@ -79,12 +81,12 @@ def _merged_page(args: argparse.Namespace, urls: list[str]) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     pages = ask_all("journal", urls, [_query(args, cursor[n]) for n in names], read_json, partial=args.partial)
-    merged = merge_journal_pages(pages, cursor, args.limit)
+    page = merged(merge_journal_pages, pages, cursor, args.limit)
     asked = {name for name, _ in pages}
     # an instance that did not answer (--partial) is asked again from where it was next time
-    merged["cursor"] = {n: merged["cursor"].get(n, cursor[n]) if n in asked else cursor[n] for n in names}
-    merged["next_since"] = format_cursor(merged["cursor"])
-    _write(args, (json.dumps(merged, indent=2) + "\n").encode())
+    page["cursor"] = {n: page["cursor"].get(n, cursor[n]) if n in asked else cursor[n] for n in names}
+    page["next_since"] = format_cursor(page["cursor"])
+    _write(args, (json.dumps(page, indent=2) + "\n").encode())
     return 0
 
 

@@ -19,7 +19,7 @@ from pushsim.report import DEFAULTS, build_report, failing, load_policy
 from pushsim.report.html import PageInputs, page
 from pushsim.report.render import FORMATS, render
 
-from .instances import add_admin_flags, admin_urls, ask_all, read_lines
+from .instances import add_admin_flags, admin_urls, ask_all, merged, read_jsonl
 from .options import UsageError, add_server_flags, admin_get, load_endpoints, option
 
 
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         if any(isinstance(r, dict) and r.get("type") == "header" and "instances" in r for r in records):
             report = name_evidence(report, [r for r in records if isinstance(r, dict)])   # a merged export
     elif len(urls) > 1:
-        exports = ask_all("report", urls, "/journal?format=jsonl", read_lines, partial=args.partial, timeout=60)
-        records = [orjson.loads(line) for line in merge_exports(exports)]
+        exports = ask_all("report", urls, "/journal?format=jsonl", read_jsonl, partial=args.partial, timeout=60)
+        records = [orjson.loads(line) for line in merged(merge_exports, exports)]
         report = name_evidence(build_report(records, policy), records)
         source = f"{len(exports)} instances: {', '.join(name for name, _ in exports)}"
     else:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pushsim.multi_instance import merge_fleet, merge_stats, unbalanced
 
-from .instances import add_admin_flags, admin_urls, ask_all, read_json
+from .instances import add_admin_flags, admin_urls, ask_all, merged, read_json
 from .options import add_server_flags, admin_get, load_endpoints, option
 
 
@@ -114,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
 def run_merged(args: argparse.Namespace, urls: list[str]) -> int:
     """Several instances: their answers merged (pushsim/multi_instance.py)."""
     if args.fleet:
-        fleet = merge_fleet(ask_all("stats", urls, "/stats/fleet", read_json, partial=args.partial))
+        fleet = merged(merge_fleet, ask_all("stats", urls, "/stats/fleet", read_json, partial=args.partial))
         print(json.dumps(fleet, indent=2) if args.json else
               _fleet_text(fleet) + f"\n\ninstances ({len(fleet['instances'])}): {', '.join(fleet['instances'])}")
         return 0
-    stats = merge_stats(ask_all("stats", urls, "/stats", read_json, partial=args.partial))
+    stats = merged(merge_stats, ask_all("stats", urls, "/stats", read_json, partial=args.partial))
     print(json.dumps(stats, indent=2) if args.json else "\n".join([funnel_table(stats), "", *instances_table(stats)]))
     return 0

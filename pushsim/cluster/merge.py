@@ -291,4 +291,7 @@ def merge_fleet_stats(parts: list[dict[str, Any]], funnel: dict[str, Any]) -> di
         out["clock"] = parts[0]["clock"]
     if parts and "active_installs" in parts[0]:
         out["active_installs"] = sum(p.get("active_installs", 0) for p in parts)
+    states = [p["states"] for p in parts if isinstance(p.get("states"), dict)]
+    if states and isinstance(out.get("states"), dict):     # the census: counts add up, exact only if every part is
+        out["states"]["exact"] = all(bool(s.get("exact")) for s in states)
     return out

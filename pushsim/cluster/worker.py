@@ -59,6 +59,7 @@ class WorkerRole:
 
     def testbed_ready(self, testbed: Testbed) -> None:
         testbed.journal.allocate_ids(self.journal_id)
+        testbed.device_sim.shard = (self.me, self.workers)
         if testbed.device_sim.cohorts is not None:        # tally only the installs this worker owns
             testbed.device_sim.cohorts.shard = (self.me, self.workers)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -27,8 +26,6 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
-from h2.settings import SettingCodes, Settings
-from h2.stream import H2Stream
 from hyperframe.frame import GoAwayFrame
 
 from . import huffman
@@ -36,6 +33,7 @@ from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_r
     too_large_reply
 from .fields import MAX_HEADER_LIST, RequestLine, body_fits, check_request, check_trailers
 from .guard import ConnGuard
+from .h2_adapted import CONFIG, DEFAULT_MAX_STREAMS, MAX_STREAMS, Connection, ServerSettings
 from .limits import DEFAULT_LIMITS, EdgeLimits
 from .types import GOAWAY, RST_STREAM, STALL, TCP_RESET, ConnInfo, Headers, Reply, Service
 
@@ -43,89 +41,10 @@ log = logging.getLogger(__name__)
 
 huffman.install()
 
-DEFAULT_MAX_STREAMS = 1000
-MAX_STREAMS = SettingCodes.MAX_CONCURRENT_STREAMS
-
-# Real APNs announces exactly these (pushy#356); MAX_CONCURRENT_STREAMS comes from the service.
-APNS_SETTINGS: dict[SettingCodes, int] = {
-    SettingCodes.HEADER_TABLE_SIZE: 4096,
-    SettingCodes.INITIAL_WINDOW_SIZE: 65535,
-    SettingCodes.MAX_FRAME_SIZE: 16384,
-    SettingCodes.MAX_HEADER_LIST_SIZE: 8000,
-}
-
-# Validation/normalisation cost ~19% (perf-notes trick 2), and h2 makes a malformed request a
-# connection error; `fields.check_request` (shared with the fast engine) makes it a stream error.
-_CONFIG = H2Configuration(
-    client_side=False,
-    header_encoding=None,
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-)
-
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
 _SLICE = 16384   # input bytes handed to h2 per event-loop turn
 # A stream h2 no longer knows (closed, or purged from its table): nothing to send on it.
 _GONE = (StreamClosedError, StreamIDTooLowError)
-
-
-class _ServerSettings(Settings):
-    """Announces what APNs announces, and moves stream-limit enforcement out of h2.
-
-    h2 answers a stream over the limit with a connection-wide GOAWAY; APNs (and RFC 9113 §5.1.2)
-    refuse just that stream, so h2's own check is disabled and the engine sends REFUSED_STREAM.
-    """
-
-    def __init__(self, max_streams: int) -> None:
-        super().__init__(client=False, initial_values={**APNS_SETTINGS, MAX_STREAMS: max_streams})
-        # A server has no business announcing these; APNs sends only the five values above.
-        del self[SettingCodes.ENABLE_PUSH]
-        del self[SettingCodes.ENABLE_CONNECT_PROTOCOL]
-
-    @property
-    def enable_push(self) -> int:  # type: ignore[override]
-        return 0
-
-    @property
-    def max_concurrent_streams(self) -> int:  # type: ignore[override]
-        return 2**31
-
-
-class _LenientStream(H2Stream):
-    """h2's stream without its content-length check, which is a connection error in h2.
-
-    RFC 9113 §8.1.1 makes a content-length that does not match the body a stream error; the
-    engine checks it with `fields.body_fits` once the body is in, as the fast engine does.
-    """
-
-    def _initialize_content_length(self, headers: object) -> None:
-        self._expected_content_length = None
-
-
-class _Connection(H2Connection):
-    """h2 with its per-new-stream count made O(1), and streams without h2's content-length check.
-
-    h2 counts open inbound streams by scanning every stream it holds each time one opens (and
-    purges closed ones on the way): 16k streams opened in one read took 8-16 s. Its limit check is
-    disabled anyway (`_ServerSettings`), so the count is only needed for the purge, which is done
-    when the table has doubled since the last one: amortised O(1) per stream.
-    """
-
-    _purge_at = 64
-
-    @property
-    def open_inbound_streams(self) -> int:  # type: ignore[override]
-        if len(self.streams) > self._purge_at:
-            self._open_streams(1)
-            self._purge_at = max(64, 2 * len(self.streams))
-        return 0
-
-    def _begin_new_stream(self, stream_id, allowed_ids):  # type: ignore[no-untyped-def]
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream.__class__ = _LenientStream   # before h2 hands it the request's headers
-        return stream
 
 
 class _Stream:
@@ -190,8 +109,8 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             self._loop = asyncio.get_running_loop()
         except RuntimeError:                      # driven by hand (tests): each read in one go
             self._loop = None
-        h2 = self._h2 = _Connection(_CONFIG)
-        h2.local_settings = _ServerSettings(n)
+        h2 = self._h2 = Connection(CONFIG)
+        h2.local_settings = ServerSettings(n)
         # The announced 8000 is advisory (RFC 9113 §6.5.2), and h2 would apply it on the first
         # SETTINGS ack; both engines enforce the fast engine's limit instead.
         h2.decoder.max_header_list_size = MAX_HEADER_LIST

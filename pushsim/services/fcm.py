@@ -15,6 +15,7 @@ import logging
 import re
 from typing import Callable
 
+from device_sim.fleet import IOS
 from device_sim.notification import Notification
 from device_sim.tokens import TokenCodec
 from fake_fcm import delivery, errors
@@ -58,10 +59,14 @@ class FcmService:
         self.data_api = FcmDataApi(testbed, authority, (self.project_id, self.project_number))
         self.namer = MessageNamer(self.project_id)
         fleet = testbed.fleet
+        # Per-send facts read from the fleet's arrays inline (slot i // N; N = 1 unless partitioned):
+        # a Fleet method call per send would cost more than the lookup.
+        platform, fcm_ios, n = fleet.platform, fleet.fcm_ios, fleet.part_n
+        self._platform, self._part_n = platform, n
         self.rules = SendRules(authority, self.project_id, self.project_number, self.quotas, self.topics,
                                self.namer, self.resolver.resolve, self._fid_index,
-                               lambda i: i not in fleet.uninstalled and fleet.fcm_registered(i),
-                               lambda i: None if fleet.is_ios(i) else fleet.app_of(i).package)
+                               lambda i: i not in fleet.uninstalled and (platform[i // n] != IOS or fcm_ios[i // n]),
+                               lambda i: None if platform[i // n] == IOS else fleet.app_of(i).package)
         # Send paths already matched (raw :path → project, path text): the hot route is one dict lookup.
         self._send_paths: dict[bytes, tuple[str, str]] = {}
         self._fids: dict[str, int] = {}
@@ -229,7 +234,7 @@ class FcmService:
 
     def _submit(self, req: SendRequest, install: int, token: str, name: str, now: float,
                 payload: bytes) -> Notification:
-        d = delivery.for_apns(req, now) if self.testbed.fleet.is_ios(install) else \
+        d = delivery.for_apns(req, now) if self._platform[install // self._part_n] == IOS else \
             delivery.for_android(req, now)
         note = Notification("fcm", token, install, name, now, d.push_type, d.priority,
                             payload, d.expiration, d.collapse_id, d.content_available)

@@ -144,8 +144,27 @@ def test_dashboard_shows_the_funnel_moving_and_matches_stats(endpoints, page, tm
         assert _canvas_inked(page, "statuses") >= 50 and _canvas_inked(page, "latency") >= 50
         assert _canvas_inked(page, "delay") >= 50
         assert "receipt rate" in page.locator("#primer").inner_text()
+        _check_fleet_states(page, admin)
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def _check_fleet_states(page, admin: httpx.Client) -> None:
+    """The states panel shows, per platform, exactly the counts of the /stats/fleet answer it read,
+    and that answer counts the whole fleet (20 iOS + 10 Android, small enough to count exactly)."""
+    page.wait_for_function("window.pushsimDashboard.fleet && window.pushsimDashboard.fleet.states", timeout=10_000)
+    states = page.evaluate("window.pushsimDashboard.fleet.states")
+    live = admin.get("/stats/fleet").json()["states"]
+    assert states["exact"] and (states["ios"]["installs"], states["android"]["installs"]) == (20, 10)
+    assert (live["ios"]["installs"], live["android"]["installs"]) == (20, 10)
+    for platform in ("ios", "android"):
+        rows = page.locator(f"#states-{platform} .row")
+        shown = {rows.nth(i).locator("span").first.inner_text(): int(rows.nth(i).locator(".n").inner_text().replace(",", ""))
+                 for i in range(rows.count())}
+        want = {k.replace("_", " "): n for k, n in states[platform].items() if k != "installs" and n > 0}
+        assert shown == want, platform
+        assert shown.get("online", 0) + shown.get("offline", 0) == states[platform]["installs"]
+    assert "every install counted" in page.locator("#states-note").inner_text()
 
 
 def test_dashboard_files_come_from_the_package(server):

@@ -22,7 +22,7 @@ from device_sim.tokens import token_partition
 from pushsim.server import run_in_thread
 from tests.waiting import wait_until
 
-from _serve_helpers import ephemeral_config, provider_token
+from _serve_helpers import ephemeral_config, promtool_check, provider_token
 
 pytestmark = pytest.mark.timeout(60)
 N = 3
@@ -188,11 +188,18 @@ def test_firebase_admin_topic_across_partitions(dep: Deployment, monkeypatch: py
         messaging.send(messaging.Message(condition="'sports' in topics || 'news' in topics"), app=app)
         wait_until(lambda: all(len(dep.deliveries(i)) == (2 if i in chosen else 1 if i in (1, 5, 11) else 0)
                                for i in range(12)), "the condition message reached both topics' subscribers")
+        # unsubscribing another partition's token through this instance lands on its owner too
+        assert messaging.unsubscribe_from_topic([dep.fcm_token(8)], "news", app).success_count == 1
+        wait_until(lambda: dep.stats(1)["handoff"]["queued"] == 0, "the unsubscribe was handed over")
+        messaging.send(messaging.Message(topic="news"), app=app)
+        wait_until(lambda: all(len(dep.deliveries(i)) == 3 for i in chosen if i != 8),
+                   "the third message reached the remaining subscribers")
+        assert len(dep.deliveries(8)) == 2
         for k in range(N):
             s = dep.stats(k)
             assert balanced(s) and s["handoff"]["failed"] == 0, s
-        assert sum(dep.stats(k)["accepted"] for k in range(N)) == 6 + 9
-        assert dep.stats(1)["handoff"]["sent"] >= 2 * (N - 1)     # each message went to both peers
+        assert sum(dep.stats(k)["accepted"] for k in range(N)) == 6 + 9 + 5
+        assert dep.stats(1)["handoff"]["sent"] >= 3 * (N - 1)     # each message went to both peers
     finally:
         firebase_admin.delete_app(app)
 
@@ -219,6 +226,10 @@ def test_a_peer_that_is_down_is_counted_and_journaled(dep: Deployment) -> None:
     peer = [e for e in entries if e["service"] == "peer"]
     assert [(e["path"], e["reason"], e["message_id"], e["token"]) for e in peer] == \
         [("/peer/topic-message", "PeerUnavailable", name, dead)]
+    scrape = dep.admins[0].get("/metrics").text
+    failed = float(dep.stats(0)["handoff"]["peers"]["2"]["failed"])
+    assert f'pushsim_peer_handoffs_total{{peer="2",result="failed"}} {failed}' in scrape
+    promtool_check(scrape)
 
 
 @pytest.mark.parametrize("path,body,needle", [

@@ -49,7 +49,7 @@ send = st.tuples(
 @dataclass
 class Split:
     unsplit: list[dict[str, Any]]
-    exports: list[tuple[str, list[bytes]]]
+    exports: list[tuple[str, list[dict[str, Any]]]]
     funnels: list[dict[str, Any]]
 
 
@@ -112,7 +112,7 @@ def build(sends: list[tuple[Any, ...]], owners: list[int], k: int) -> Split:
     for j in range(k):
         mine = [row for row in rows if row[0] == j]
         recs = export(mine, lambda inst, slot: slot + 1, [i for i in range(INSTALLS) if owners[i] == j])
-        exports.append((f"10.0.0.{j}:2199", [orjson.dumps(r) for r in recs]))
+        exports.append((f"10.0.0.{j}:2199", recs))
         funnels.append(_funnel([r for r in recs if r["type"] == "accepted"],
                                [r for r in recs if r["type"] == "request" and r["status"] != 200]))
     return Split(unsplit, exports, funnels)
@@ -141,8 +141,8 @@ def test_a_split_ledger_merges_to_the_unsplit_one(sends: list[tuple[Any, ...]], 
     assert _comparable(got["findings"]) == _comparable(whole["findings"])
     # every piece of evidence names the instance that holds that id (and seq) at that time (here at = t)
     held: dict[tuple[str, str, int], float] = {}
-    for name, lines in split.exports:
-        for rec in map(orjson.loads, lines):
+    for name, recs in split.exports:
+        for rec in recs:
             if rec["type"] in ("request", "accepted"):
                 held[(name, rec["type"], rec["id" if rec["type"] == "request" else "seq"])] = rec["t"]
     for f in got["findings"]:

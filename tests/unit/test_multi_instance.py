@@ -2,10 +2,7 @@
 (pushsim/cli/instances.py): names, sums, cursors, namespaced ids, down instances."""
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -41,8 +38,11 @@ def test_fleet_stats_recompute_rates_over_the_sum() -> None:
         return {"funnel": {"accepted": acc, "rejected": {}, "delivered": dlv, "dropped": {}, "pending": {"q": acc - dlv}},
                 "background": {"started": 1, "succeeded": 1, "failed": 0, "killed": 0}, "active_installs": 2,
                 "task_duration": {"count": 1, "mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0}, "clock": "real"}
-    out = merge_fleet([("a:1", part(4, 4)), ("b:1", part(4, 0))])
+    exact = {**part(4, 0), "states": {"sampled": 3, "installs": 3, "exact": True, "ios": {"installs": 3}}}
+    sampled = {**part(4, 4), "states": {"sampled": 2, "installs": 9, "exact": False, "ios": {"installs": 9}}}
+    out = merge_fleet([("a:1", sampled), ("b:1", exact)])
     assert out["funnel"]["accepted"] == 8 and out["receipt_rate"] == 0.5 and out["active_installs"] == 4
+    assert out["states"] == {"sampled": 5, "installs": 12, "exact": False, "ios": {"installs": 12}}
     assert out["instances"] == ["a:1", "b:1"]
 
 
@@ -67,12 +67,12 @@ def test_a_merged_page_is_time_ordered_and_its_cursor_stops_where_it_stopped() -
     assert empty["cursor"] == {"a": 12, "b": 1}
 
 
-def _export(*recs: dict[str, Any]) -> list[bytes]:
-    return [orjson.dumps(r) for r in recs]
+def _export(*recs: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(recs)
 
 
 def test_merged_export_keeps_two_instances_connection_7_apart_and_names_evidence() -> None:
-    def inst(t: float, token: str) -> list[bytes]:
+    def inst(t: float, token: str) -> list[dict[str, Any]]:
         return _export({"type": "header", "accepted": 0, "now": 10.0},
                        *({"type": "request", "id": i, "t": t + i, "service": "apns", "token": token, "status": 400,
                           "reason": "BadTopic", "conn": 7, "sender": "T/K", "digest": "d"} for i in range(2)))
@@ -97,63 +97,68 @@ def test_one_instance_export_keeps_its_connections_and_order() -> None:
     assert [(r["instance_id"], r["conn"]) for r in merged if r["type"] == "request"] == [(4, 3), (9, 5)]
 
 
+def test_the_merged_header_carries_the_fleet_metrics_of_all_instances() -> None:
+    def header(acc: int, dlv: int, opens: int) -> list[dict[str, Any]]:
+        funnel = {"accepted": acc, "rejected": {}, "delivered": dlv, "dropped": {}, "pending": {"q": acc - dlv}}
+        return _export({"type": "header", "accepted": acc, "digest": "x", "complete": True,
+                        "metrics": {"funnel": funnel, "freshness": {"opens": opens, "fresh": opens, "ready": 0},
+                                    "active_installs": 1, "clock": "real"}})
+    head = orjson.loads(merge_exports([("a:1", header(4, 4, 1)), ("b:1", header(4, 0, 3))])[0])
+    assert head["accepted"] == 8 and head["digest"] is None and head["complete"] is True
+    m = head["metrics"]
+    assert m["funnel"]["accepted"] == 8 and m["receipt_rate"] == 0.5 and m["freshness"]["opens"] == 4
+    assert m["active_installs"] == 2
+
+
 # the CLI --------------------------------------------------------------------------------------------------
-class _Fake(http.server.BaseHTTPRequestHandler):
-    answers: dict[str, tuple[int, bytes]] = {}
-
-    def do_GET(self) -> None:   # noqa: N802 (http.server's name)
-        status, body = self.answers.get(self.path.split("?")[0], (404, b'{"error":"no route"}'))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+UP = "http://127.0.0.1:9"           # the stand-in answers for this one; any other URL is down
+ODD = "http://127.0.0.1:10"         # answers JSON that is no pushsim's
+STATS = {"accepted": 2, "rejected": {}, "delivered": 1, "dropped": {}, "pending": {"queued": 1}}
 
 
 @pytest.fixture
-def fake_instance() -> Iterator[str]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    _Fake.answers = {"/stats": (200, json.dumps({"accepted": 2, "rejected": {}, "delivered": 1, "dropped": {},
-                                                 "pending": {"queued": 1}}).encode())}
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+def one_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pushsim.cli.instances as instances
+
+    def get(url: str, timeout: float) -> bytes:
+        if url == UP + "/stats":
+            return json.dumps(STATS).encode()
+        if url == ODD + "/stats":
+            return b'{"accepted": {"not": "a count"}}'
+        if url == UP + "/journal?format=jsonl":
+            return b'{"type": "header"}\nnot json\n'
+        raise OSError("[Errno 111] Connection refused")
+    monkeypatch.setattr(instances, "_get", get)
 
 
-def _closed_port_url() -> str:
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}"
-
-
-def test_a_down_instance_is_a_usage_error_naming_it(fake_instance: str, capsys: pytest.CaptureFixture[str]) -> None:
-    down = _closed_port_url()
-    assert cli.main(["stats", "--admin", f"{fake_instance},{down}", "--json"]) == 2
+def test_a_down_instance_is_a_usage_error_naming_it(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
+    down = "http://127.0.0.1:7"
+    assert cli.main(["stats", "--admin", f"{UP},{down}", "--json"]) == 2
     err = capsys.readouterr().err
-    assert down.removeprefix("http://") in err and "--partial" in err and "Traceback" not in err
-    assert cli.main(["stats", "--admin", fake_instance, "--admin", down, "--json", "--partial"]) == 0
+    assert "instance 127.0.0.1:7 (http://127.0.0.1:7/stats) did not answer" in err and "--partial" in err
+    assert "127.0.0.1:9" not in err
+    assert cli.main(["stats", "--admin", UP, "--admin", down, "--json", "--partial"]) == 0
     got = capsys.readouterr()
-    assert json.loads(got.out)["accepted"] == 2 and "merged 1 of 2 instances" in got.err
-    assert cli.main(["stats", "--admin", down, "--admin", _closed_port_url(), "--partial"]) == 2   # none answered
+    assert json.loads(got.out)["accepted"] == 2 and "merged 1 of 2 instances (127.0.0.1:9)" in got.err
+    assert cli.main(["stats", "--admin", down, "--admin", "http://127.0.0.1:8", "--partial"]) == 2   # none answered
+    assert "127.0.0.1:8" in capsys.readouterr().err
 
 
-def test_an_error_answer_is_shown_with_the_instance(fake_instance: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _Fake.answers["/journal"] = (400, b'{"error":"unknown query parameter(s) \'nope\'"}')
-    assert cli.main(["journal", "--admin", f"{fake_instance},{fake_instance}/", "--where", "nope=1"]) == 2
+def test_an_export_that_is_not_jsonl_names_its_instance(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", "--admin", f"{UP},{UP}/"]) == 2
     err = capsys.readouterr().err
-    assert "HTTP 400" in err and "nope" in err
-    assert cli.main(["journal", "--admin", f"{fake_instance},{fake_instance}/", "--since", "what"]) == 2
+    assert "instance http://127.0.0.1:9 (http://127.0.0.1:9/journal?format=jsonl) answered, but not in JSON" in err
+    assert "Traceback" not in err
+
+
+def test_an_answer_of_the_wrong_shape_is_a_usage_error(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["stats", "--admin", f"{UP},{ODD}"]) == 2
+    err = capsys.readouterr().err
+    assert "do not merge" in err and "Traceback" not in err
+
+
+def test_a_bad_cursor_is_a_usage_error(one_up: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["journal", "--admin", f"{UP},http://127.0.0.1:7", "--since", "what"]) == 2
     assert "--since" in capsys.readouterr().err
 
 

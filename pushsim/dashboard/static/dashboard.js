@@ -183,6 +183,25 @@ function showFleet(f) {
     for (const [k, v] of Object.entries(f[platform] || {})) pairs.push([platform + ": " + k.replaceAll("_", " "), fmt(v)]);
   }
   kv("fleet", pairs);
+  state.fleet = f;
+  if (f.states) showStates(f.states);
+}
+
+// What the installs are doing now (device_sim.census): a share of each platform's installs per state;
+// an install counts in several states (online and dozing, say), so the bars do not add up to 100 %.
+const STATE_KIND = { online: "delivered", offline: "dropped", force_quit: "dropped", throttled: "pending",
+                     dozing: "pending", deferred_by_doze: "pending", stored_for_offline: "pending" };
+function showStates(st) {
+  for (const platform of ["ios", "android"]) {
+    const counts = st[platform] || {};
+    const rows = Object.entries(counts).filter(([k, n]) => k !== "installs" && n > 0)
+      .map(([k, n]) => [k.replaceAll("_", " "), STATE_KIND[k] || "", n]);
+    bars("states-" + platform, rows, counts.installs || 0);
+  }
+  const ios = (st.ios || {}).installs;
+  const budget = ios ? " · iOS background budget left: " + (st.ios_budget_tokens / ios).toFixed(2) + " wakes per install" : "";
+  document.getElementById("states-note").textContent = (st.exact
+    ? "every install counted" : "estimated from " + fmt(st.sampled) + " of " + fmt(st.installs) + " installs") + budget;
 }
 
 // /report: conformance findings ---------------------------------------------------------------------

@@ -162,3 +162,5 @@ def test_a_down_instance_fails_with_its_name_unless_partial(instances: list[Any]
     assert code == 2 and down.removeprefix("http://") in err and "Traceback" not in err
     code, out, err = _run(capsys, "stats", *_admin_args(instances), "--admin", down, "--partial", "--json")
     assert code == 0 and "merged 3 of 4" in err and json.loads(out)["accepted"] == 3 * (2 + ONE_SHOT_CONNECTIONS)
+    code, _, err = _run(capsys, "journal", *_admin_args(instances), "--where", "nope=1")   # the instances' own 400
+    assert code == 2 and "HTTP 400" in err and "nope" in err and all(u in err for u in _urls(instances))
