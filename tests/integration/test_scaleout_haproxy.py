@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -205,8 +206,9 @@ def test_fcm_send_through_the_proxy_is_accepted_by_exactly_its_owner(fresh: Depl
     sent: dict[int, list[tuple[str, str]]] = {k: [] for k in range(N)}
     tls = httpx.Client(http2=True, verify=ssl.create_default_context(cafile=dep.ca_file), timeout=10)
     h1 = httpx.Client(timeout=10)                     # HTTP/1.1 on the cleartext port
-    with tls, h1:
-        for client, base in ((tls, dep.url("fcm")), (h1, dep.url("fcm-h2c"))):
+    h1_tls = httpx.Client(verify=ssl.create_default_context(cafile=dep.ca_file), timeout=10)   # ALPN http/1.1
+    with tls, h1, h1_tls:
+        for client, base in ((tls, dep.url("fcm")), (h1, dep.url("fcm-h2c")), (h1_tls, dep.url("fcm"))):
             bearer = {"authorization": f"Bearer {_access_token(dep, base, client)}"}
             for k in range(N):
                 for tok in tokens["android"][k] if client is tls else tokens["android"][k][:2]:
@@ -217,7 +219,7 @@ def test_fcm_send_through_the_proxy_is_accepted_by_exactly_its_owner(fresh: Depl
             assert client.post(f"{base}/v1/projects/{project}/messages:send", headers=bearer,
                                json={"message": {"token": "junk", "data": {}}}).status_code in (400, 404)
     for k in range(N):
-        assert dep.admin(k).get("/stats").json()["accepted"] == len(sent[k]) == len(tokens["android"][k]) + 2
+        assert dep.admin(k).get("/stats").json()["accepted"] == len(sent[k]) == len(tokens["android"][k]) + 4
         mine = [t for t in _journal_tokens(dep, k, "fcm") if t != "junk"]   # junk: any instance, round robin
         assert sorted(mine) == sorted(t for t, _ in sent[k])
         for tok, mid in sent[k]:
@@ -275,3 +277,18 @@ def test_firebase_admin_sends_and_topic_messages_reach_every_partition(fresh: De
     merged = _merged_stats(dep)
     assert merged["accepted"] == N + 2 * N          # N direct sends; two messages to N subscribers
     assert [dep.admin(k).get("/stats").json()["accepted"] for k in range(N)] == [3] * N
+
+
+def test_every_prometheus_target_answers(dep: Deployment) -> None:
+    """The generated scrape config names every instance's /metrics (labelled by partition) and HAProxy's."""
+    text = (dep.proxy_dir / "prometheus.yml").read_text()
+    targets = re.findall(r'- targets: \["([^"]+)"\](?:\n\s+labels: \{partition: "(\d+)")?', text)
+    assert [(t, k) for t, k in targets] == [
+        *((f"127.0.0.1:{u.rsplit(':', 1)[1]}", str(k)) for k, u in enumerate(dep.admin_urls)),
+        (f"127.0.0.1:{dep.ports['stats']}", "")]
+    for target, k in targets:
+        body = httpx.get(f"http://{target}/metrics", timeout=10).text
+        assert ("pushsim_accepted_total" if k else "haproxy_process_") in body
+        if k:
+            devices = re.search(r"^pushsim_devices (\S+)$", body, re.M)
+            assert devices and float(devices.group(1)) == 20      # 60 installs, a third each
