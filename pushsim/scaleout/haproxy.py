@@ -51,10 +51,6 @@ class ProxySettings:
     # not a mix (docs/scale-out.md). safe/always share them: less CPU per request, one sender only.
     http_reuse: str = "never"
 
-    def listeners(self) -> dict[str, int]:
-        return {"apns": self.apns_port, "apns-h2c": self.apns_h2c_port, "fcm": self.fcm_port,
-                "fcm-h2c": self.fcm_h2c_port, "stats": self.stats_port}
-
 
 def check_partitions(instances: Sequence[Instance], partitions: int) -> None:
     """Instance K serves partition K: exactly one instance per partition. One partition is one
