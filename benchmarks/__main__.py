@@ -83,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
     so.add_argument("--streams", "-m", type=int, default=100, help="streams in flight per connection (default 100)")
     so.add_argument("--tokens", type=int, default=300, help="distinct iOS tokens, taken round the partitions")
     so.add_argument("--devices", type=int, default=600, help="iOS installs of each deployment's fleet")
+    so.add_argument("--http-reuse", choices=["never", "safe", "always"], default="never",
+                    help="passed to `pushsim proxy-config --http-reuse` (default never)")
     so.add_argument("--json", metavar="PATH", help="write every number, machine-readable")
     return ap
 

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import h2load
-from benchmarks.processes import PUSHSIM, cpu_between, free_port, start_pushsim, stop, tree_cpu, wait_port
+from benchmarks.processes import PUSHSIM, cpu_between, fixed_free_port, start_pushsim, stop, tree_cpu, wait_port
 from benchmarks.workloads import apns_payload
 from device_sim.tokens import token_partition
 from pushsim.cli.sender_auth import apns_provider_token
 
 PROXY_PORTS = ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")
+_TAKEN: set[int] = set()             # ports handed out in this run (none is handed out twice)
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Setup:
 
 def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -> list[dict]:
     """n instances of one deployment: n = 1 unpartitioned, else `--partition K/n --peers ...`."""
-    admin = [free_port() for _ in range(n)]
+    admin = [fixed_free_port(_TAKEN) for _ in range(n)]
     peers = ",".join(f"http://127.0.0.1:{p}" for p in admin)
     out = []
     for k in range(n):
@@ -66,13 +67,13 @@ def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -
     return out
 
 
-def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict]) -> tuple[int, str]:
+def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str) -> tuple[int, str]:
     n = len(instances)
-    ports = {name: free_port() for name in PROXY_PORTS}
+    ports = {name: fixed_free_port(_TAKEN) for name in PROXY_PORTS}
     out = tmp / f"n{n}" / "proxy"
     specs = ",".join(f"@{i['ep_file']}" for i in instances)
     cmd = [PUSHSIM, "proxy-config", "--partitions", str(n), "--instances", specs, "--out", str(out),
-           "--state-dir", str(instances[0]["dir"]),
+           "--state-dir", str(instances[0]["dir"]), "--http-reuse", http_reuse,
            *(a for name, p in ports.items() for a in (f"--{name}-port", str(p)))]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     log = (tmp / f"haproxy-{n}.log").open("wb")
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         single = deployments[1][0]
         setups.append(Setup("direct", single["endpoints"]["apns"]["h2c_url"], [single["pid"]]))
         for n, inst in deployments.items():
-            pid, url = _haproxy(stack, tmp, inst)
+            pid, url = _haproxy(stack, tmp, inst, args.http_reuse)
             setups.append(Setup(f"proxy-{n}", url, [pid, *(i["pid"] for i in inst)], proxy=True))
         toks = {n: _tokens(inst, args.tokens) for n, inst in deployments.items()}
         for s in setups:
@@ -146,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
         load = h2load.Load(uris=setups[0].uris, body=apns_payload(tmp), headers=headers,   # type: ignore[arg-type]
                            clients=args.clients, streams=args.streams)
         print(f"scaleout: APNs h2c, h2load -c {args.clients} -m {args.streams}, {args.seconds:g} s timed runs "
-              f"(+1 s warm-up), {args.runs} rounds, {args.tokens} tokens round the partitions; load average "
-              f"{os.getloadavg()[0]:.2f}")
+              f"(+1 s warm-up), {args.runs} rounds, {args.tokens} tokens round the partitions, http-reuse "
+              f"{args.http_reuse}; load average {os.getloadavg()[0]:.2f}")
         for s in setups:                                          # warm-up: caches, JIT-free but first flights
             _measure(s, load, 1.0, tmp)
         for i in range(args.runs):
@@ -161,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
                       f"µs/req ({r['server_cpu_share']:.0%}; HAProxy {r['haproxy_cpu_us_per_req']:.1f}){bad}",
                       flush=True)
         results = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_end": os.getloadavg(),
-                   "clients": args.clients, "streams": args.streams, "seconds": args.seconds, "rows": {}}
+                   "clients": args.clients, "streams": args.streams, "seconds": args.seconds,
+                   "http_reuse": args.http_reuse, "rows": {}}
         direct = None
         print(f"\n{'row':<10} {'median req/s':>12} {'vs direct':>10} {'server µs/req':>14} {'of it HAProxy':>14}"
               "  per round")

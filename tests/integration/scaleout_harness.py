@@ -20,15 +20,10 @@ from typing import Any
 
 import httpx
 
+from benchmarks.processes import fixed_free_port
 from pushsim.cli import main as pushsim_main
 
 PUSHSIM = str(Path(sys.executable).with_name("pushsim"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, deadline: float, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -103,7 +98,8 @@ def start(root: Path, partitions: int = 3, devices: str = "ios=30,android=30", s
           extra: tuple[str, ...] = (), haproxy: bool = True, timeout: float = 30.0) -> Deployment:
     state = root / "state"
     subprocess.run([PUSHSIM, "creds", "--state-dir", str(state)], check=True, capture_output=True, timeout=60)
-    admin_ports = [free_port() for _ in range(partitions)]
+    taken: set[int] = set()
+    admin_ports = [fixed_free_port(taken) for _ in range(partitions)]
     peers = ",".join(f"http://127.0.0.1:{p}" for p in admin_ports)
     procs: list[subprocess.Popen[bytes]] = []
     dep = Deployment(root, [], procs, root / "proxy", {})
@@ -133,7 +129,8 @@ def start(root: Path, partitions: int = 3, devices: str = "ios=30,android=30", s
 
 
 def start_proxy(dep: Deployment, deadline: float) -> None:
-    dep.ports = {name: free_port() for name in ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")}
+    taken = set(int(u.rsplit(":", 1)[1]) for u in dep.admin_urls)
+    dep.ports = {name: fixed_free_port(taken) for name in ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")}
     specs = ",".join(f"@{f}" for f in dep.endpoint_files)
     code = pushsim_main(["proxy-config", "--partitions", str(len(dep.instances)), "--instances", specs,
                          "--out", str(dep.proxy_dir), "--state-dir", str(dep.root / "state"),
