@@ -3,7 +3,8 @@
 Routing (docs/scale-out.md has the why of each line):
 - APNs `POST /3/device/<token>`: the token's first 4 hex characters name its partition
   (`device_sim.tokens.apns_partition_prefix`), looked up in `apns.map` → that partition's backend.
-- FCM `…/messages:send`: the request body is buffered and `message.token` read with `json_query`;
+- FCM `…/messages:send`: the request body is buffered and `message.token` (or `message.fid`) read
+  with `json_query`;
   the first 2 characters of its instance-id part name the partition (`fcm.map`). The per-token FCM
   paths (`/iid/info/<token>`, `…/registrations/<token>/topicSubscriptions`) route on the path.
 - Everything else — topic and condition sends, OAuth `/token`, IID batchAdd/batchRemove, a token
@@ -158,6 +159,9 @@ def _fcm_rules(d: str, scheme: str) -> list[str]:
         "{ req.hdr(host) -m found }",
         f"    http-request set-var({owner}) req.body,json_query('$.message.token'),bytes(0,2),"
         f"map_str({fcm_map}) if METH_POST {{ path_end /messages:send }}",
+        # or `fid`, the token's instance-id part (what newer firebase-admin sends; Message.token is deprecated)
+        f"    http-request set-var({owner}) req.body,json_query('$.message.fid'),bytes(0,2),"
+        f"map_str({fcm_map}) if METH_POST {{ path_end /messages:send }} !{{ var({owner}) -m found }}",
         f"    http-request set-var({owner}) path,field(4,/),bytes(0,2),map_str({fcm_map}) "
         "if { path_beg /iid/info/ }",
         f"    http-request set-var({owner}) path,field(5,/),bytes(0,2),map_str({fcm_map}) "

@@ -3,8 +3,9 @@ writes, driven by real clients through the proxy (httpx over h2 and HTTP/1.1, ai
 
 Asserted: every install is reachable through the proxy (all of them are pushed to); each push is
 accepted by exactly the owner of its token (the other instances neither count nor journal it); a
-token whose prefix names another partition is answered as an unknown token; topic messages reach subscribers in every partition; the
-merged /stats (`pushsim stats` over the three control APIs) is the sum of the instances and balanced.
+token whose prefix names another partition is answered as an unknown token; topic messages reach
+subscribers in every partition; the merged /stats (`pushsim stats` over the three control APIs) is
+the sum of the instances and balanced.
 """
 from __future__ import annotations
 
@@ -207,19 +208,22 @@ def test_fcm_send_through_the_proxy_is_accepted_by_exactly_its_owner(fresh: Depl
     tls = httpx.Client(http2=True, verify=ssl.create_default_context(cafile=dep.ca_file), timeout=10)
     h1 = httpx.Client(timeout=10)                     # HTTP/1.1 on the cleartext port
     h1_tls = httpx.Client(verify=ssl.create_default_context(cafile=dep.ca_file), timeout=10)   # ALPN http/1.1
-    with tls, h1, h1_tls:
-        for client, base in ((tls, dep.url("fcm")), (h1, dep.url("fcm-h2c")), (h1_tls, dep.url("fcm"))):
+    h2c = httpx.Client(http1=False, http2=True, timeout=10)     # h2 prior knowledge on the cleartext port
+    with tls, h1, h1_tls, h2c:
+        for client, base in ((tls, dep.url("fcm")), (h1, dep.url("fcm-h2c")), (h1_tls, dep.url("fcm")),
+                             (h2c, dep.url("fcm-h2c"))):
             bearer = {"authorization": f"Bearer {_access_token(dep, base, client)}"}
             for k in range(N):
                 for tok in tokens["android"][k] if client is tls else tokens["android"][k][:2]:
                     r = client.post(f"{base}/v1/projects/{project}/messages:send", headers=bearer,
                                     json={"message": {"token": tok, "data": {"k": str(k)}}})
-                    assert r.status_code == 200, r.text
+                    assert (r.status_code, r.http_version) == (200, "HTTP/1.1" if client in (h1, h1_tls) else
+                                                               "HTTP/2"), r.text
                     sent[k].append((tok, r.json()["name"].rsplit("/", 1)[1]))
             assert client.post(f"{base}/v1/projects/{project}/messages:send", headers=bearer,
                                json={"message": {"token": "junk", "data": {}}}).status_code in (400, 404)
     for k in range(N):
-        assert dep.admin(k).get("/stats").json()["accepted"] == len(sent[k]) == len(tokens["android"][k]) + 4
+        assert dep.admin(k).get("/stats").json()["accepted"] == len(sent[k]) == len(tokens["android"][k]) + 6
         mine = [t for t in _journal_tokens(dep, k, "fcm") if t != "junk"]   # junk: any instance, round robin
         assert sorted(mine) == sorted(t for t, _ in sent[k])
         for tok, mid in sent[k]:
@@ -256,10 +260,12 @@ def test_firebase_admin_sends_and_topic_messages_reach_every_partition(fresh: De
 
     dep = fresh
     direct = [tokens["android"][k][2] for k in range(N)]
-    with warnings.catch_warnings():                   # Message.token: deprecated for `fid`, still what is sent
+    fid = direct[0].split(":", 1)[0]                  # a Firebase installation id: the token's instance-id part
+    ids = [messaging.send(messaging.Message(fid=fid, data={"n": "1"}), app=firebase_app).rsplit("/", 1)[1]]
+    with warnings.catch_warnings():                   # Message.token: deprecated for `fid`, still sent by many
         warnings.simplefilter("ignore", DeprecationWarning)
-        ids = [messaging.send(messaging.Message(token=t, data={"n": "1"}), app=firebase_app).rsplit("/", 1)[1]
-               for t in direct]
+        ids += [messaging.send(messaging.Message(token=t, data={"n": "1"}), app=firebase_app).rsplit("/", 1)[1]
+                for t in direct[1:]]
     for k, (tok, mid) in enumerate(zip(direct, ids)):
         wait_until(lambda: _owner_saw(dep, k, tok, mid), f"instance {k} holds the firebase-admin message")
     subscribers = [tokens["android"][k][3] for k in range(N)]

@@ -2,8 +2,9 @@
 FCM tokens to the backend of partition index % N, and every backend a rule can name is defined.
 
 `route_apns` / `route_fcm` follow the generated sample expressions step by step
-(`path,field(4,/),bytes(0,4),lower,map_str(apns.map,apns_any)`; `req.body,json_query('$.message.token'),
-bytes(0,2),map_str(fcm.map)`); the integration test runs the real HAProxy on the same text.
+(`path,field(4,/),bytes(0,4),lower,map_str(apns.map,apns_any)`;
+`req.body,json_query('$.message.token'),bytes(0,2),map_str(fcm.map)`, then the same on
+`$.message.fid`); the integration test runs the real HAProxy on the same text.
 """
 from __future__ import annotations
 
@@ -30,11 +31,16 @@ def route_apns(path: str, apns_map: dict[str, str]) -> str:
 
 
 def route_fcm(body: str, fcm_map: dict[str, str]) -> str:
+    """`message.token`, else `message.fid` (the second rule runs only when the first found no owner)."""
     try:
-        token = json.loads(body)["message"]["token"]
+        msg = json.loads(body)["message"]
     except (ValueError, KeyError, TypeError):
         return "fcm_any"
-    return fcm_map.get(token[:2], "fcm_any") if isinstance(token, str) else "fcm_any"
+    for key in ("token", "fid"):
+        token = msg.get(key) if isinstance(msg, dict) else None
+        if isinstance(token, str) and token[:2] in fcm_map:
+            return fcm_map[token[:2]]
+    return "fcm_any"
 
 
 def _instances(n: int) -> list[Instance]:
@@ -43,18 +49,20 @@ def _instances(n: int) -> list[Instance]:
 
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(2, MAX_PARTITIONS), seed=st.integers(0, 2**32), index=st.integers(0, 2**40),
-       upper=st.booleans())
-@example(n=2, seed=0, index=0, upper=False)
-@example(n=65, seed=1, index=64, upper=True)            # past 64: the FCM prefix's first character moves
-@example(n=MAX_PARTITIONS, seed=0, index=MAX_PARTITIONS - 1, upper=False)
-def test_tokens_route_to_their_partition(n: int, seed: int, index: int, upper: bool) -> None:
+       upper=st.booleans(), key=st.sampled_from(["token", "fid"]))
+@example(n=2, seed=0, index=0, upper=False, key="token")
+@example(n=65, seed=1, index=64, upper=True, key="fid")   # past 64: the FCM prefix's first character moves
+@example(n=MAX_PARTITIONS, seed=0, index=MAX_PARTITIONS - 1, upper=False, key="token")
+def test_tokens_route_to_their_partition(n: int, seed: int, index: int, upper: bool, key: str) -> None:
     maps = map_files(n)
     apns_map, fcm_map = _map(maps["apns.map"]), _map(maps["fcm.map"])
     codec = make_codec(seed, n)
     k = index % n
     apns = codec.apns_token(index)
     assert route_apns(f"/3/device/{apns.upper() if upper else apns}", apns_map) == f"apns_p{k}"
-    body = json.dumps({"message": {"data": {"x": "y"}, "token": codec.fcm_token(index)}})
+    token = codec.fcm_token(index)
+    target = token if key == "token" else token.split(":", 1)[0]     # an fid is the instance-id part
+    body = json.dumps({"message": {"data": {"x": "y"}, key: target}})
     assert route_fcm(body, fcm_map) == f"fcm_p{k}"
 
 

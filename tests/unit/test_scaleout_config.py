@@ -100,7 +100,7 @@ def test_config_has_a_backend_per_partition_and_a_round_robin_one() -> None:
     assert "bind 0.0.0.0:443 ssl crt /etc/pushsim-proxy/tls.pem alpn h2 proto h2" in text
     assert "bind 0.0.0.0:4433 ssl crt /etc/pushsim-proxy/tls.pem alpn h2,http/1.1" in text
     assert "map_str(/etc/pushsim-proxy/apns.map,apns_any)" in text
-    assert text.count("json_query('$.message.token')") == 2      # both FCM frontends
+    assert text.count("json_query('$.message.token')") == text.count("json_query('$.message.fid')") == 2
     assert "http-reuse never" in text
     assert "http-reuse safe" in haproxy_config(THREE, "/p", ProxySettings(http_reuse="safe"))
     with pytest.raises(ValueError, match="http_reuse"):
