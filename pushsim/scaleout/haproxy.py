@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from device_sim.tokens import MAX_PARTITIONS, apns_partition_prefix, fcm_partition_prefix
+from fake_fcm.errors import BY_CODE as FCM_ERRORS
 
 from .instances import Instance
 
@@ -107,6 +108,9 @@ def haproxy_config(instances: Sequence[Instance], files_dir: str,
         f"    timeout client {s.client_timeout}s",
         f"    timeout http-request {s.request_timeout}s",
         f"    timeout server {s.server_timeout}s",
+        # one more connect after a refused one (1 s later), not HAProxy's 3: an instance that is down
+        # costs a sender ~1 s per request until its health check fails (~4 s), then 503 at once
+        "    retries 1",
         f"    http-reuse {s.http_reuse}",
         "",
         "frontend apns",
@@ -135,8 +139,8 @@ def haproxy_config(instances: Sequence[Instance], files_dir: str,
     ]
     for service, port_of in (("apns", lambda i: i.apns_h2c), ("fcm", lambda i: i.fcm_h2c)):
         for k, inst in enumerate(instances):
-            out += [f"backend {service}_p{k}", _server(k, inst, port_of(inst)), ""]
-        out += [f"backend {service}_any", "    balance roundrobin",
+            out += [f"backend {service}_p{k}", _unavailable(service), _server(k, inst, port_of(inst)), ""]
+        out += [f"backend {service}_any", "    balance roundrobin", _unavailable(service),
                 *(_server(k, inst, port_of(inst)) for k, inst in enumerate(instances)), ""]
     return "\n".join(out)
 
@@ -169,6 +173,13 @@ def _fcm_rules(d: str, scheme: str) -> list[str]:
         f"    use_backend %[var({owner})] if {{ var({owner}) -m found }}",
         "    default_backend fcm_any",
     ]
+
+
+def _unavailable(service: str) -> str:
+    # An instance that is down: the 503 the real service sends when it is unavailable, with its body
+    # (APNs `ServiceUnavailable`, FCM's google.rpc.Status `UNAVAILABLE`), not HAProxy's HTML page.
+    body = b'{"reason":"ServiceUnavailable"}' if service == "apns" else FCM_ERRORS["UNAVAILABLE"]().body
+    return f"    http-error status 503 content-type application/json string '{body.decode()}'"
 
 
 def _server(k: int, inst: Instance, port: int) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -298,3 +299,34 @@ def test_every_prometheus_target_answers(dep: Deployment) -> None:
         if k:
             devices = re.search(r"^pushsim_devices (\S+)$", body, re.M)
             assert devices and float(devices.group(1)) == 20      # 60 installs, a third each
+
+
+def test_an_instance_that_is_down_gets_the_real_services_unavailable_answer(tmp_path: Path) -> None:
+    """No instance listens: HAProxy answers 503 with the body APNs / FCM send when unavailable."""
+    from benchmarks.processes import fixed_free_port
+    from pushsim.cli import main as pushsim_main
+    from pushsim.credentials import ensure_credentials
+    from tests.integration.scaleout_harness import _wait_port, stop
+
+    ensure_credentials(tmp_path / "state")
+    taken: set[int] = set()
+    dead = ",".join(f"127.0.0.1:{fixed_free_port(taken)}/{fixed_free_port(taken)}/{fixed_free_port(taken)}"
+                    for _ in range(2))
+    ports = {name: fixed_free_port(taken) for name in ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")}
+    assert pushsim_main(["proxy-config", "--partitions", "2", "--instances", dead, "--out", str(tmp_path / "p"),
+                         "--state-dir", str(tmp_path / "state"),
+                         *(a for name, p in ports.items() for a in (f"--{name}-port", str(p)))]) == 0
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "p" / "haproxy.cfg")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for port in ports.values():
+            _wait_port(port, time.monotonic() + 10, proc, "haproxy")
+        with httpx.Client(http1=False, http2=True, timeout=10) as h2c:
+            r = h2c.post(f"http://127.0.0.1:{ports['apns-h2c']}/3/device/0001{'ab' * 30}", content=ALERT)
+            assert (r.status_code, r.json()) == (503, {"reason": "ServiceUnavailable"})
+        r = httpx.post(f"http://127.0.0.1:{ports['fcm-h2c']}/v1/projects/p/messages:send", timeout=10,
+                       json={"message": {"token": "AB" + "x" * 20 + ":APA91b" + "y" * 140}})
+        assert r.status_code == 503 and r.json()["error"]["status"] == "UNAVAILABLE"
+        assert r.json()["error"]["details"][0]["errorCode"] == "UNAVAILABLE"
+    finally:
+        stop(proc, signal.SIGUSR1)

@@ -93,8 +93,10 @@ def test_config_has_a_backend_per_partition_and_a_round_robin_one() -> None:
     for service, port in (("apns", 0), ("fcm", 1)):
         for k, inst in enumerate(THREE):
             addr = inst.address((inst.apns_h2c, inst.fcm_h2c)[port])
-            block = text.split(f"\nbackend {service}_p{k}\n", 1)[1].split("\n\n", 1)[0]
-            assert block.strip() == f"server p{k} {addr} proto h2 check port {inst.admin} inter 2s fall 2 rise 1"
+            block = text.split(f"\nbackend {service}_p{k}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+            assert [line.split()[0] for line in block] == ["http-error", "server"]
+            assert block[1].strip() == f"server p{k} {addr} proto h2 check port {inst.admin} inter 2s fall 2 rise 1"
+            assert ("ServiceUnavailable" if service == "apns" else '"status":"UNAVAILABLE"') in block[0]
         any_block = text.split(f"\nbackend {service}_any\n", 1)[1].split("\n\n", 1)[0]
         assert "balance roundrobin" in any_block and any_block.count(" proto h2 ") == 3
     assert "bind 0.0.0.0:443 ssl crt /etc/pushsim-proxy/tls.pem alpn h2 proto h2" in text
