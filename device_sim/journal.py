@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .notification import Notification
@@ -24,6 +24,8 @@ DETAIL_BUDGET = 64 << 20   # bytes of headers + bodies the whole journal may hol
 _HEADER_COST = 160         # bytes a (name, value) tuple of two short bytes objects costs, roughly
 _ENTRY_COST = 64           # what keeping an entry's detail costs at least (its place in the queue)
 _REDACTED = "<redacted>"
+GOAWAY_LIMIT = 10_000      # GOAWAY records kept (one per connection that got one; the oldest go first)
+LATE_TIMES = 20            # arrival times kept per GOAWAY of the streams opened after it (the count is exact)
 _SECRET = (b"authorization", b"proxy-authorization")
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -122,6 +124,34 @@ def _cost(e: Entry) -> int:
     return _ENTRY_COST + (len(body) if body is not None else 0) + (_HEADER_COST * len(headers) if headers else 0)
 
 
+@dataclass(slots=True)
+class Goaway:
+    """A GOAWAY the server sent on a connection, and the streams the client opened after it.
+
+    Streams above `last_stream_id` are ignored on the wire (RFC 9113 §6.8: never answered, so
+    never journaled as requests); the engines count them here, which is all that can be observed
+    of a client that did not take the GOAWAY as the end of the connection."""
+    t: float                  # wall seconds it was sent
+    service: str
+    conn: int | None          # the connection's id (as journal entries show it)
+    sender: str | None
+    last_stream_id: int
+    code: int                 # HTTP/2 error code (0 NO_ERROR, 11 ENHANCE_YOUR_CALM, ...)
+    debug: str                # the debug data, e.g. {"reason":"Shutdown"} (bounded)
+    late: int = 0             # streams opened above last_stream_id after it
+    late_t: list[float] = field(default_factory=list)   # wall times of the first LATE_TIMES of them
+
+    def stream_after(self, t: float) -> None:
+        self.late += 1
+        if len(self.late_t) < LATE_TIMES:
+            self.late_t.append(t)
+
+    def to_json(self) -> dict[str, object]:
+        return {"t": self.t, "service": self.service, "conn": self.conn, "sender": self.sender,
+                "last_stream_id": self.last_stream_id, "code": self.code, "debug": self.debug,
+                "late": self.late, "late_t": list(self.late_t)}
+
+
 FILTERS = ("token", "service", "status", "reason", "push_type", "sender", "connection")
 
 
@@ -178,6 +208,7 @@ class Journal:
         self.next_id = 0
         self._detailed: deque[Entry] = deque()   # entries holding headers/body, oldest first
         self.detail_bytes = 0
+        self.goaways: deque[Goaway] = deque(maxlen=GOAWAY_LIMIT)
 
     def add(self, t: float, service: str, method: str, path: str, token: str | None, status: int,
             reason: str | None, message_id: str | None, note: Notification | None = None,
@@ -204,6 +235,13 @@ class Journal:
             if self.detail_bytes > self.detail_budget:
                 self._shed()
         return e
+
+    def goaway(self, t: float, service: str, conn: int | None, sender: str | None, last_stream_id: int,
+               code: int, debug: bytes) -> Goaway:
+        """Record a GOAWAY sent on a connection (rare: at most one record per connection)."""
+        g = Goaway(t, service, conn, sender, last_stream_id, code, debug[:PAYLOAD_LIMIT].decode("utf-8", "replace"))
+        self.goaways.append(g)
+        return g
 
     def _shed(self) -> None:
         """Over budget: the oldest entries give up their headers and body (their size stays known)."""

@@ -69,6 +69,11 @@ def export_jsonl(world: World) -> Iterator[str]:
         d = e.to_json(digest=True)     # headers and payload text stay out: the export stays small
         d["type"], d["at"] = "request", device(e.t)
         yield orjson.dumps(d).decode() + "\n"
+    for g in list(world.journal.goaways):     # GOAWAYs sent, and the streams opened after them
+        d = g.to_json()
+        d["type"], d["at"] = "goaway", device(g.t)
+        d["late_at"] = [device(x) for x in g.late_t]
+        yield orjson.dumps(d).decode() + "\n"
     app = sim.app
     for index in sorted(sim.devices):
         dev = sim.devices[index]

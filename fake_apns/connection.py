@@ -11,7 +11,7 @@ from .certs import CertAuth, cert_auth_from_der
 
 
 class ApnsConnection:
-    __slots__ = ("cert_der", "cert", "tokens", "max_streams", "id", "sender")
+    __slots__ = ("cert_der", "cert", "tokens", "max_streams", "id", "sender", "goaway")
 
     def __init__(self, cert_der: bytes | None, max_streams: int, conn_id: int = 0) -> None:
         self.cert_der = cert_der
@@ -23,6 +23,7 @@ class ApnsConnection:
         self.cert: CertAuth | None = cert_auth_from_der(cert_der) if cert_der else None
         self.tokens = TokenState()
         self.max_streams = initial_max_streams(cert_der is not None, max_streams)
+        self.goaway: object | None = None   # the journal's record of the GOAWAY we sent on it, if any
 
 
 def initial_max_streams(has_cert: bool, max_streams: int) -> int:

@@ -7,7 +7,7 @@ Each instance is named by its control API's `host:port` (what Prometheus calls t
 
 - `/stats`: the funnels summed (every reason of rejected / dropped / pending, `in-transit` included),
   so accepted = delivered + dropped + pending holds for the sum because it holds for each part;
-  `per_instance` keeps the parts.
+  partitions' hand-off counters summed (`merge_handoffs`); `per_instance` keeps the parts.
 - `/stats/fleet`: counters summed, rates recomputed (cluster/merge.py `merge_fleet_stats`).
 - `/journal` pages: time-ordered, every entry tagged with its `instance` (its `id` stays the
   instance's own, so `GET /journal` on that instance finds it); the cursor is one `since` per
@@ -30,8 +30,8 @@ import orjson
 
 from pushsim.cluster.merge import merge_fleet_stats, merge_funnels, merge_jsonl, unbalanced
 
-__all__ = ["Cursor", "format_cursor", "instance_names", "merge_exports", "merge_fleet", "merge_journal_pages",
-           "merge_stats", "name_evidence", "parse_cursor", "unbalanced"]
+__all__ = ["Cursor", "format_cursor", "instance_names", "merge_exports", "merge_fleet", "merge_handoffs",
+           "merge_journal_pages", "merge_stats", "name_evidence", "parse_cursor", "unbalanced"]
 
 Cursor = dict[str, int]        # instance name → the `since` to ask it for next
 
@@ -47,8 +47,37 @@ def merge_stats(parts: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any
     """Each instance's `/stats` → their sum, with `instances` (names) and `per_instance` (the parts'
     funnels). An instance that is itself a `--workers` cluster brings its consistent cut."""
     out = merge_funnels([p for _, p in parts])
+    handoffs = [p["handoff"] for _, p in parts if isinstance(p.get("handoff"), Mapping)]
+    if handoffs:
+        out["handoff"] = merge_handoffs(handoffs)
     out["instances"] = [name for name, _ in parts]
-    out["per_instance"] = [{"instance": name, **merge_funnels([p])} for name, p in parts]
+    out["per_instance"] = [{"instance": name, **merge_funnels([p]),
+                            **({"handoff": p["handoff"]} if "handoff" in p else {})} for name, p in parts]
+    return out
+
+
+HANDOFF_COUNTS = ("sent", "failed", "queued")
+
+
+def merge_handoffs(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`serve --partition` instances' `/stats` "handoff" counters (topic messages and subscriptions
+    posted to peers) → the deployment's: sent / failed / queued in total and per receiving partition
+    (summed over the senders), and what the instances received. Each instance's `last_error` stays
+    in `per_instance`."""
+    out: dict[str, Any] = {k: 0 for k in HANDOFF_COUNTS}
+    peers: dict[str, dict[str, Any]] = {}
+    received: dict[str, int] = {}
+    for h in parts:
+        for k in HANDOFF_COUNTS:
+            out[k] += int(h.get(k) or 0)
+        for target, link in (h.get("peers") or {}).items():
+            acc = peers.setdefault(str(target), {"url": link.get("url"), **{k: 0 for k in HANDOFF_COUNTS}})
+            for k in HANDOFF_COUNTS:
+                acc[k] += int(link.get(k) or 0)
+        for k, n in (h.get("received") or {}).items():
+            received[k] = received.get(k, 0) + int(n)
+    out["peers"] = dict(sorted(peers.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0))
+    out["received"] = received
     return out
 
 
@@ -139,6 +168,10 @@ def merge_exports(exports: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) ->
                     rec["instance_conn"], rec["conn"] = rec["conn"], rec["conn"] * n + w
             elif kind == "accepted":
                 rec = {**rec, "instance": names[w], "instance_seq": rec.get("seq")}
+            elif kind == "goaway":               # numbered like the requests on its connection
+                rec = {**rec, "instance": names[w]}
+                if isinstance(rec.get("conn"), int):
+                    rec["instance_conn"], rec["conn"] = rec["conn"], rec["conn"] * n + w
             elif kind == "install":
                 rec = {**rec, "instance": names[w]}
             lines.append(orjson.dumps(rec))
@@ -148,9 +181,11 @@ def merge_exports(exports: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) ->
 
 def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The report of a merged export with each finding's evidence pointing into its instance: `id`
-    and `seq` become that instance's journal id and notification seq, beside `instance`."""
+    and `seq` become that instance's journal id and notification seq, beside `instance` (and a
+    GOAWAY's `conn`, for streams the server ignored, that instance's connection number)."""
     by_id: dict[int, tuple[str, Any]] = {}
     by_seq: dict[int, tuple[str, Any]] = {}
+    by_conn: dict[int, tuple[str, Any]] = {}
     names: list[str] = []
     for r in records:
         kind = r.get("type")
@@ -158,6 +193,8 @@ def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) 
             by_id[r["id"]] = (r["instance"], r.get("instance_id"))
         elif kind == "accepted" and "instance" in r and isinstance(r.get("seq"), int):
             by_seq[r["seq"]] = (r["instance"], r.get("instance_seq"))
+        elif kind == "goaway" and "instance" in r and isinstance(r.get("conn"), int):
+            by_conn[r["conn"]] = (r["instance"], r.get("instance_conn"))
         elif kind == "header" and isinstance(r.get("instances"), list):
             names = [str(x) for x in r["instances"]]
     for f in report.get("findings") or []:
@@ -169,6 +206,9 @@ def name_evidence(report: dict[str, Any], records: Iterable[Mapping[str, Any]]) 
                 ev["instance"], ev["id"] = where
             if "seq" in ev and ev["seq"] in by_seq:
                 inst, ev["seq"] = by_seq[ev["seq"]]
+                ev.setdefault("instance", inst)
+            if "id" not in ev and "seq" not in ev and ev.get("conn") in by_conn:   # apns.goaway-ignored
+                inst, ev["conn"] = by_conn[ev["conn"]]
                 ev.setdefault("instance", inst)
             named.append(ev)
         f["evidence"] = named

@@ -79,14 +79,21 @@ def metrics_rows(m: dict[str, Any]) -> list[tuple[str, object]]:
 
 def instances_table(merged: dict[str, Any]) -> list[str]:
     """One row per instance of a merged /stats, and whether the sum balances."""
-    rows = [(str(p["instance"]), f"accepted {p.get('accepted', 0):,}  delivered {p.get('delivered', 0):,}  "
+    def label(p: dict[str, Any]) -> str:
+        part = (p.get("handoff") or {}).get("partition")
+        return f"{p['instance']} ({part})" if part else str(p["instance"])
+    rows = [(label(p), f"accepted {p.get('accepted', 0):,}  delivered {p.get('delivered', 0):,}  "
              f"dropped {sum((p.get('dropped') or {}).values()):,}  pending {sum((p.get('pending') or {}).values()):,}  "
              f"rejected {sum((p.get('rejected') or {}).values()):,}") for p in merged["per_instance"]]
     off = unbalanced(merged)
     w = max(len(name) for name, _ in rows)
-    return [f"instances ({len(rows)})", *(f"  {name:<{w}}  {text}" for name, text in rows),
-            "accounting: balanced (accepted = delivered + dropped + pending)" if off == 0 else
-            f"accounting: NOT balanced: accepted - delivered - dropped - pending = {off}"]
+    out = [f"instances ({len(rows)})", *(f"  {name:<{w}}  {text}" for name, text in rows),
+           "accounting: balanced (accepted = delivered + dropped + pending)" if off == 0 else
+           f"accounting: NOT balanced: accepted - delivered - dropped - pending = {off}"]
+    h = merged.get("handoff")
+    if isinstance(h, dict):      # partitions: topic messages and subscriptions posted to peers
+        out.append(f"hand-offs to peers: sent {h['sent']:,}, failed {h['failed']:,}, queued {h['queued']:,}")
+    return out
 
 
 def _fleet_text(fleet: dict[str, Any]) -> str:

@@ -94,7 +94,7 @@ def merge_journal(pages: list[dict[str, Any]], since: int, limit: int, workers: 
 
 
 def merge_jsonl(exports: list[list[bytes]], header_extra: Mapping[str, Any] | None = None) -> list[bytes]:
-    """Exports (header, state, accepted, and the report's request and install lines) → one: state
+    """Exports (header, state, accepted, and the report's request, goaway and install lines) → one: state
     and notifications by time, notifications renumbered, each request's `seq` following its notification.
     `header_extra` goes into the merged header (default: `{"workers": len(exports)}`)."""
     header: dict[str, Any] | None = None
@@ -103,6 +103,7 @@ def merge_jsonl(exports: list[list[bytes]], header_extra: Mapping[str, Any] | No
     accepted: list[tuple[float, int, dict[str, Any]]] = []
     requests: list[tuple[int, dict[str, Any]]] = []
     installs: dict[Any, dict[str, Any]] = {}
+    goaways: list[dict[str, Any]] = []
     total, complete = 0, True
     experiments: list[dict[str, Any]] = []
     for w, lines in enumerate(exports):
@@ -125,6 +126,8 @@ def merge_jsonl(exports: list[list[bytes]], header_extra: Mapping[str, Any] | No
                 requests.append((w, rec))
             elif kind == "install":
                 installs[rec.get("install")] = rec     # an install lives on its owner worker only
+            elif kind == "goaway":
+                goaways.append(rec)                    # connection ids are unique cluster-wide
             else:
                 accepted.append((rec.get("t", 0.0), w, rec))
     out: list[bytes] = []
@@ -156,6 +159,8 @@ def merge_jsonl(exports: list[list[bytes]], header_extra: Mapping[str, Any] | No
         if "seq" in rec:
             seq = renumber.get((w, rec["seq"]))       # None: accepted and numbered by another worker
             rec = {k: v for k, v in rec.items() if k != "seq"} if seq is None else {**rec, "seq": seq}
+        out.append(orjson.dumps(rec) + b"\n")
+    for rec in sorted(goaways, key=lambda r: r.get("t", 0.0)):
         out.append(orjson.dumps(rec) + b"\n")
     for rec in installs.values():
         out.append(orjson.dumps(rec) + b"\n")

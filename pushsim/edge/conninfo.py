@@ -1,5 +1,6 @@
 """Helpers shared by every engine: ConnInfo from a transport, a hard TCP reset, the 500 reply,
-and the optional parts of the Service contract (body limit, too-large reply, idle GOAWAY)."""
+and the optional parts of the Service contract (body limit, too-large reply, idle GOAWAY, GOAWAY
+notes)."""
 from __future__ import annotations
 
 import asyncio
@@ -78,3 +79,27 @@ def idle_goaway_debug(service: Service) -> bytes:
     """GOAWAY debug data when a connection idles out (APNs: {"reason":"IdleTimeout"})."""
     debug_of = getattr(service, "idle_reason", None)
     return debug_of() if debug_of is not None else IDLE_BODY
+
+
+def tell_goaway(service: Service, conn: ConnInfo | None, last_stream_id: int, code: int, debug: bytes) -> None:
+    """Tell the service (its optional `goaway_sent`) that we sent GOAWAY on this connection.
+    Called for every GOAWAY an engine writes: rare, so the lookup costs nothing that matters."""
+    hook = getattr(service, "goaway_sent", None)
+    if hook is None or conn is None:
+        return
+    try:
+        hook(conn, last_stream_id, int(code), debug)
+    except Exception:       # a note for the report must never break the connection
+        log.exception("goaway_sent raised")
+
+
+def tell_stream_after_goaway(service: Service, conn: ConnInfo | None, stream_id: int) -> None:
+    """Tell the service (its optional `stream_after_goaway`) that the peer opened a stream above
+    our GOAWAY's last-stream-id, which the engine ignores (RFC 9113 §6.8)."""
+    hook = getattr(service, "stream_after_goaway", None)
+    if hook is None or conn is None:
+        return
+    try:
+        hook(conn, stream_id)
+    except Exception:
+        log.exception("stream_after_goaway raised")

@@ -25,7 +25,8 @@ import logging
 from typing import Any, Callable
 
 from . import frames as F
-from .conninfo import body_limit, idle_goaway_debug, internal_error_reply, too_large_reply
+from .conninfo import body_limit, idle_goaway_debug, internal_error_reply, tell_goaway, tell_stream_after_goaway, \
+    too_large_reply
 from .fast_frames import (ACTIVE, APNS_SETTINGS, BY_END, BY_RESET, CONN_WINDOW, DEFAULT_MAX_STREAMS,
                           EV_ACK, EV_CALM, EV_END, EV_MALFORMED, EV_OPEN, EV_PEER_GOAWAY,
                           EV_PEER_RESET, EV_TOO_BIG, HELD, IDLE, NEW, ConnError, FrameLoop,
@@ -153,11 +154,14 @@ class FastH2Connection(FrameLoop):
 
     def fail(self, code: int) -> None:
         """GOAWAY(code) and close (a connection error, or a budget spent)."""
+        tell_goaway(self.service, self.conn, self.highest, code, b"")
         self._out.append(F.goaway(self.highest, code))
         self._finish()
 
     def idle_close(self) -> None:
-        self._out.append(F.goaway(self.highest, F.NO_ERROR, idle_goaway_debug(self.service)))
+        debug = idle_goaway_debug(self.service)
+        tell_goaway(self.service, self.conn, self.highest, F.NO_ERROR, debug)
+        self._out.append(F.goaway(self.highest, F.NO_ERROR, debug))
         self._finish()
 
     def abort(self) -> None:
@@ -200,6 +204,7 @@ class FastH2Connection(FrameLoop):
             if kind == EV_OPEN:
                 if self._goaway_last is not None and st.sid > self._goaway_last:
                     st.state = IDLE                   # RFC 9113 §6.8: ignored, never answered
+                    tell_stream_after_goaway(self.service, self.conn, st.sid)
                 elif self._active >= max(self._limit, self._announced):
                     st.state = IDLE                   # over a limit the peer has seen
                     if st.open:
@@ -261,6 +266,7 @@ class FastH2Connection(FrameLoop):
         if st.state == NEW:                          # the request itself
             st.state = IDLE
             if self._goaway_last is not None and st.sid > self._goaway_last:
+                tell_stream_after_goaway(self.service, self.conn, st.sid)
                 return                               # ignored like any stream above our GOAWAY
         elif st.state != ACTIVE and st.state != HELD:
             return                                   # trailers of a stream refused or ignored
@@ -409,6 +415,7 @@ class FastH2Connection(FrameLoop):
             last = min(last, self._goaway_last)      # RFC 9113 §6.8: must not increase
         self._goaway_last = last
         self._closing = True
+        tell_goaway(self.service, self.conn, last, F.NO_ERROR, debug)
         self._out.append(F.goaway(last, F.NO_ERROR, debug))
         for st in list(self.streams.values()):
             if st.sid > last:

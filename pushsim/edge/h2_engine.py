@@ -30,6 +30,7 @@ from hyperframe.frame import GoAwayFrame
 
 from . import huffman
 from .conninfo import body_limit, conn_info, idle_goaway_debug, internal_error_reply, reset_connection, \
+    tell_goaway, tell_stream_after_goaway, \
     too_large_reply
 from .fields import MAX_HEADER_LIST, RequestLine, body_fits, check_request, check_trailers
 from .guard import ConnGuard
@@ -159,6 +160,9 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
             # h2 queues GOAWAY itself for frame errors, but not for a bad client preface.
             if self._h2.state_machine.state is not ConnectionState.CLOSED:  # type: ignore
                 self._emit_goaway(b"", exc.error_code)
+            else:                                  # h2 queued it: note it all the same
+                tell_goaway(self.service, self.conn, self._h2.highest_inbound_stream_id,  # type: ignore
+                            int(exc.error_code or 0), b"")
             self._close_now()
             return
         except Exception:   # hpack/hyperframe errors h2 does not wrap: still the peer's fault
@@ -262,6 +266,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         """RFC 9113 §8.1.1: a malformed request, or malformed trailers, is a stream error."""
         if new:
             if self._goaway_last is not None and sid > self._goaway_last:
+                tell_stream_after_goaway(self.service, self.conn, sid)
                 return   # ignored like any stream above our GOAWAY
         elif sid not in self._streams:
             return   # trailers of a stream refused or ignored
@@ -270,7 +275,10 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
 
     def _on_request(self, sid: int, headers: Headers, line: RequestLine) -> None:
         if self._goaway_last is not None and sid > self._goaway_last:
-            return   # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered
+            # RFC 9113 §6.8: streams above last-stream-id are ignored, never answered (the
+            # service notes the peer's disregard for the report's apns.goaway-ignored rule)
+            tell_stream_after_goaway(self.service, self.conn, sid)
+            return
         owed = len(self._streams)
         if owed >= max(self._limit, self._announced):
             self._reset(sid, ErrorCodes.REFUSED_STREAM)   # over a limit the peer has seen
@@ -485,6 +493,7 @@ class H2Protocol(ConnGuard, asyncio.Protocol):
         if self._goaway_last is not None:
             last = min(last, self._goaway_last)   # RFC 9113 §6.8: must not increase
         self._goaway_last = last
+        tell_goaway(self.service, self.conn, last, code, debug)
         frame = GoAwayFrame(0, last_stream_id=last, error_code=code, additional_data=debug)
         self._out += h2.data_to_send()  # type: ignore[union-attr]
         self._out += frame.serialize()

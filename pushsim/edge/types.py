@@ -84,3 +84,11 @@ class Service(Protocol):
     def idle_reason(self) -> bytes:
         """GOAWAY debug data when a connection idles out, e.g. b'{"reason":"IdleTimeout"}'."""
         ...
+
+    def goaway_sent(self, conn: ConnInfo, last_stream_id: int, code: int, debug: bytes) -> None:
+        """The engine wrote a GOAWAY on this connection (any cause: shutdown, fault, idle, error)."""
+        ...
+
+    def stream_after_goaway(self, conn: ConnInfo, stream_id: int) -> None:
+        """The peer opened a stream above our GOAWAY's last-stream-id; the engine ignores it."""
+        ...

@@ -6,7 +6,7 @@ service twice, and with no rule active it costs one attribute read.
 """
 from __future__ import annotations
 
-from pushsim.edge.conninfo import idle_goaway_debug, too_large_reply
+from pushsim.edge.conninfo import idle_goaway_debug, tell_goaway, tell_stream_after_goaway, too_large_reply
 from pushsim.edge.types import ConnInfo, Headers, Reply, Service
 
 from .hook import Faults
@@ -37,6 +37,12 @@ class FaultingService:
 
     def idle_reason(self) -> bytes:
         return idle_goaway_debug(self.service)
+
+    def goaway_sent(self, conn: ConnInfo, last_stream_id: int, code: int, debug: bytes) -> None:
+        tell_goaway(self.service, conn, last_stream_id, code, debug)
+
+    def stream_after_goaway(self, conn: ConnInfo, stream_id: int) -> None:
+        tell_stream_after_goaway(self.service, conn, stream_id)
 
     def handle(self, conn: ConnInfo, method: bytes, path: bytes, headers: Headers, body: bytes) -> Reply:
         faults = self.faults

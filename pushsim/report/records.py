@@ -1,7 +1,7 @@
 """The report's input: journal entries, accepted notifications with their outcome, and installs.
 
 Records are dicts in the journal export's shape (device_sim/replay.py `export_jsonl`: lines of type
-"request", "accepted" and "install"; the header and "state" lines are ignored here), so a report can be
+"request", "accepted", "goaway" and "install"; the header and "state" lines are ignored here), so a report can be
 made from a live server and from a saved JSONL file alike. A record that is not in that shape is
 skipped and counted, never an error: the analysis must survive any file a user hands it.
 """
@@ -101,10 +101,27 @@ class Install:
 
 
 @dataclass(slots=True)
+class Goaway:
+    """A GOAWAY the server sent on a connection, with the streams the client opened after it
+    (ignored on the wire, so not requests in the journal: only their count and first times)."""
+    service: str
+    conn: int | None
+    sender: str
+    t: float                  # wall seconds it was sent
+    at: float                 # device seconds
+    last_stream_id: int
+    code: int
+    late: int                 # streams opened above last_stream_id afterwards
+    late_t: list[float]       # wall times of the first of them (bounded; `late` is the count)
+    late_at: list[float]      # the same, in device time
+
+
+@dataclass(slots=True)
 class Inputs:
     requests: list[Request] = field(default_factory=list)          # in id order
     accepted: list[Accepted] = field(default_factory=list)         # in seq order
     installs: dict[int, Install] = field(default_factory=dict)
+    goaways: list[Goaway] = field(default_factory=list)            # in time order
     skipped: int = 0
     now: float | None = None       # device time of the export
     experiment: dict[str, Any] | None = None   # the export header's (device_sim.cohorts Experiment.describe)
@@ -135,6 +152,27 @@ def _accepted(d: dict[str, object]) -> Accepted | None:
                     _str(d, "outcome") or "pending", _str(d, "outcome_reason") or _str(d, "drop_reason"),
                     _num(d, "settled_at"), _int(d, "version") or 0, ready if isinstance(ready, bool) else None,
                     _str(d, "label"), _str(d, "held"))
+
+
+def _times(d: dict[str, object], key: str) -> list[float]:
+    v = d.get(key)
+    if not isinstance(v, list):
+        return []
+    return [float(x) for x in v if not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)]
+
+
+def _goaway(d: dict[str, object]) -> Goaway | None:
+    t, service, last = _num(d, "t"), _str(d, "service"), _int(d, "last_stream_id")
+    if t is None or service is None or last is None:
+        return None
+    at = _num(d, "at")
+    late = _int(d, "late") or 0
+    late_t = _times(d, "late_t")
+    late_at = _times(d, "late_at")
+    if len(late_at) != len(late_t):
+        late_at = list(late_t)
+    return Goaway(service, _int(d, "conn"), _str(d, "sender") or "", t, t if at is None else at, last,
+                  _int(d, "code") or 0, max(late, len(late_t)), late_t, late_at)
 
 
 def _install(d: dict[str, object]) -> Install | None:
@@ -177,6 +215,12 @@ def load(records: Iterable[object]) -> Inputs:
                 continue
             seen_seqs.add(a.seq)
             inp.accepted.append(a)
+        elif kind == "goaway":
+            g = _goaway(rec)
+            if g is None:
+                inp.skipped += 1
+                continue
+            inp.goaways.append(g)
         elif kind == "install":
             i = _install(rec)
             if i is None:
@@ -187,6 +231,7 @@ def load(records: Iterable[object]) -> Inputs:
             inp.skipped += 1
     inp.requests.sort(key=lambda r: r.id)
     inp.accepted.sort(key=lambda a: a.seq)
+    inp.goaways.sort(key=lambda g: g.t)
     by_seq = {r.seq: r for r in inp.requests if r.seq is not None}
     for a in inp.accepted:
         r = by_seq.get(a.seq)

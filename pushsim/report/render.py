@@ -15,7 +15,12 @@ FORMATS = ("text", "json", "junit", "html")
 def _evidence(f: dict[str, Any], limit: int = 5) -> str:
     parts = []
     for ev in f["evidence"][:limit]:
-        where = f"journal #{ev['id']}" if "id" in ev else f"notification seq {ev['seq']}"
+        if "id" in ev:
+            where = f"journal #{ev['id']}"
+        elif "seq" in ev:
+            where = f"notification seq {ev['seq']}"
+        else:       # a stream the server ignored (apns.goaway-ignored): no journal entry
+            where = f"connection {ev.get('conn')}"
         if "instance" in ev:     # a merged report (pushsim/multi_instance.py): the instance's own number
             where = f"{ev['instance']} {where}"
         parts.append(f"{where} at {ev['at']:.3f}")

@@ -43,6 +43,8 @@ class Offence:
     request: int | None = None      # journal id
     seq: int | None = None          # accepted notification, when the rule reads those
     note: float | None = None       # a number the finding's detail summarises (e.g. seconds)
+    conn: int | None = None         # the connection, when the offence is not a journal request
+    weight: int = 1                 # how many offences this one stands for (all alike, times unkept)
 
 
 def _of_request(r: Request, note: float | None = None) -> Offence:
@@ -189,14 +191,28 @@ def apns_connection_churn(inp: Inputs, p: Callable[[str], float]) -> Iterator[Of
 
 
 def apns_goaway_ignored(inp: Inputs, p: Callable[[str], float]) -> Iterator[Offence]:
-    gone: set[int] = set()
-    for r in inp.requests:
-        if r.service != "apns" or r.conn is None:
+    """Streams the client opened above a GOAWAY's last-stream-id, more than `grace` seconds after
+    it (sooner, they may have been on the wire before the GOAWAY reached the client). The server
+    ignores them (RFC 9113 §6.8), so they are not journal requests: the GOAWAY record counts them
+    and keeps the times of the first few; past those, the later ones count if the last kept was late."""
+    grace = p("grace")
+    for g in inp.goaways:
+        if g.service != "apns" or g.late <= 0:
             continue
-        if r.conn in gone:
-            yield _of_request(r)
-        elif r.goaway:
-            gone.add(r.conn)
+        late = [(t, at) for t, at in zip(g.late_t, g.late_at) if t - g.t >= grace]
+        for t, at in late:
+            yield Offence(g.sender, None, at, t, note=t - g.t, conn=g.conn)
+        if g.late > len(g.late_t) and g.late_t and g.late_t[-1] - g.t >= grace:
+            # the rest, whose times were not kept, in one offence that counts for them all
+            t, at = g.late_t[-1], g.late_at[-1]
+            yield Offence(g.sender, None, at, t, note=t - g.t, conn=g.conn, weight=g.late - len(g.late_t))
+
+
+def _goaway_detail(offs: list[Offence]) -> str:
+    conns = {o.conn for o in offs}
+    first = min((o.note or 0.0) for o in offs)
+    return (f"{sum(o.weight for o in offs)} stream(s) opened after the server's GOAWAY on {len(conns)} connection(s), "
+            f"the first {first:.3f} s after it; the server ignored them (never answered)")
 
 
 # rules: payloads and priorities ------------------------------------------------------------------------------
@@ -364,7 +380,8 @@ RULES: tuple[Rule, ...] = (
          {"min_connections": 10.0, "min_requests_per_connection": 2.0}, apns_connection_churn),
     Rule("apns.goaway-ignored", "warning", "Requests on a connection after the server's GOAWAY",
          "After GOAWAY, finish in-flight streams and open a new connection for new requests.",
-         f"{_APNS_SEND} (GOAWAY with a reason)", {}, apns_goaway_ignored),
+         f"{_APNS_SEND} (GOAWAY with a reason); RFC 9113 §6.8", {"grace": 0.05}, apns_goaway_ignored,
+         _goaway_detail),
     Rule("silent.payload-large", "warning", "Background payload over the signal size",
          "Keep silent pushes small: send a signal and let the app fetch the content.",
          f"{_PRIMER}: \"keep payloads minimal – use the push as a signal\"", {"max_bytes": 2048.0},
@@ -424,9 +441,11 @@ def _finding(rule: Rule, severity: str, sender: str, offs: list[Offence]) -> dic
             ev["t"] = o.t
         if o.seq is not None:
             ev["seq"] = o.seq
+        if o.conn is not None:
+            ev["conn"] = o.conn
         evidence.append(ev)
     return {"rule": rule.id, "severity": severity, "title": rule.title, "sender": sender,
-            "tokens": tokens[:TOKEN_LIMIT], "tokens_total": len(tokens), "count": len(offs),
+            "tokens": tokens[:TOKEN_LIMIT], "tokens_total": len(tokens), "count": sum(o.weight for o in offs),
             "evidence": evidence, "detail": rule.detail(offs) if offs else "", "advice": rule.advice,
             "source": rule.source}
 

@@ -10,6 +10,7 @@ import logging
 
 from cryptography import x509
 
+from device_sim.journal import Goaway
 from device_sim.notification import Notification
 from fake_apns import pushtypes, reasons
 from fake_apns.auth import KeyStore
@@ -72,6 +73,23 @@ class ApnsService:
 
     def idle_reason(self) -> bytes:
         return reasons.BODY["IdleTimeout"]
+
+    # GOAWAYs (optional contract, pushsim.edge.conninfo): rare, once per connection, never per request.
+    def goaway_sent(self, conn: ConnInfo, last_stream_id: int, code: int, debug: bytes) -> None:
+        """The engine sent GOAWAY on this connection: journal it once (the first one; a later one
+        may only lower last-stream-id), for the report's apns.goaway-ignored rule."""
+        state = self._state(conn)
+        g = state.goaway
+        if isinstance(g, Goaway):
+            g.last_stream_id = min(g.last_stream_id, last_stream_id)
+            return
+        state.goaway = self._journal.goaway(self._now(), "apns", state.id, state.sender, last_stream_id, code, debug)
+
+    def stream_after_goaway(self, conn: ConnInfo, stream_id: int) -> None:
+        """The client opened a stream above our GOAWAY's last-stream-id (ignored on the wire)."""
+        g = getattr(conn.state, "goaway", None)
+        if isinstance(g, Goaway):
+            g.stream_after(self._now())
 
     def request_body_limit(self, conn: ConnInfo) -> int:
         # The largest payload APNs takes (VoIP); every body up to it gets the full rules.

@@ -1,10 +1,17 @@
 """Shared bits for the serve/control integration tests: configs on ephemeral ports, APNs requests."""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import jwt
@@ -17,6 +24,51 @@ def ephemeral_config(state_dir: Path, **kw: Any) -> Config:
     values: dict[str, Any] = {"apns_port": 0, "apns_h2c_port": 0, "fcm_port": 0, "fcm_h2c_port": 0,
                               "admin_port": 0, "devices": "ios=5,android=3", **kw}
     return Config(state_dir=state_dir, **values)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+EPHEMERAL_PORTS = ["--apns-port", "0", "--apns-h2c-port", "0", "--fcm-port", "0", "--fcm-h2c-port", "0",
+                   "--admin-port", "0"]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for a `pushsim` subprocess: this checkout, no PUSHSIM_* settings leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSIM_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@contextmanager
+def serve_subprocess(state_dir: Path, *args: str, timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+    """`pushsim serve` as a subprocess on ephemeral ports: its endpoints once it printed its ready
+    line; SIGINT (then SIGKILL) to its PID afterwards."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "serve.log"       # a file, not a pipe: a chatty server never blocks on it
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "pushsim", "serve", "--state-dir", str(state_dir),
+                                 *EPHEMERAL_PORTS, *args], cwd=ROOT, env=cli_env(), text=True,
+                                stdout=subprocess.PIPE, stderr=err)
+    try:
+        timer = threading.Timer(timeout, proc.kill)   # a hung start fails the test instead of hanging it
+        timer.start()
+        try:
+            line = proc.stdout.readline()            # type: ignore[union-attr]
+        finally:
+            timer.cancel()
+        if not line.startswith("pushsim ready: "):
+            proc.kill()
+            raise AssertionError(f"pushsim serve did not start: {line!r} {log.read_text()}")
+        yield json.loads(Path(line.removeprefix("pushsim ready: ").strip()).read_text())
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def provider_token(endpoints: dict[str, Any], iat: float | None = None) -> str:

@@ -48,7 +48,10 @@ def _traffic(sims: list[Any]) -> None:
     one push on each of ONE_SHOT_CONNECTIONS new connections; its own tokens only."""
     for k, sim in enumerate(sims):
         ep = sim.endpoints
-        ios = PushSimClient(ep).tokens("ios", limit=8)[2 * k: 2 * k + 2]
+        client = PushSimClient(ep)
+        ios = client.tokens("ios", limit=8)[2 * k: 2 * k + 2]
+        for token in ios:       # online, awake: every push settles at once, so no count moves during a test
+            client.set_state(token, online=True, app_state="foreground", low_power=False)
         jwt = provider_token(ep)
         with apns_client(ep) as c:
             for token in ios:
@@ -60,7 +63,7 @@ def _traffic(sims: list[Any]) -> None:
                 assert push(c, ep, ios[0], jwt).status_code == 200
     for sim in sims:
         client = PushSimClient(sim.endpoints)
-        wait_until(lambda: not (client.stats()["pending"] or {}).get("queued"), "every push settled", timeout=10)
+        wait_until(lambda: not any((client.stats()["pending"] or {}).values()), "every push settled", timeout=10)
 
 
 def _urls(sims: list[Any]) -> list[str]:
@@ -96,6 +99,13 @@ def test_merged_stats_are_the_sum_of_the_three_and_balance(instances: list[Any],
     assert [p["instance"] for p in merged["per_instance"]] == [u.removeprefix("http://") for u in _urls(instances)]
     code, out, _ = _run(capsys, "stats", "--admin", ",".join(_urls(instances)))      # a comma list, as text
     assert code == 0 and "instances (3)" in out and "accounting: balanced" in out
+    code, out, _ = _run(capsys, "stats", *_admin_args(instances), "--fleet", "--json")
+    fleet = json.loads(out)
+    parts = [PushSimClient(s.endpoints).request("GET", "/stats/fleet") for s in instances]
+    assert code == 0 and fleet["funnel"]["accepted"] == merged["accepted"]
+    assert fleet["active_installs"] == sum(p["active_installs"] for p in parts)
+    assert fleet["ios"]["alerts_shown"] == sum(p["ios"]["alerts_shown"] for p in parts)
+    assert merged["delivered"] == merged["accepted"]
 
 
 def test_one_url_answers_exactly_as_before(instances: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,6 +138,16 @@ def test_the_merged_report_is_the_union_and_finds_churn_across_instances(instanc
     assert len(churn) == 1 and {e["instance"] for e in churn[0]["evidence"]} == set(names)
     code, text, _ = _run(capsys, "report", "--admin", ",".join(_urls(instances)), "--fail-on", "error")
     assert code == 1 and "apns.connection-churn" in text and f"{names[2]} journal #" in text
+
+def test_the_merged_html_report_names_every_instance(instances: list[Any], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.html"
+    code, _, err = _run(capsys, "report", *_admin_args(instances), "--format", "html", "--output", str(out),
+                        "--fail-on", "never")
+    assert code == 0, err
+    page = out.read_text()
+    assert "3 instances: " in page and "apns.connection-churn" in page
+    assert all(u.removeprefix("http://") in page for u in _urls(instances))
 
 
 def test_the_merged_journal_pages_through_every_entry_once(instances: list[Any], tmp_path: Path,

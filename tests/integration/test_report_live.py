@@ -3,11 +3,15 @@ error rule, `pushsim report --fail-on error` sets the exit code, and the JUnit f
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
+import h2.config
+import h2.connection
 import httpx
 import pytest
 
@@ -198,5 +202,52 @@ def test_frequency_rules_count_in_device_time(tmp_path: Path, clock: str, trigge
             b.close()
         rules = {f["rule"] for f in client.report()["findings"]}
         assert ("apns.background-too-frequent" in rules) is triggered
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize("engine", ["fast", "h2"])
+def test_streams_opened_after_a_goaway_are_counted_on_either_engine(tmp_path: Path, engine: str) -> None:
+    """The server ignores streams above its GOAWAY's last-stream-id (never answered, so never
+    journal requests); the GOAWAY record counts them and apns.goaway-ignored reports them. A
+    client that takes the GOAWAY as the end of the connection (httpx) gets no finding."""
+    sim, stop = run_in_thread(ephemeral_config(tmp_path, devices="ios=4,android=0", engine=engine))
+    try:
+        client = PushSimClient(sim.endpoints)
+        ios = client.tokens("ios", limit=4)
+        admin = sim.endpoints["admin"]["url"]
+        b = BadSender(sim.endpoints)
+        try:
+            # well-behaved first: httpx answers a GOAWAY by opening a new connection
+            b.fault_once("apns", ios[3], type="goaway", reason="Shutdown")      # answered, then GOAWAY
+            assert [b.apns_send(ios[3]).status_code for _ in range(2)] == [200, 200]
+            assert "apns.goaway-ignored" not in {f["rule"] for f in client.report()["findings"]}
+            last = b.keep_sending_after_goaway(ios[0], ios[1], ios[2], late=3)
+        finally:
+            b.close()
+        assert last == 3
+        lines = [json.loads(x) for x in httpx.get(admin + "/journal", params={"format": "jsonl"}).text.splitlines()]
+        goaways = [r for r in lines if r["type"] == "goaway"]
+        assert len(goaways) == 2 and all(g["service"] == "apns" and g["code"] == 0 for g in goaways)
+        (g,) = [g for g in goaways if g["late"]]
+        assert g["late"] == 3 and len(g["late_t"]) == 3 and g["last_stream_id"] == 3
+        assert json.loads(g["debug"]) == {"reason": "Shutdown"} and g["late_t"][0] - g["t"] > 0.1
+        journal = httpx.get(admin + "/journal", params={"token": ios[2]}).json()["entries"]
+        assert len(journal) == 1 and journal[0]["conn"] == g["conn"]   # stream 1 only: the late ones were ignored
+        (f,) = [f for f in client.report()["findings"] if f["rule"] == "apns.goaway-ignored"]
+        assert f["count"] == 3 and f["severity"] == "warning"
+        # a connection error's GOAWAY is recorded too (here PROTOCOL_ERROR: DATA on stream 0)
+        url = urlsplit(sim.endpoints["apns"]["h2c_url"])
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            h2c.initiate_connection()
+            sock.sendall(h2c.data_to_send() + b"\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            while sock.recv(65536):
+                pass                                   # until the server closes it
+        wait_until(lambda: any(json.loads(x).get("code") == 1 for x in httpx.get(
+            admin + "/journal", params={"format": "jsonl"}).text.splitlines() if '"goaway"' in x),
+            "the PROTOCOL_ERROR GOAWAY is in the export")
+        assert f["sender"] == f"{sim.endpoints['apns']['team_id']}/{sim.endpoints['apns']['key_id']}"
+        assert {ev["conn"] for ev in f["evidence"]} == {g["conn"]}
     finally:
         stop()

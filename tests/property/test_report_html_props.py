@@ -27,7 +27,11 @@ install = st.fixed_dictionaries({"type": st.just("install"), "install": st.one_o
 header = st.fixed_dictionaries({"type": st.just("header")},
                                optional={"now": times, "params": st.one_of(scalars, st.just({"ios": {"budget_per_hour": 3}})),
                                          "metrics": st.one_of(scalars, st.just({"freshness": {"opens": 2, "fresh": 1}}))})
-records = st.lists(st.one_of(accepted, request, install, header, scalars), max_size=30)
+goaway = st.fixed_dictionaries({"type": st.just("goaway"), "t": times, "service": st.sampled_from(["apns", "fcm"]),
+                                "last_stream_id": st.one_of(st.integers(0, 9), scalars)},
+                               optional={"conn": scalars, "late": scalars, "late_t": st.lists(times, max_size=3),
+                                         "late_at": st.lists(times, max_size=3), "sender": scalars})
+records = st.lists(st.one_of(accepted, request, install, header, goaway, scalars), max_size=30)
 
 
 @settings(max_examples=150, deadline=None)
@@ -36,6 +40,8 @@ records = st.lists(st.one_of(accepted, request, install, header, scalars), max_s
                 "outcome": "delivered", "settled_at": 5.0, "push_type": "background"}], trace=None)
 @example(recs=[{"type": "accepted", "seq": 0, "at": 1e9, "install": 0, "service": "apns", "token": "t",
                 "outcome": "delivered", "settled_at": 1.0}], trace=0)
+@example(recs=[{"type": "goaway", "t": 1.0, "service": "apns", "last_stream_id": 1, "conn": 4, "late": 3,
+                "late_t": [2.0], "late_at": [20.0]}], trace=None)
 def test_any_records_make_a_page(recs: list[object], trace: int | None) -> None:
     text = page(PageInputs("t", recs, trace_seq=trace))   # type: ignore[arg-type]
     assert text.startswith("<!doctype html>") and text.endswith("</html>\n")

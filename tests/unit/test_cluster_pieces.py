@@ -205,8 +205,12 @@ def test_merged_export_keeps_the_reports_lines_and_renumbers_their_seqs() -> Non
                {"type": "request", "id": 20, "seq": 0, "t": 2.0}, {"type": "install", "install": 0})
     w1 = lines({"type": "header", "accepted": 1}, {"type": "accepted", "seq": 0, "t": 1.0, "at": 1.0},
                {"type": "request", "id": 11, "seq": 0, "t": 1.0}, {"type": "request", "id": 13, "seq": -1, "t": 1.5},
-               {"type": "install", "install": 1})
+               {"type": "install", "install": 1}, {"type": "goaway", "t": 1.2, "conn": 2, "late": 1},
+               {"type": "goaway", "t": 0.5, "conn": 4, "late": 0})
     out = [orjson.loads(x) for x in merge_jsonl([w0, w1])]
+    # GOAWAY records pass through as they are (connection ids are unique cluster-wide), in time order,
+    # and never count as accepted notifications
+    assert [(r["conn"], r["late"]) for r in out if r["type"] == "goaway"] == [(4, 0), (2, 1)]
     reqs = {r["id"]: r for r in out if r["type"] == "request"}
     acc = {r["t"]: r["seq"] for r in out if r["type"] == "accepted"}
     assert acc == {1.0: 0, 2.0: 1}

@@ -33,6 +33,23 @@ def test_stats_are_summed_reason_by_reason_and_stay_balanced() -> None:
     assert unbalanced({**out, "accepted": 10}) == 1
 
 
+def test_partitions_hand_off_counters_are_summed_per_receiving_partition() -> None:
+    def handoff(k: int, sent: dict[int, int], failed: int, received: int) -> dict[str, Any]:
+        peers = {str(p): {"url": f"http://h{p}", "sent": n, "failed": failed if p == 2 else 0, "queued": 0,
+                          "last_error": "PeerUnavailable" if failed and p == 2 else None} for p, n in sent.items()}
+        return {"accepted": 1, "rejected": {}, "delivered": 1, "dropped": {}, "pending": {},
+                "handoff": {"partition": f"{k}/3", "sent": sum(sent.values()), "failed": failed, "queued": 0,
+                            "peers": peers, "received": {"messages": received, "subscriptions": 1}}}
+    parts = [("a", handoff(0, {1: 2, 2: 3}, 1, 4)), ("b", handoff(1, {0: 5, 2: 1}, 0, 2)), ("c", handoff(2, {0: 1, 1: 1}, 0, 6))]
+    out = merge_stats(parts)
+    assert out["handoff"] == {"sent": 13, "failed": 1, "queued": 0, "received": {"messages": 12, "subscriptions": 3},
+                              "peers": {"0": {"url": "http://h0", "sent": 6, "failed": 0, "queued": 0},
+                                        "1": {"url": "http://h1", "sent": 3, "failed": 0, "queued": 0},
+                                        "2": {"url": "http://h2", "sent": 4, "failed": 1, "queued": 0}}}
+    assert out["per_instance"][0]["handoff"]["peers"]["2"]["last_error"] == "PeerUnavailable"
+    assert "handoff" not in merge_stats([("a", {"accepted": 0})])
+
+
 def test_fleet_stats_recompute_rates_over_the_sum() -> None:
     def part(acc: int, dlv: int) -> dict[str, Any]:
         return {"funnel": {"accepted": acc, "rejected": {}, "delivered": dlv, "dropped": {}, "pending": {"q": acc - dlv}},
@@ -88,6 +105,21 @@ def test_merged_export_keeps_two_instances_connection_7_apart_and_names_evidence
     assert len(found) == 1 and found[0]["count"] == 2
     assert sorted((e["instance"], e["id"]) for e in found[0]["evidence"]) == [("a:1", 1), ("b:1", 1)]
     assert report["instances"] == ["a:1", "b:1"]
+
+
+def test_two_instances_goaways_stay_apart_and_their_evidence_names_the_instance() -> None:
+    def inst(late: int) -> list[dict[str, Any]]:
+        return _export({"type": "header", "accepted": 0, "now": 10.0},
+                       {"type": "goaway", "t": 1.0, "at": 1.0, "service": "apns", "conn": 7, "sender": "T/K",
+                        "last_stream_id": 3, "code": 0, "late": late, "late_t": [2.0] * late, "late_at": [2.0] * late})
+    merged = [orjson.loads(x) for x in merge_exports([("a:1", inst(1)), ("b:1", inst(2))])]
+    gs = [r for r in merged if r["type"] == "goaway"]
+    assert sorted((g["conn"], g["instance"], g["instance_conn"]) for g in gs) == [(14, "a:1", 7), (15, "b:1", 7)]
+    from pushsim.report import build_report
+    report = name_evidence(build_report(merged), merged)
+    (f,) = [f for f in report["findings"] if f["rule"] == "apns.goaway-ignored"]
+    assert f["count"] == 3
+    assert sorted((e["instance"], e["conn"]) for e in f["evidence"]) == [("a:1", 7), ("b:1", 7), ("b:1", 7)]
 
 
 def test_one_instance_export_keeps_its_connections_and_order() -> None:

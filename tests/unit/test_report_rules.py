@@ -50,6 +50,13 @@ class J:
                              "ready": ready, **kw})
         return rid
 
+    def goaway(self, t: float, late: list[float], *, conn: int = 1, count: int | None = None, **kw: Any) -> None:
+        """A GOAWAY sent at t and streams opened after it at `late` (seconds, like t)."""
+        self.records.append({"type": "goaway", "t": T0 + t, "at": T0 + t, "service": "apns", "conn": conn,
+                             "sender": "TEAM/KEY", "last_stream_id": 3, "code": 0,
+                             "late": len(late) if count is None else count,
+                             "late_t": [T0 + x for x in late], "late_at": [T0 + x for x in late], **kw})
+
     def install(self, index: int, **kw: Any) -> None:
         self.records.append({"type": "install", "install": index, **kw})
 
@@ -92,8 +99,8 @@ def bad(rule: str) -> J:
         for i in range(10):
             j.push(i, conn=i + 1, install=i, token=f"{i:02x}" * 32)
     elif rule == "apns.goaway-ignored":
-        j.req(0, 503, "Shutdown", goaway=True)
-        j.req(1, 200, digest="other")
+        j.req(0, 200, goaway=True)
+        j.goaway(0, [1.0])           # a stream opened a second after the GOAWAY
     elif rule == "silent.payload-large":
         j.push(0, push_type="background", priority=5, size=3000)
     elif rule == "fcm.high-priority-without-notification":
@@ -165,8 +172,10 @@ def good(rule: str) -> J:
         for i in range(30):
             j.push(i, conn=i % 10 + 1, install=i, token=f"{i:02x}" * 32)
     elif rule == "apns.goaway-ignored":
-        j.req(0, 503, "Shutdown", goaway=True)
-        j.req(1, 200, conn=2, digest="other")
+        j.req(0, 200, goaway=True)
+        j.req(0.001, 200, digest="in-flight")   # answered: it was in flight (stream <= last-stream-id)
+        j.goaway(0, [0.01])          # opened within the grace: it may have crossed the GOAWAY
+        j.req(1, 200, conn=2, digest="other")   # the next request on a new connection
     elif rule == "silent.payload-large":
         j.push(0, push_type="background", priority=5, size=200)
         j.push(1, push_type="alert", size=3000)     # a visible push may be large
@@ -230,6 +239,20 @@ def test_the_catalogue_has_the_issues_ids() -> None:
              "guardrail.no-effect"}
     assert issue <= set(BY_ID)
     assert all(r.severity in ("error", "warning", "info") and r.advice and r.source for r in RULES)
+
+
+def test_goaway_ignored_counts_every_late_stream_past_the_kept_times() -> None:
+    j = J()
+    j.goaway(0, [0.5 + i for i in range(20)], count=57)
+    j.goaway(0, [0.01], conn=2, count=5)    # its kept stream is within the grace: the rest is unknown
+    (f,) = [f for f in j.findings() if f["rule"] == "apns.goaway-ignored"]
+    assert f["count"] == 57 and f["sender"] == "TEAM/KEY"
+    assert {ev["conn"] for ev in f["evidence"]} == {1} and "id" not in f["evidence"][0]
+    assert "57 stream(s)" in f["detail"] and "1 connection(s)" in f["detail"]
+    assert "apns.goaway-ignored" in j.rules(**{"apns": {"goaway-ignored": {"grace": 0.001}}})
+    strict = build_report(j.records, parse_policy({"apns": {"goaway-ignored": {"grace": 0.001}}}, DEFAULTS))
+    (f,) = [f for f in strict["findings"] if f["rule"] == "apns.goaway-ignored"]   # type: ignore[index]
+    assert f["count"] == 57 + 5
 
 
 def test_a_finding_says_who_which_tokens_how_many_and_where() -> None:
