@@ -6,7 +6,7 @@ well under a GiB); tokens are derived from the index (see tokens.py), never stor
 A partitioned fleet (`serve --partition K/N`) has the same install numbers as the whole fleet but
 keeps facts only for the installs it owns, i % N == K: its arrays are indexed by slot i // N, so an
 instance's memory and start time are 1/N of the whole. Read facts through the methods (`is_ios`,
-`app_of`, ...), never the arrays, so both layouts work.
+`app_of`, ...), or index the arrays by `i // part_n` where a method call costs too much per request.
 """
 from __future__ import annotations
 

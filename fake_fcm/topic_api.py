@@ -143,13 +143,8 @@ class TopicApi:
             if owner is not None:
                 away.setdefault(owner, []).append(token)
                 results.append(None)
-            elif isinstance(who, str):
-                results.append({"UNREGISTERED": "NOT_FOUND", "SENDER_ID_MISMATCH": "PERMISSION_DENIED"}.get(
-                    who, "INVALID_ARGUMENT"))
-            elif apply(parsed.topic, who) is False:
-                results.append("TOO_MANY_TOPICS")
             else:
-                results.append(None)
+                results.append(_iid_result(apply, parsed.topic, who))
         for owner, tokens in away.items():
             self.forward(owner, op, parsed.topic, tokens)      # type: ignore[misc]
         return TopicAnswer(200, [JSON], iid.results_body(results), "iid", f"/topics/{parsed.topic}", None)
@@ -163,16 +158,7 @@ class TopicApi:
     def apply(self, op: str, topic: str, tokens: list[str]) -> list[str | None]:
         """A subscription change another partition handed over: the IID per-token results."""
         apply: Callable[[str, int], object] = self.registry.subscribe if op == "add" else self.registry.unsubscribe
-        results: list[str | None] = []
-        for token in tokens:
-            who = self.lookup(token)
-            if isinstance(who, str):
-                results.append("NOT_FOUND" if who == "UNREGISTERED" else "INVALID_ARGUMENT")
-            elif apply(topic, who) is False:
-                results.append("TOO_MANY_TOPICS")
-            else:
-                results.append(None)
-        return results
+        return [_iid_result(apply, topic, self.lookup(token)) for token in tokens]
 
     def info(self, path: bytes, headers: list[tuple[bytes, bytes]], now: float) -> TopicAnswer:
         """`GET /iid/info/{token}[?details=true]`: what IID knows of an instance, its topics included."""
@@ -192,6 +178,16 @@ class TopicApi:
         if "details=true" in query:
             doc["rel"] = {"topics": {t: {"addDate": "1970-01-01"} for t in sorted(self.registry.topics_of(who))}}
         return TopicAnswer(200, [JSON], orjson.dumps(doc), "iid", token, None)
+
+
+_IID_CODES = {"UNREGISTERED": "NOT_FOUND", "SENDER_ID_MISMATCH": "PERMISSION_DENIED"}
+
+
+def _iid_result(apply: Callable[[str, int], object], topic: str, who: int | str) -> str | None:
+    """One token's IID batch result: None (done) or the error code."""
+    if isinstance(who, str):
+        return _IID_CODES.get(who, "INVALID_ARGUMENT")
+    return "TOO_MANY_TOPICS" if apply(topic, who) is False else None
 
 
 def _iid_error(status: int, code: str, extra: list[tuple[bytes, bytes]] | None = None) -> TopicAnswer:

@@ -13,14 +13,11 @@ routes sends to their owner. What one instance cannot do alone is wired here:
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from .cluster.shared_auth import share_tokens
 from .peers import SUBSCRIPTIONS, TOPIC_MESSAGE, Peers
 from .testbed import Testbed
-
-log = logging.getLogger("pushsim.partition")
 
 
 def lane_ids(me: int, n: int) -> Any:

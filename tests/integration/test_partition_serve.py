@@ -128,6 +128,8 @@ def test_tokens_name_their_partition_and_the_instances_say_so(dep: Deployment) -
         ios = dep.admins[k].get("/devices", params={"platform": "ios"}).json()
         assert [d["index"] for d in ios["devices"]] == list(range(k, 6, N))
         assert dep.admins[k].get("/health").json()["devices"] == 4
+        states = dep.admins[k].get("/stats/fleet").json()["states"]     # the census: owned installs only
+        assert (states["ios"]["installs"], states["android"]["installs"]) == (2, 2)
     foreign = dep.apns_token(1)
     r = dep.admins[0].get(f"/devices/{foreign}")
     assert r.status_code == 404 and r.json()["partition"] == 1 and "partition 1/3" in r.json()["error"]

@@ -151,3 +151,29 @@ def test_python_dash_m_and_creds_command(tmp_path):
     again = subprocess.run([sys.executable, "-m", "pushsim", "creds"], cwd=ROOT, capture_output=True, text=True,
                            env=_env(PUSHSIM_STATE_DIR=str(tmp_path)), timeout=60)
     assert json.loads(again.stdout)["key_id"] == info["key_id"]
+
+
+def test_partitions_share_one_state_dir_each_with_its_own_endpoints_file(tmp_path):
+    """`serve --partition K/N` from the command line (env var for one of them): each instance
+    names its own endpoints file on the ready line, and one OAuth seal serves both."""
+    procs = [_start(["serve", "--state-dir", str(tmp_path), "--partition", "0/2", *EPHEMERAL]),
+             _start(["serve", "--state-dir", str(tmp_path), *EPHEMERAL], PUSHSIM_PARTITION="1/2")]
+    try:
+        lines = [_ready_line(p) for p in procs]
+        for k, line in enumerate(lines):
+            path = tmp_path / f"endpoints.partition-{k}-of-2.json"
+            assert line == f"pushsim ready: {path}", procs[k].stderr.read() if procs[k].poll() is not None else line
+            assert json.loads(path.read_text())["partition"]["spec"] == f"{k}/2"
+        assert not (tmp_path / "endpoints.json").exists()
+        assert len((tmp_path / "oauth_grant_seal.key").read_bytes()) == 32
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                assert p.wait(timeout=15) == 0
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()

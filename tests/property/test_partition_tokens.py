@@ -33,3 +33,27 @@ def test_unpartitioned_tokens_unchanged(seed, index):
     assert plain.apns_token(index) == today.apns_token(index)
     assert plain.fcm_token(index) == today.fcm_token(index)
     assert plain.apns_index(today.apns_token(index)) == index
+
+
+@settings(max_examples=60, deadline=None)
+@given(adds=st.lists(st.tuples(st.sampled_from(["ios", "android"]), st.integers(0, 40)), min_size=1, max_size=5),
+       n=st.integers(2, 7))
+@example(adds=[("ios", 0), ("android", 1)], n=2)
+def test_partitions_cover_the_fleet_exactly_once(adds, n):
+    from device_sim.fleet import Fleet
+
+    whole = Fleet(seed=1)
+    parts = [Fleet(seed=1, partition=(k, n)) for k in range(n)]
+    for platform, count in adds:
+        got = list(whole.add(platform, count))
+        owned = [list(p.add(platform, count)) for p in parts]
+        assert sorted(i for o in owned for i in o) == got
+    assert sorted(i for p in parts for i in p.owned()) == list(range(len(whole)))
+    assert sum(p.owned_count for p in parts) == len(whole)
+    for p in parts:
+        assert len(p) == len(whole) and p.runs() == whole.runs()
+        for i in p.owned():
+            assert p.platform_of(i) == whole.platform_of(i) and p.fcm_registered(i) == whole.fcm_registered(i)
+            assert p.resolve(whole.apns_token(i) or "") is None           # the tokens differ from unpartitioned ones
+            token = p.fcm_token(i)
+            assert p.resolve_fcm(token) == i and all(q.resolve_fcm(token) is None for q in parts if q is not p)
