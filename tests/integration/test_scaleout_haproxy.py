@@ -330,3 +330,12 @@ def test_an_instance_that_is_down_gets_the_real_services_unavailable_answer(tmp_
         assert r.json()["error"]["details"][0]["errorCode"] == "UNAVAILABLE"
     finally:
         stop(proc, signal.SIGUSR1)
+
+
+def test_proxy_config_reads_an_instance_from_its_control_api(dep: Deployment) -> None:
+    """`--instances http://HOST:ADMIN` asks the running instance for its ports: the same as its endpoints file."""
+    from pushsim.cli.proxy_config import resolve
+
+    for k, url in enumerate(dep.admin_urls):
+        assert resolve(url) == resolve(f"@{dep.endpoint_files[k]}")
+        assert resolve(url).admin == int(url.rsplit(":", 1)[1])

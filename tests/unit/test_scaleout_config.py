@@ -174,6 +174,7 @@ def test_cli_tls_name_signs_a_proxy_certificate_with_the_test_ca(state: Path, tm
     (["--instances", "a,b"], "needs 3 instances"),
     (["--instances", "a,b,host:1/2"], "three"),
     (["--instances", "@/nonexistent/endpoints.json,b,c"], "cannot read"),
+    (["--instances", "http://127.0.0.1:1,b,c"], "cannot read http://127.0.0.1:1/endpoints"),
     (["--partitions", "0", "--instances", "a"], "1..4096"),
     (["--partitions", "4097", "--instances", "a"], "1..4096"),
     (["--apns-port", "70000"], "--apns-port must be in 1..65535"),
