@@ -59,8 +59,8 @@ def register(sub: Any) -> None:
     option(p, _CMD, "--http-reuse", "HAProxy's connection sharing towards the instances: never keeps each "
            "sender's APNs connection rules intact; safe/always cost less CPU with a single sender",
            choices=HTTP_REUSE, default=_DEFAULTS.http_reuse)
-    option(p, _CMD, "--maxconn", "client connections the proxy holds at once", type=int,
-           default=_DEFAULTS.maxconn)
+    option(p, _CMD, "--maxconn", "client connections the proxy holds at once (default: what fits 16000 "
+           "descriptors: 16000 / (N + 1) with --http-reuse never, 8000 otherwise)", type=int)
     p.set_defaults(func=run)
 
 
@@ -139,7 +139,7 @@ def _settings(args: argparse.Namespace) -> ProxySettings:
         ipaddress.ip_address(args.bind)
     except ValueError:
         raise UsageError(f"--bind must be an IP address, got {args.bind!r}") from None
-    if args.maxconn < 1:
+    if args.maxconn is not None and args.maxconn < 1:
         raise UsageError(f"--maxconn must be at least 1, got {args.maxconn}")
     return ProxySettings(bind=args.bind, maxconn=args.maxconn, http_reuse=args.http_reuse, **ports)
 

@@ -109,6 +109,17 @@ def test_config_has_a_backend_per_partition_and_a_round_robin_one() -> None:
         haproxy_config(THREE, "/p", ProxySettings(http_reuse="sometimes"))
 
 
+def test_descriptors_cover_every_connection_a_sender_connection_can_hold() -> None:
+    """http-reuse never: a sender connection may hold one private connection per instance."""
+    text = haproxy_config(THREE, "/p")
+    assert "    maxconn 4000\n" in text                              # 16000 // (1 + 3)
+    assert f"    ulimit-n {4000 * 4 + 4 * 3 + 100}\n" in text
+    shared = haproxy_config(THREE, "/p", ProxySettings(http_reuse="safe", maxconn=100))
+    assert "    maxconn 100\n" in shared and f"    ulimit-n {100 * 2 + 12 + 100}\n" in shared
+    big = [Instance("10.0.0.1", 1000 + k, 2000 + k, 3000 + k) for k in range(400)]
+    assert "    maxconn 100\n" in haproxy_config(big, "/p")            # never below 100
+
+
 @pytest.mark.parametrize("files_dir", ["relative/dir", "/with space", "/a#b", "/a,b"])
 def test_files_dir_must_be_a_plain_absolute_path(files_dir: str) -> None:
     with pytest.raises(ValueError, match="files_dir"):
