@@ -160,7 +160,8 @@ def haproxy_config(instances: Sequence[Instance], files_dir: str,
 
 def _apns_rules(d: str) -> list[str]:
     # /3/device/<token>: field 4 of the path split on '/'; APNs tokens are hex in either case
-    return [f"    use_backend %[path,field(4,/),bytes(0,4),lower,map_str({d}/{APNS_MAP},apns_any)] "
+    return ["    # the token's first 4 hex characters are its partition: apns.map names that partition's backend",
+            f"    use_backend %[path,field(4,/),bytes(0,4),lower,map_str({d}/{APNS_MAP},apns_any)] "
             "if { path_beg /3/device/ }",
             "    default_backend apns_any"]
 
@@ -169,11 +170,14 @@ def _fcm_rules(d: str, scheme: str) -> list[str]:
     owner = "txn.pushsim_owner"
     fcm_map = f"{d}/{FCM_MAP}"
     return [
+        "    # the token is in the JSON body: wait for the body (bounded by timeout http-request and bufsize)",
         "    option http-buffer-request",
         # An HTTP/1.1 request reaches an h2 backend with `:scheme https` and no `:authority` unless
         # its URI is made absolute; the OAuth grant checks its JWT `aud` against the URL reached.
+        "    # HTTP/1.1: give the instance the :scheme and :authority the sender used (OAuth checks the JWT aud)",
         f"    http-request set-uri {scheme}://%[req.hdr(host)]%[pathq] if !{{ req.ver 2.0 }} "
         "{ req.hdr(host) -m found }",
+        "    # message.token (or fid) -> first 2 characters -> fcm.map; per-token paths likewise; else any",
         f"    http-request set-var({owner}) req.body,json_query('$.message.token'),bytes(0,2),"
         f"map_str({fcm_map}) if METH_POST {{ path_end /messages:send }}",
         # or `fid`, the token's instance-id part (what newer firebase-admin sends; Message.token is deprecated)
