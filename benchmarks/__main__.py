@@ -85,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
     so.add_argument("--devices", type=int, default=600, help="iOS installs of each deployment's fleet")
     so.add_argument("--http-reuse", choices=["never", "safe", "always"], default="never",
                     help="passed to `pushsim proxy-config --http-reuse` (default never)")
+    so.add_argument("--tls", action="store_true", help="APNs over TLS (ALPN h2): HAProxy's TLS listener, the "
+                    "instance's TLS port for the direct row")
     so.add_argument("--json", metavar="PATH", help="write every number, machine-readable")
     return ap
 

@@ -1,5 +1,6 @@
-"""`python -m benchmarks scaleout`: APNs h2c through HAProxy in front of 1, 2 and 3 pushsim instances,
-and one instance without the proxy, all in the same run (issue 16).
+"""`python -m benchmarks scaleout`: APNs h2c (or TLS, `--tls`) through HAProxy in front of 1, 2 and 3
+pushsim instances, and one instance without the proxy, all in the same run (issue 16). With `--tls`
+the sender's TLS ends at HAProxy (the direct row: at the instance); HAProxy to instances is h2c.
 
 Every setup is up for the whole run (1 + 2 + 3 instances, 3 HAProxy processes, each configured by
 `pushsim proxy-config`); rounds run every row once, the order reversed every other round, so a busy
@@ -67,7 +68,7 @@ def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -
     return out
 
 
-def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str) -> tuple[int, str]:
+def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str, tls: bool) -> tuple[int, str]:
     n = len(instances)
     ports = {name: fixed_free_port(_TAKEN) for name in PROXY_PORTS}
     out = tmp / f"n{n}" / "proxy"
@@ -83,7 +84,7 @@ def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str
     stack.callback(stop, proc, signal.SIGUSR1)
     for p in ports.values():
         wait_port(p)
-    return proc.pid, f"http://127.0.0.1:{ports['apns-h2c']}"
+    return proc.pid, f"https://127.0.0.1:{ports['apns']}" if tls else f"http://127.0.0.1:{ports['apns-h2c']}"
 
 
 def _tokens(instances: list[dict], want: int) -> list[str]:
@@ -132,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
         setups: list[Setup] = []
         deployments = {n: _instances(stack, tmp, state, n, devices) for n in (1, 2, 3)}
         single = deployments[1][0]
-        setups.append(Setup("direct", single["endpoints"]["apns"]["h2c_url"], [single["pid"]]))
+        direct_url = single["endpoints"]["apns"]["url" if args.tls else "h2c_url"]
+        setups.append(Setup("direct", direct_url, [single["pid"]]))
         for n, inst in deployments.items():
-            pid, url = _haproxy(stack, tmp, inst, args.http_reuse)
+            pid, url = _haproxy(stack, tmp, inst, args.http_reuse, args.tls)
             setups.append(Setup(f"proxy-{n}", url, [pid, *(i["pid"] for i in inst)], proxy=True))
         toks = {n: _tokens(inst, args.tokens) for n, inst in deployments.items()}
         for s in setups:
@@ -146,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
                    f"authorization: bearer {apns_provider_token(a)}")
         load = h2load.Load(uris=setups[0].uris, body=apns_payload(tmp), headers=headers,   # type: ignore[arg-type]
                            clients=args.clients, streams=args.streams)
-        print(f"scaleout: APNs h2c, h2load -c {args.clients} -m {args.streams}, {args.seconds:g} s timed runs "
+        print(f"scaleout: APNs {'TLS' if args.tls else 'h2c'}, h2load -c {args.clients} -m {args.streams}, "
+              f"{args.seconds:g} s timed runs "
               f"(+1 s warm-up), {args.runs} rounds, {args.tokens} tokens round the partitions, http-reuse "
               f"{args.http_reuse}; load average {os.getloadavg()[0]:.2f}")
         for s in setups:                                          # warm-up: caches, JIT-free but first flights
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                       flush=True)
         results = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_end": os.getloadavg(),
                    "clients": args.clients, "streams": args.streams, "seconds": args.seconds,
-                   "http_reuse": args.http_reuse, "rows": {}}
+                   "http_reuse": args.http_reuse, "tls": args.tls, "rows": {}}
         direct = None
         print(f"\n{'row':<10} {'median req/s':>12} {'vs direct':>10} {'server µs/req':>14} {'of it HAProxy':>14}"
               "  per round")
