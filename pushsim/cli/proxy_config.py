@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pushsim.credentials import server_pem_with_key, write_atomic
 from pushsim.scaleout.haproxy import (CONFIG, HTTP_REUSE, TLS_PEM, ProxySettings, check_partitions, haproxy_config,
                                       map_files)
-from pushsim.scaleout.instances import Instance, InstanceSpecError, from_endpoints, parse_spec
+from pushsim.scaleout.instances import Instance, InstanceSpecError, check_host, from_endpoints, parse_spec
 from pushsim.scaleout.prometheus import PROMETHEUS, prometheus_config
 
 from .options import UsageError, option
@@ -74,8 +74,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     state_dir = Path(args.state_dir)
+    names = _split(args.tls_name or "")
+    for name in names:
+        try:
+            check_host(name, name)
+        except InstanceSpecError:
+            raise UsageError(f"--tls-name: {name!r} is not a host name or IP address") from None
     try:
-        pem = server_pem_with_key(state_dir, _split(args.tls_name or ""))
+        pem = server_pem_with_key(state_dir, names)
     except FileNotFoundError as e:
         raise UsageError(f"{state_dir} has no credentials ({Path(e.filename).name} missing): run `pushsim "
                          "creds --state-dir DIR` once and give every instance a copy of DIR") from None

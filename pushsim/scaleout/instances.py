@@ -55,7 +55,7 @@ def parse_spec(spec: str) -> Instance:
         host, ports = text, ""
     else:
         host, _, ports = text.partition(":")
-    host = _check_host(host, spec)
+    host = check_host(host, spec)
     if not ports:
         return Instance(host, DEFAULT_APNS_H2C, DEFAULT_FCM_H2C, DEFAULT_ADMIN)
     parts = ports.split("/")
@@ -88,10 +88,11 @@ def from_endpoints(ep: Any, spec: str, host: str | None = None) -> Instance:
     found = host or parsed[0][0]
     if found in ("0.0.0.0", "::"):               # bound on every address: loopback reaches it here
         found = "127.0.0.1" if found == "0.0.0.0" else "::1"
-    return Instance(_check_host(found, spec), parsed[0][1], parsed[1][1], parsed[2][1])
+    return Instance(check_host(found, spec), parsed[0][1], parsed[1][1], parsed[2][1])
 
 
-def _check_host(host: str, spec: str) -> str:
+def check_host(host: str, spec: str) -> str:
+    """`host` normalised (an IP address, or a lower-case DNS name), or InstanceSpecError naming `spec`."""
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

@@ -192,6 +192,9 @@ def test_cli_tls_name_signs_a_proxy_certificate_with_the_test_ca(state: Path, tm
     (["--fcm-port", "2197"], "must differ"),
     (["--bind", "0.0.0.0 ssl"], "--bind must be an IP address"),
     (["--files-dir", "rel"], "absolute"),
+    (["--tls-name", "proxy host"], "--tls-name: 'proxy host' is not a host name"),
+    (["--tls-name", "proxy:443"], "--tls-name: 'proxy:443' is not a host name"),
+    (["--tls-name", "[::1]"], "--tls-name: '[::1]' is not a host name"),
 ])
 def test_cli_refuses_bad_input_with_a_message(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               extra: list[str], says: str) -> None:
