@@ -219,6 +219,17 @@ def test_haproxy_accepts_the_generated_config(state: Path, tmp_path: Path) -> No
     assert "WARNING" not in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed (./run.sh test installs it)")
+@pytest.mark.parametrize("n,reuse", [(1, "never"), (2, "safe"), (70, "never")])
+def test_haproxy_accepts_every_deployment_size(state: Path, tmp_path: Path, n: int, reuse: str) -> None:
+    specs = ",".join(f"10.0.{k // 250}.{k % 250 + 1}" for k in range(n))
+    assert main(["proxy-config", "--partitions", str(n), "--instances", specs, "--state-dir", str(state),
+                 "--out", str(tmp_path), "--http-reuse", reuse, "--bind", "::"]) == 0
+    r = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
+                       timeout=20, cwd="/")
+    assert r.returncode == 0 and "WARNING" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (./run.sh test installs it)")
 def test_promtool_accepts_the_generated_scrape_config(state: Path, tmp_path: Path) -> None:
     assert _generate(state, tmp_path) == 0
