@@ -74,7 +74,7 @@ def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str
     out = tmp / f"n{n}" / "proxy"
     specs = ",".join(f"@{i['ep_file']}" for i in instances)
     cmd = [PUSHSIM, "proxy-config", "--partitions", str(n), "--instances", specs, "--out", str(out),
-           "--state-dir", str(instances[0]["dir"]), "--http-reuse", http_reuse,
+           "--state-dir", str(instances[0]["dir"]), "--http-reuse", http_reuse, "--maxconn", "200",
            *(a for name, p in ports.items() for a in (f"--{name}-port", str(p)))]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     log = (tmp / f"haproxy-{n}.log").open("wb")

@@ -136,7 +136,8 @@ def start_proxy(dep: Deployment, deadline: float) -> None:
                          "--out", str(dep.proxy_dir), "--state-dir", str(dep.root / "state"),
                          "--apns-port", str(dep.ports["apns"]), "--apns-h2c-port", str(dep.ports["apns-h2c"]),
                          "--fcm-port", str(dep.ports["fcm"]), "--fcm-h2c-port", str(dep.ports["fcm-h2c"]),
-                         "--stats-port", str(dep.ports["stats"])])
+                         "--stats-port", str(dep.ports["stats"]),
+                         "--maxconn", "200"])          # ulimit-n stays under 1024: any machine can run it
     if code != 0:
         raise RuntimeError(f"pushsim proxy-config exited {code}")
     with (dep.root / "haproxy.log").open("wb") as log:

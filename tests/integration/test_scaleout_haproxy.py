@@ -330,7 +330,7 @@ def test_an_instance_that_is_down_gets_the_real_services_unavailable_answer(tmp_
                     for _ in range(2))
     ports = {name: fixed_free_port(taken) for name in ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")}
     assert pushsim_main(["proxy-config", "--partitions", "2", "--instances", dead, "--out", str(tmp_path / "p"),
-                         "--state-dir", str(tmp_path / "state"),
+                         "--state-dir", str(tmp_path / "state"), "--maxconn", "200",
                          *(a for name, p in ports.items() for a in (f"--{name}-port", str(p)))]) == 0
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "p" / "haproxy.cfg")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
