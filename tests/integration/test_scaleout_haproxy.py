@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -23,6 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 import pytest
 
@@ -171,6 +176,44 @@ def test_apns_per_connection_rules_hold_per_sender_connection(fresh: Deployment,
         r = cert_client.post(f"{dep.url('apns')}/3/device/{tokens['ios'][0][0]}", content=ALERT,
                              headers={"apns-topic": ep["apns"]["topic"], "apns-push-type": "alert"})
         assert (r.status_code, r.json()) == (403, {"reason": "MissingProviderToken"})
+
+
+def test_connection_faults_stay_between_the_proxy_and_the_instance(fresh: Deployment, tokens: dict) -> None:
+    """The documented limits: an instance's GOAWAY reaches the sender as a refused stream on a
+    connection that lives on, and the sender sees HAProxy's stream limit, not the instance's swing."""
+    dep = fresh
+    ep = dep.instances[1]
+    tok = tokens["ios"][1][0]
+    rule = {"scope": {"service": "apns"}, "trigger": {"first": 1}, "action": {"type": "goaway", "answer": False}}
+    assert dep.admin(1).post("/faults", json=rule).status_code == 201
+    jwt_token = provider_token(ep)
+    url = f"{dep.url('apns-h2c')}/3/device/{tok}"
+    with httpx.Client(http1=False, http2=True, timeout=10) as c:
+        with pytest.raises(httpx.RemoteProtocolError, match="error_code:7"):     # REFUSED_STREAM
+            c.post(url, headers=_apns_headers(ep, jwt_token, str(uuid.uuid4())), content=ALERT)
+        r = c.post(url, headers=_apns_headers(ep, jwt_token, str(uuid.uuid4())), content=ALERT)
+        assert r.status_code == 200                                              # same sender connection
+    assert dep.admin(1).get("/stats").json()["accepted"] == 1
+    # an instance starts a token-auth connection at MAX_CONCURRENT_STREAMS 1; the proxy offers its own 1000
+    assert _first_settings(dep.ports["apns-h2c"])[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 1000
+    assert _first_settings(int(ep["apns"]["h2c_url"].rsplit(":", 1)[1]))[
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 1
+
+
+def _first_settings(port: int) -> dict[int, int]:
+    """The SETTINGS a fresh h2c connection to `port` is offered first."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(conn.data_to_send())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            assert data, "the server closed before its SETTINGS"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    return {code: c.new_value for code, c in event.changed_settings.items()}
+    raise AssertionError(f"no SETTINGS from port {port} within 10 s")
 
 
 def test_aioapns_through_the_proxy_reaches_every_partition(fresh: Deployment, tokens: dict,
