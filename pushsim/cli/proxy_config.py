@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -101,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(out / TLS_PEM, pem, 0o600)
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e}") from None
-    for name in (*files, TLS_PEM):
+    for name in (*files, TLS_PEM):           # stdout: the files, one a line (scripts read them)
         print(out / name)
+    print(f"next: haproxy -c -f {out / CONFIG} && haproxy -f {out / CONFIG}; "
+          f"prometheus --config.file={out / PROMETHEUS} (docs/scale-out.md)", file=sys.stderr)
     return 0
 
 

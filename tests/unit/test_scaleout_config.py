@@ -159,7 +159,9 @@ def test_cli_writes_every_file(state: Path, tmp_path: Path, capsys: pytest.Captu
     assert _generate(state, out) == 0
     names = {"haproxy.cfg", "apns.map", "fcm.map", "tls.pem", "prometheus.yml"}
     assert {p.name for p in out.iterdir()} == names
-    assert set(Path(line).name for line in capsys.readouterr().out.split()) == names
+    printed = capsys.readouterr()
+    assert set(Path(line).name for line in printed.out.split()) == names
+    assert f"haproxy -f {out / 'haproxy.cfg'}" in printed.err
     assert stat.S_IMODE((out / "tls.pem").stat().st_mode) == 0o600
     assert (out / "tls.pem").read_bytes() == (state / "server.pem").read_bytes() + (state / "server.key").read_bytes()
     assert f"crt {out.absolute()}/tls.pem" in (out / "haproxy.cfg").read_text()
