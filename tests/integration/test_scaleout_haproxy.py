@@ -101,12 +101,19 @@ def _online(dep: Deployment, k: int, tokens: list[str]) -> None:
 
 
 def _merged_stats(dep: Deployment) -> dict[str, Any]:
-    """`pushsim stats --json` over every instance's control API, checked against the instances' sum."""
-    r = subprocess.run([PUSHSIM, "stats", "--json", *(a for u in dep.admin_urls for a in ("--admin", u))],
-                       capture_output=True, text=True, timeout=20)
-    assert r.returncode == 0, r.stderr
-    merged = json.loads(r.stdout)
-    each = [dep.admin(k).get("/stats").json() for k in range(N)]
+    """`pushsim stats --json` over every instance's control API, checked against the instances' sum
+    (read while nothing settled: the instances' /stats are the same just before and just after)."""
+    keys = ("accepted", "delivered", "rejected", "dropped", "pending")
+    deadline = time.monotonic() + 10
+    while True:
+        each = [{key: dep.admin(k).get("/stats").json()[key] for key in keys} for k in range(N)]
+        r = subprocess.run([PUSHSIM, "stats", "--json", *(a for u in dep.admin_urls for a in ("--admin", u))],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        merged = json.loads(r.stdout)
+        if each == [{key: dep.admin(k).get("/stats").json()[key] for key in keys} for k in range(N)]:
+            break
+        assert time.monotonic() < deadline, "the instances never held still for a merged read"
     assert merged["accepted"] == sum(s["accepted"] for s in each)
     assert merged["delivered"] == sum(s["delivered"] for s in each)
     for key in ("rejected", "dropped", "pending"):
