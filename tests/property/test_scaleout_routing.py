@@ -77,3 +77,28 @@ def test_every_backend_a_rule_can_name_is_defined(n: int, path: str, body: str) 
     assert set(apns_map.values()) | set(fcm_map.values()) | {"apns_any", "fcm_any"} <= defined
     assert route_apns(path, apns_map) in defined and route_fcm(body, fcm_map) in defined
     assert len(defined) == 2 * n + 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=st.text(max_size=40) | st.from_regex(r"\[?[0-9a-zA-Z.:-]{1,20}\]?(:\d{1,6}/\d{1,6}/\d{1,6})?",
+                                                 fullmatch=True))
+@example(spec="host:1/2/3\nbackend evil")
+@example(spec="[::1]:1/2/3")
+def test_an_instance_spec_is_an_instance_or_a_clear_error(spec: str) -> None:
+    """Whatever the text: InstanceSpecError, or an instance whose host and ports cannot change the
+    config's structure (one server line per backend, nothing injected)."""
+    from pushsim.scaleout.instances import InstanceSpecError, parse_spec
+
+    try:
+        inst = parse_spec(spec)
+    except InstanceSpecError:
+        return
+    assert all(1 <= port <= 65535 for port in (inst.apns_h2c, inst.fcm_h2c, inst.admin))
+    other = Instance("192.0.2.1", 1, 2, 3)
+    if inst.host == other.host:
+        return                                 # the same ports on one host: refused, tested in unit tests
+    text = haproxy_config([inst, other], "/p")
+    servers = [line.split() for line in text.splitlines() if line.lstrip().startswith("server ")]
+    assert len(servers) == 8                   # 2 instances x (own backend + round robin) x 2 services
+    assert all(len(words) == 14 and words[3:5] == ["proto", "h2"] for words in servers)
+    assert not any(c.isspace() or c in "#'\"" for c in inst.host)
