@@ -87,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
                     help="passed to `pushsim proxy-config --http-reuse` (default never)")
     so.add_argument("--tls", action="store_true", help="APNs over TLS (ALPN h2): HAProxy's TLS listener, the "
                     "instance's TLS port for the direct row")
+    so.add_argument("--fcm", action="store_true", help="FCM messages:send instead of APNs: one install per row "
+                    "(h2load sends one body), HAProxy reads its token from the body")
     so.add_argument("--json", metavar="PATH", help="write every number, machine-readable")
     return ap
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from benchmarks import h2load
 from benchmarks.processes import PUSHSIM, cpu_between, fixed_free_port, start_pushsim, stop, tree_cpu, wait_port
-from benchmarks.workloads import apns_payload
+from benchmarks.workloads import apns_payload, fcm_payload
 from device_sim.tokens import token_partition
-from pushsim.cli.sender_auth import apns_provider_token
+from pushsim.cli.sender_auth import apns_provider_token, fcm_access_token
 
 PROXY_PORTS = ("apns", "apns-h2c", "fcm", "fcm-h2c", "stats")
 _TAKEN: set[int] = set()             # ports handed out in this run (none is handed out twice)
@@ -46,6 +46,8 @@ class Setup:
     pids: list[int]                 # every server process of the row (HAProxy first, then the instances)
     proxy: bool = False
     uris: Path | None = None
+    body: Path | None = None        # FCM: each deployment's own install in the body
+    headers: tuple[str, ...] | None = None   # FCM: an access token its deployment grants
     runs: list[dict] = field(default_factory=list)
 
 
@@ -57,7 +59,7 @@ def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -
     for k in range(n):
         d = tmp / f"n{n}" / f"instance{k}"
         shutil.copytree(state, d)
-        extra = ["--admin-port", str(admin[k])]
+        extra = ["--admin-port", str(admin[k]), "--fcm-device-quota-minute", "0", "--fcm-device-quota-hour", "0"]
         if n > 1:
             extra += ["--partition", f"{k}/{n}", "--peers", peers]
         ps = start_pushsim(d, devices, extra=extra)
@@ -68,7 +70,8 @@ def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -
     return out
 
 
-def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str, tls: bool) -> tuple[int, str]:
+def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str, tls: bool,
+             service: str) -> tuple[int, str]:
     n = len(instances)
     ports = {name: fixed_free_port(_TAKEN) for name in PROXY_PORTS}
     out = tmp / f"n{n}" / "proxy"
@@ -84,7 +87,7 @@ def _haproxy(stack: ExitStack, tmp: Path, instances: list[dict], http_reuse: str
     stack.callback(stop, proc, signal.SIGUSR1)
     for p in ports.values():
         wait_port(p)
-    return proc.pid, f"https://127.0.0.1:{ports['apns']}" if tls else f"http://127.0.0.1:{ports['apns-h2c']}"
+    return proc.pid, f"https://127.0.0.1:{ports[service]}" if tls else f"http://127.0.0.1:{ports[service + '-h2c']}"
 
 
 def _tokens(instances: list[dict], want: int) -> list[str]:
@@ -104,9 +107,26 @@ def _tokens(instances: list[dict], want: int) -> list[str]:
     return [parts[i % len(parts)][i // len(parts)] for i in range(want)]
 
 
+def _fcm_rows(setups: list[Setup], deployments: dict[int, list[dict]], tmp: Path) -> None:
+    """FCM carries the token in the body and h2load sends one body: each row sends to one Android
+    install of its deployment's partition 0 (per-device quotas are off on the instances), with an
+    access token from that deployment (an unpartitioned instance's tokens are not sealed)."""
+    import urllib.request
+    for s in setups:
+        n = 1 if s.name == "direct" else int(s.name.split("-")[1])
+        ep = deployments[n][0]["endpoints"]
+        with urllib.request.urlopen(f"{ep['admin']['url']}/devices?platform=android&limit=1", timeout=10) as r:
+            token = json.load(r)["devices"][0]["fcm_token"]
+        (tmp / s.name).mkdir()
+        s.body = fcm_payload(tmp / s.name, token)
+        s.uris = tmp / f"uris-{s.name}.txt"
+        s.uris.write_text(f"{s.url}/v1/projects/{ep['fcm']['project_id']}/messages:send\n")
+        s.headers = (f"authorization: Bearer {fcm_access_token(ep)}", "content-type: application/json")
+
+
 def _measure(s: Setup, load: h2load.Load, seconds: float, tmp: Path) -> dict:
     from dataclasses import replace
-    ld = replace(load, uris=s.uris, duration_s=seconds)
+    ld = replace(load, uris=s.uris, duration_s=seconds, body=s.body or load.body, headers=s.headers or load.headers)
     c0 = {pid: tree_cpu(pid) for pid in s.pids}
     r = h2load.run(ld, 0)
     c1 = {pid: tree_cpu(pid) for pid in s.pids}
@@ -130,25 +150,33 @@ def run(args: argparse.Namespace) -> int:
         state = tmp / "state"
         subprocess.run([PUSHSIM, "creds", "--state-dir", str(state)], check=True, capture_output=True, timeout=60)
         devices = f"ios={args.devices},android=10"
+        service = "fcm" if args.fcm else "apns"
         setups: list[Setup] = []
         deployments = {n: _instances(stack, tmp, state, n, devices) for n in (1, 2, 3)}
         single = deployments[1][0]
-        direct_url = single["endpoints"]["apns"]["url" if args.tls else "h2c_url"]
+        direct_url = single["endpoints"][service]["url" if args.tls else "h2c_url"]
         setups.append(Setup("direct", direct_url, [single["pid"]]))
         for n, inst in deployments.items():
-            pid, url = _haproxy(stack, tmp, inst, args.http_reuse, args.tls)
+            pid, url = _haproxy(stack, tmp, inst, args.http_reuse, args.tls, service)
             setups.append(Setup(f"proxy-{n}", url, [pid, *(i["pid"] for i in inst)], proxy=True))
-        toks = {n: _tokens(inst, args.tokens) for n, inst in deployments.items()}
-        for s in setups:
-            n = 1 if s.name == "direct" else int(s.name.split("-")[1])
-            s.uris = tmp / f"uris-{s.name}.txt"
-            s.uris.write_text("".join(f"{s.url}/3/device/{t}\n" for t in toks[n]))
-        a = single["endpoints"]["apns"]
-        headers = ("apns-push-type: background", "apns-priority: 5", f"apns-topic: {a['topic']}",
-                   f"authorization: bearer {apns_provider_token(a)}")
-        load = h2load.Load(uris=setups[0].uris, body=apns_payload(tmp), headers=headers,   # type: ignore[arg-type]
+        if args.fcm:
+            _fcm_rows(setups, deployments, tmp)
+            headers, body = setups[0].headers, setups[0].body
+        else:
+            toks = {n: _tokens(inst, args.tokens) for n, inst in deployments.items()}
+            for s in setups:
+                n = 1 if s.name == "direct" else int(s.name.split("-")[1])
+                s.uris = tmp / f"uris-{s.name}.txt"
+                s.uris.write_text("".join(f"{s.url}/3/device/{t}\n" for t in toks[n]))
+            a = single["endpoints"]["apns"]
+            headers = ("apns-push-type: background", "apns-priority: 5", f"apns-topic: {a['topic']}",
+                       f"authorization: bearer {apns_provider_token(a)}")
+            body = apns_payload(tmp)
+        load = h2load.Load(uris=setups[0].uris, body=body, headers=headers,   # type: ignore[arg-type]
                            clients=args.clients, streams=args.streams)
-        print(f"scaleout: APNs {'TLS' if args.tls else 'h2c'}, h2load -c {args.clients} -m {args.streams}, "
+        what = (f"FCM {'TLS' if args.tls else 'h2c'} (one install per row, of partition 0)" if args.fcm else
+                f"APNs {'TLS' if args.tls else 'h2c'}")
+        print(f"scaleout: {what}, h2load -c {args.clients} -m {args.streams}, "
               f"{args.seconds:g} s timed runs "
               f"(+1 s warm-up), {args.runs} rounds, {args.tokens} tokens round the partitions, http-reuse "
               f"{args.http_reuse}; load average {os.getloadavg()[0]:.2f}")
@@ -166,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                       flush=True)
         results = {"utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "loadavg_end": os.getloadavg(),
                    "clients": args.clients, "streams": args.streams, "seconds": args.seconds,
-                   "http_reuse": args.http_reuse, "tls": args.tls, "rows": {}}
+                   "http_reuse": args.http_reuse, "tls": args.tls, "service": service, "rows": {}}
         direct = None
         print(f"\n{'row':<10} {'median req/s':>12} {'vs direct':>10} {'server µs/req':>14} {'of it HAProxy':>14}"
               "  per round")
