@@ -59,7 +59,9 @@ def _instances(stack: ExitStack, tmp: Path, state: Path, n: int, devices: str) -
     for k in range(n):
         d = tmp / f"n{n}" / f"instance{k}"
         shutil.copytree(state, d)
-        extra = ["--admin-port", str(admin[k]), "--fcm-device-quota-minute", "0", "--fcm-device-quota-hour", "0"]
+        # FCM rows hammer one install, and the single instance serves two rows: no quota may interfere
+        extra = ["--admin-port", str(admin[k]), "--fcm-device-quota-minute", "0", "--fcm-device-quota-hour", "0",
+                 "--fcm-project-quota", "1000000000"]
         if n > 1:
             extra += ["--partition", f"{k}/{n}", "--peers", peers]
         ps = start_pushsim(d, devices, extra=extra)
