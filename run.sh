@@ -44,9 +44,9 @@ need_node_clients() {  # the real Node.js APNs clients the integration tests dri
 cmd="${1:-}"; shift || true
 case "$cmd" in
     serve)  ensure_venv; exec "$venv/bin/pushsim" serve "$@" ;;
-    test)   need_debs curl:curl h2load:nghttp2-client node:nodejs npm:npm promtool:prometheus chromium:chromium; need_node_clients; ensure_venv
+    test)   need_debs curl:curl h2load:nghttp2-client node:nodejs npm:npm promtool:prometheus chromium:chromium haproxy:haproxy; need_node_clients; ensure_venv
             exec "$venv/bin/python" -m pytest "$@" ;;
-    bench)  need_debs h2load:nghttp2-client nghttpd:nghttp2-server; ensure_venv
+    bench)  need_debs h2load:nghttp2-client nghttpd:nghttp2-server haproxy:haproxy; ensure_venv
             exec "$venv/bin/python" -m benchmarks "${@:-quick}" ;;
     conformance) ensure_venv; exec "$venv/bin/python" -m tests.conformance "$@" ;;
     pushsim) ensure_venv; exec "$venv/bin/pushsim" "$@" ;;

@@ -1,7 +1,8 @@
 """`python -m benchmarks MODE`: h2load against `pushsim serve` (the full path) and nghttpd, in one run.
 
 Modes: full (every row, latency at half load, memory, targets), quick (the one-minute regression
-guard), apns and fcm (subsets of full with their earlier defaults). See benchmarks/README.md.
+guard), apns and fcm (subsets of full with their earlier defaults), scaleout (HAProxy in front of
+1-3 instances, issue 16). See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -74,6 +75,21 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--no-engine-only", dest="engine_only", action="store_false")
     c = sub.add_parser("fcm", help="= full --rows fcm-h2c,fcm-h1, no half load, no memory")
     _common(c, 60_000, 200_000, 3, 5_000)
+    so = sub.add_parser("scaleout", help="APNs h2c through HAProxy in front of 1, 2, 3 instances vs one instance "
+                        "direct (issue 16; needs haproxy)")
+    so.add_argument("--runs", type=int, default=3, help="rounds; every row once per round (default 3)")
+    so.add_argument("--seconds", type=float, default=3.0, help="length of each timed run after its 1 s warm-up")
+    so.add_argument("--clients", "-c", type=int, default=8, help="HTTP/2 connections (default 8)")
+    so.add_argument("--streams", "-m", type=int, default=100, help="streams in flight per connection (default 100)")
+    so.add_argument("--tokens", type=int, default=300, help="distinct iOS tokens, taken round the partitions")
+    so.add_argument("--devices", type=int, default=600, help="iOS installs of each deployment's fleet")
+    so.add_argument("--http-reuse", choices=["never", "safe", "always"], default="never",
+                    help="passed to `pushsim proxy-config --http-reuse` (default never)")
+    so.add_argument("--tls", action="store_true", help="APNs over TLS (ALPN h2): HAProxy's TLS listener, the "
+                    "instance's TLS port for the direct row")
+    so.add_argument("--fcm", action="store_true", help="FCM messages:send instead of APNs: one install per row "
+                    "(h2load sends one body), HAProxy reads its token from the body")
+    so.add_argument("--json", metavar="PATH", help="write every number, machine-readable")
     return ap
 
 
@@ -81,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cmd == "quick":
         return quick.run(args)
+    if args.cmd == "scaleout":
+        from benchmarks import scaleout
+        return scaleout.run(args)
     if args.cmd == "apns":
         args.rows = ["apns-h2c"] + ([] if args.no_tls else ["apns-tls"])
     elif args.cmd == "fcm":

@@ -4,7 +4,7 @@
 
 Three measures, each the median of --repeat rounds (one round runs each measure once, interleaved),
 and the pipeline / scheduler ratio (issue 15 target: >= 0.5):
-  scheduler   the timer heap alone, 10,000 timers outstanding, each fired one re-arming (the floor)
+  scheduler   the timer queue alone, 10,000 timers outstanding, each fired one re-arming (the floor)
   pipeline    accepted notifications through dispatch → OS policy → ledger, plus the app task
               timer each delivery starts (events = notifications handled + timers fired)
   scenario    scenarios/mixed-fleet.toml (1,000 installs, 24 h, opens, Doze, budgets, offline)

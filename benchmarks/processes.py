@@ -26,6 +26,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fixed_free_port(taken: set[int] | None = None) -> int:
+    """A free port to name on a command line before the process that binds it starts (`--peers` needs
+    every instance's control-API port up front). free_port()'s answer lies in the kernel's ephemeral
+    range, where another process's port-0 listener can take it first; this one lies below it."""
+    import random
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    taken = taken if taken is not None else set()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 def wait_port(port: int, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

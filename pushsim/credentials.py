@@ -151,12 +151,38 @@ def _leaf(ca_key: CertificateIssuerPrivateKeyTypes, ca: x509.Certificate, subjec
     return b.sign(ca_key, hashes.SHA256())
 
 
-def _make_server_cert(ca_key: Any, ca: x509.Certificate) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _make_server_cert(ca_key: Any, ca: x509.Certificate,
+                      extra: Sequence[str] = ()) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName([*(x509.DNSName(n) for n in SERVER_NAMES),
-                                       *(x509.IPAddress(ipaddress.ip_address(a)) for a in SERVER_IPS)])
+    ips, names = [*SERVER_IPS], [*SERVER_NAMES]
+    for name in extra:
+        (ips if _is_ip(name) else names).append(name)
+    san = x509.SubjectAlternativeName([*(x509.DNSName(n) for n in dict.fromkeys(names)),
+                                       *(x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(ips))])
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pushsim")])
     return key, _leaf(ca_key, ca, subject, key.public_key(), ExtendedKeyUsageOID.SERVER_AUTH, [san])
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def server_pem_with_key(state_dir: Path, extra_names: Sequence[str] = ()) -> bytes:
+    """The state dir's server certificate and its key in one PEM (what HAProxy's `crt` reads). With
+    `extra_names` (host names or IPs a proxy in front of the instances is reached by), a fresh
+    certificate is signed by the state dir's CA carrying those beside the usual names; the state
+    dir's own files are left as they are. Reads only: a missing file raises FileNotFoundError."""
+    d = Path(state_dir)
+    if not extra_names:
+        return (d / "server.pem").read_bytes() + (d / "server.key").read_bytes()
+    ca_key = _load_key(d / "ca.key")
+    ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+    key, cert = _make_server_cert(ca_key, ca, extra_names)
+    return cert.public_bytes(serialization.Encoding.PEM) + _pem_key(key)
 
 
 def push_topics(bundle_id: str) -> list[str]:

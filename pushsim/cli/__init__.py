@@ -1,5 +1,5 @@
 """The `pushsim` command: one module per subcommand (serve, creds, push, stats, run, replay, report, journal,
-token), each with `register(subparsers)` giving its parser a `func(args) -> int` default.
+token, proxy-config), each with `register(subparsers)` giving its parser a `func(args) -> int` default.
 
 Every flag has an environment variable, shown in `--help` with the flag's default (options.py).
 """
@@ -18,7 +18,7 @@ __all__ = ["COMMAND_MODULES", "UsageError", "add_config_arguments", "build_parse
 
 COMMAND_MODULES = ("pushsim.cli.serve", "pushsim.cli.creds", "pushsim.cli.replay", "pushsim.cli.run",
                    "pushsim.cli.push", "pushsim.cli.stats", "pushsim.cli.report", "pushsim.cli.journal",
-                   "pushsim.cli.token")
+                   "pushsim.cli.token", "pushsim.cli.proxy_config")
 
 
 def build_parser() -> argparse.ArgumentParser:
