@@ -140,10 +140,17 @@ class AndroidPolicy:
         if n.push_type == "notification" and d.state != FOREGROUND:
             host.metrics.notifications_shown += 1      # the system tray shows it; no app code runs
             return
-        if high and n.push_type != "notification" and d.rng.random() >= self.app_params.data_shows_notification:
-            if d.quiet_hp is None:
-                d.quiet_hp = []
-            d.quiet_hp.append(t)
+        if high and n.push_type != "notification":
+            shows = self.app_params.data_shows_notification
+            if shows > 0.0:
+                quiet = d.random() >= shows          # d.rng is d
+            else:
+                d.skip()                             # a draw in [0, 1) is >= 0: certain, but used up alike
+                quiet = True
+            if quiet:
+                if d.quiet_hp is None:
+                    d.quiet_hp = []
+                d.quiet_hp.append(t)
         host.app.run_task(d, n, t, self.params.handler_window)
 
     # Doze -------------------------------------------------------------------------------------------
@@ -164,9 +171,14 @@ class AndroidPolicy:
         self.flush_deferred(d, self.host.sched.now)
 
     def flush_deferred(self, d: Device, t: float) -> None:
-        msgs, d.deferred = d.deferred, NO_LIST
-        self.host.sched.cancel(d.window_timer)
-        d.window_timer = None
+        timer = d.window_timer
+        if timer is not None:
+            timer[2] = timer[3] = None       # Scheduler.cancel, inlined: this runs on every open
+            d.window_timer = None
+        msgs = d.deferred
+        if not msgs:
+            return
+        d.deferred = NO_LIST
         d.rng.shuffle(msgs)
         for m in msgs:
             self.host.cancel_expiry(m)

@@ -181,15 +181,21 @@ class Tally:
         """Is this push one the install's arm goes without (the holdout's, of the withheld kind)?"""
         return (silent or self.experiment.withhold == "all") and self.arm(install) == self.holdout_index
 
+    # add / add_seconds run several times per open and per push: the common case is one array
+    # update, and an install beyond the arrays (registered after start) is the IndexError path.
     def add(self, key: str, install: int, n: int = 1) -> None:
-        if install >= len(self._arm):
+        try:
+            self.counts[key][install] += n
+        except IndexError:
             self._grow(install)
-        self.counts[key][install] += n
+            self.counts[key][install] += n
 
     def add_seconds(self, key: str, install: int, seconds: float) -> None:
-        if install >= len(self._arm):
+        try:
+            self.sums[key][install] += seconds
+        except IndexError:
             self._grow(install)
-        self.sums[key][install] += seconds
+            self.sums[key][install] += seconds
 
     def dropped(self, install: int, reason: str) -> None:
         per = self.drops[self.arm(install)]

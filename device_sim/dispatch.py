@@ -50,18 +50,22 @@ class Dispatcher:
         # share one bytes object per distinct small body instead of each keeping its own copy.
         payload = note.payload
         if len(payload) <= _SHARE_MAX_BODY:
-            shared = self._payloads.get(payload)
+            payloads = self._payloads
+            shared = payloads.get(payload)
             if shared is None:
-                if len(self._payloads) >= _SHARE_MAX:
-                    self._payloads.clear()
-                self._payloads[payload] = payload
-            else:
+                if len(payloads) >= _SHARE_MAX:
+                    payloads.clear()
+                payloads[payload] = payload
+            elif shared is not payload:
                 note.payload = shared
         seq = self.ledger.accept(note)
-        self._batch.append(note)
         if self._schedule is None:
-            self.flush()
-        elif not self._scheduled:
+            # Synchronous: the batch is this one notification (a timer that submits while a batch is
+            # being handled gets its own nested call, as a flush would give it), so skip the list swap.
+            self.policy.handle([note])
+            return seq
+        self._batch.append(note)
+        if not self._scheduled:
             self._scheduled = True
             self._schedule(self.flush)
         return seq

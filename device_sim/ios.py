@@ -89,14 +89,18 @@ class IosPolicy:
         if n is None:
             return
         host = self.host
-        if d.profile.low_power:
+        profile = d.profile
+        if profile.low_power:
             host.repend(n, "held-low-power")
-        elif not d.profile.bar:
+        elif not profile.bar:
             host.repend(n, "held-background-refresh-off")
         elif self._take(d, t):
             d.held = None
-            host.sched.cancel(d.held_timer)
-            self._wake(d, n, t)
+            timer = d.held_timer
+            if timer is not None:
+                timer[2] = timer[3] = None   # Scheduler.cancel, inlined
+            host.deliver(n, t)               # _wake, inlined
+            host.app.run_task(d, n, t, self.params.background_window)
         else:
             host.repend(n, "held-budget")
             at = self._next_budget(d, t)
@@ -111,15 +115,6 @@ class IosPolicy:
         self.try_release(d, self.host.sched.now)
 
     # budgets ------------------------------------------------------------------------------------------
-    def _refill(self, d: Device, t: float) -> None:
-        p = self.params
-        if t > d.tokens_t:
-            d.tokens = min(p.budget_burst, d.tokens + (t - d.tokens_t) * p.budget_per_hour / 3600.0)
-            d.tokens_t = t
-        if t - d.day_start >= DAY - 1e-6:
-            d.day_start += DAY * math.floor((t - d.day_start + 1e-6) / DAY)
-            d.day_used = 0
-
     def budget_at(self, d: Device, t: float) -> tuple[float, bool]:
         """(tokens, throttled) as `_take` would see them at t, without changing the device: for
         looking at the fleet (device_sim.census)."""
@@ -129,8 +124,16 @@ class IosPolicy:
         return tokens, p.throttle and (tokens < 1.0 - 1e-9 or day_used >= p.daily_budget)
 
     def _take(self, d: Device, t: float) -> bool:
-        self._refill(d, t)
-        if d.tokens >= 1.0 - 1e-9 and d.day_used < self.params.daily_budget:   # float refill may land a hair short
+        # _refill(d, t), inlined: it runs for every throttled background push
+        p = self.params
+        tokens_t = d.tokens_t
+        if t > tokens_t:
+            d.tokens = min(p.budget_burst, d.tokens + (t - tokens_t) * p.budget_per_hour / 3600.0)
+            d.tokens_t = t
+        if t - d.day_start >= DAY - 1e-6:
+            d.day_start += DAY * math.floor((t - d.day_start + 1e-6) / DAY)
+            d.day_used = 0
+        if d.tokens >= 1.0 - 1e-9 and d.day_used < p.daily_budget:   # float refill may land a hair short
             d.tokens -= 1.0
             d.day_used += 1
             return True

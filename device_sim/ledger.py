@@ -140,36 +140,30 @@ class Ledger:
         return self._next_seq
 
     # transitions ---------------------------------------------------------------------------
+    # accept / repend_note / deliver_note / drop_note run once or twice per notification: they use
+    # plain dict operations (Counter's own methods are Python code) and no helper calls.
     def accept(self, note: Notification, pending_reason: str = "queued") -> int:
-        seq = note.seq = self._next_seq
+        seq = self._next_seq
+        note.seq = seq
         self._next_seq = seq + 1
         self.accepted += 1
         pending = self.pending
         pending[pending_reason] = pending.get(pending_reason, 0) + 1
-        note.outcome, note.reason = _PENDING, pending_reason
+        note.outcome = _PENDING
+        note.reason = pending_reason
         by_install = self.by_install
-        note.prev = by_install.get(note.install, -1)
-        by_install[note.install] = seq
-        records = self.records
-        records.append(note)
+        install = note.install
+        note.prev = by_install.get(install, -1)
+        by_install[install] = seq
+        items = self.records._items     # RecordWindow.append, without the call
+        items.append(note)
         limit = self.record_limit
-        if records.window() > limit + (limit // 10 or 1):
+        if len(items) > limit + (limit // 10 or 1):
             self._forget()
         return seq
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
-
-    def _leave_pending(self, note: Notification) -> None:
-        if note.outcome is not _PENDING:
-            raise ValueError(f"notification {note.seq} already {note.outcome.value}")
-        # Plain dict operations: Counter's own __delitem__ is Python code, and this runs per settle.
-        key, pending = note.reason or "", self.pending
-        left = pending[key] - 1
-        if left:
-            pending[key] = left
-        else:
-            dict.__delitem__(pending, key)
 
     def _note(self, seq: int) -> Notification:
         note = self.records.get(seq)
@@ -180,16 +174,31 @@ class Ledger:
     # By notification: what the fleet calls (no lookup). The seq forms below are the stable API.
     def repend_note(self, note: Notification, reason: str) -> None:
         """Still pending, now for another reason (e.g. queued → held-by-budget)."""
-        self._leave_pending(note)
+        if note.outcome is not _PENDING:
+            raise ValueError(f"notification {note.seq} already {note.outcome.value}")
+        key, pending = note.reason or "", self.pending
+        left = pending[key] - 1
+        if left:
+            pending[key] = left
+        else:
+            dict.__delitem__(pending, key)
         note.reason = reason
-        pending = self.pending
         pending[reason] = pending.get(reason, 0) + 1
         if self._subscribers:
             self._emit(note, None)
 
     def deliver_note(self, note: Notification, at: float | None = None) -> None:
-        self._leave_pending(note)
-        note.outcome, note.reason, note.settled_at = _DELIVERED, None, at
+        if note.outcome is not _PENDING:
+            raise ValueError(f"notification {note.seq} already {note.outcome.value}")
+        key, pending = note.reason or "", self.pending
+        left = pending[key] - 1
+        if left:
+            pending[key] = left
+        else:
+            dict.__delitem__(pending, key)
+        note.outcome = _DELIVERED
+        note.reason = None
+        note.settled_at = at
         self.delivered += 1
         if note.seq < self.records.base:
             self._old_settle()
@@ -197,8 +206,17 @@ class Ledger:
             self._emit(note, at)
 
     def drop_note(self, note: Notification, reason: str, at: float | None = None) -> None:
-        self._leave_pending(note)
-        note.outcome, note.reason, note.settled_at = _DROPPED, reason, at
+        if note.outcome is not _PENDING:
+            raise ValueError(f"notification {note.seq} already {note.outcome.value}")
+        key, pending = note.reason or "", self.pending
+        left = pending[key] - 1
+        if left:
+            pending[key] = left
+        else:
+            dict.__delitem__(pending, key)
+        note.outcome = _DROPPED
+        note.reason = reason
+        note.settled_at = at
         if note.seq < self.records.base:
             self._old_settle()
         dropped = self.dropped

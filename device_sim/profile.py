@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _M64 = (1 << 64) - 1
+_sqrt, _log, _cos, _TWO_PI = math.sqrt, math.log, math.cos, 2.0 * math.pi
 
 # App states. force_quit (iOS) and force_stopped (Android) are the same fact: the user stopped it.
 FOREGROUND, BACKGROUND, STOPPED, NEVER = "foreground", "background", "stopped", "never_launched"
@@ -51,13 +52,31 @@ class Stream:
     def __init__(self, key: int) -> None:
         self.key, self.n = key, 0
 
+    # The draws below inline `unit(self.key, n)` (the same arithmetic, bit for bit): they run several
+    # times per notification, and the call and its *args tuple cost as much as the hashing.
     def random(self) -> float:
+        n = self.n = self.n + 1
+        x = (hash((self.key, n)) * 0x9E3779B97F4A7C15) & _M64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+        return (x ^ (x >> 31)) / 18446744073709551616.0
+
+    def skip(self) -> None:
+        """Use up one draw without computing it (when its outcome is already certain)."""
         self.n += 1
-        return unit(self.key, self.n)
 
     def gauss(self, mu: float = 0.0, sigma: float = 1.0) -> float:
-        u1 = 1.0 - self.random()         # (0, 1]: log is finite
-        return mu + sigma * math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * self.random())
+        key, n = self.key, self.n
+        self.n = n + 2
+        x = (hash((key, n + 1)) * 0x9E3779B97F4A7C15) & _M64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+        u1 = 1.0 - (x ^ (x >> 31)) / 18446744073709551616.0     # (0, 1]: log is finite
+        x = (hash((key, n + 2)) * 0x9E3779B97F4A7C15) & _M64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+        u2 = (x ^ (x >> 31)) / 18446744073709551616.0
+        return mu + sigma * _sqrt(-2.0 * _log(u1)) * _cos(_TWO_PI * u2)
 
     def expovariate(self, rate: float) -> float:
         return -math.log(1.0 - self.random()) / rate
@@ -92,6 +111,11 @@ class Profile:
 
 
 def _pick(rng: Stream, dist: dict[str, float]) -> str:
+    if len(dist) == 1:
+        # One choice: it is the answer whatever the draw (even a draw that rounds up to 1.0 ends on
+        # the last key), so only use the draw up.
+        rng.n += 1
+        return next(iter(dist))
     total = sum(dist.values())
     r = rng.random() * total
     for k, w in dist.items():
@@ -131,17 +155,18 @@ class PlatformMix:
     def draw(self, rng: Stream) -> Profile:
         # Always the same number of draws in the same order, so adding a field later at the end
         # leaves earlier fields of every install unchanged.
-        return Profile(
-            os_version=int(_pick(rng, self.os_version)),
-            app_state=canonical_state(_pick(rng, self.app_state)),
-            low_power=rng.random() < self.low_power,
-            bar=not rng.random() < self.bar_off,
-            charging=rng.random() < self.charging,
-            doze=rng.random() < self.doze,
-            bucket=_pick(rng, self.bucket),
-            offline=self.offline,
-            opens_per_day=self.opens_per_day * (0.25 + 1.5 * rng.random()) if self.opens_per_day else 0.0,
-        )
+        # (Positional arguments, in Profile's field order: this runs once per install that sees traffic.)
+        random = rng.random
+        os_version = int(_pick(rng, self.os_version))
+        state = _pick(rng, self.app_state)
+        app_state = _STATE_ALIASES.get(state) or canonical_state(state)   # (the call raises for a bad name)
+        low_power = random() < self.low_power
+        bar = not random() < self.bar_off
+        charging = random() < self.charging
+        doze = random() < self.doze
+        bucket = _pick(rng, self.bucket)
+        opens = self.opens_per_day * (0.25 + 1.5 * random()) if self.opens_per_day else 0.0
+        return Profile(os_version, app_state, low_power, bar, charging, doze, bucket, self.offline, opens)
 
 
 # A plausible fleet: most apps in the background, a few stopped, some devices in Low Power Mode

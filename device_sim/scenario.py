@@ -95,11 +95,16 @@ def run_virtual(scenario: str | Path | dict[str, Any], seed: int, skip_faults: b
     return simulate(scenario, seed, skip_faults)[1]
 
 
-def simulate(scenario: str | Path | dict[str, Any], seed: int,
-             skip_faults: bool = False) -> tuple[World, Summary]:
-    """`run_virtual`, keeping the world (for a journal export or an HTML report of the run)."""
+def simulate(scenario: str | Path | dict[str, Any], seed: int, skip_faults: bool = False,
+             shard: tuple[int, int] = (0, 1)) -> tuple[World, Summary]:
+    """`run_virtual`, keeping the world (for a journal export or an HTML report of the run).
+
+    `shard = (me, workers)`: simulate only the installs with index % workers == me (their traffic
+    and scripted events). Installs never affect each other, so each install's outcomes are the
+    ones of the whole run, and the shards' experiment moments pool exactly
+    (device_sim.lift.merge_moments); the digest is the shard's own (its seq numbers differ)."""
     doc = load(scenario) if isinstance(scenario, (str, Path)) else scenario
-    world, start, duration = build_virtual(doc, seed, skip_faults)
+    world, start, duration = build_virtual(doc, seed, skip_faults, shard)
     sim, sched = world.device_sim, world.sched
     t0 = time.perf_counter()
     sched.run_until(start + duration)
@@ -110,9 +115,14 @@ def simulate(scenario: str | Path | dict[str, Any], seed: int,
                           experiment=sim.experiment_outcomes())
 
 
-def build_virtual(doc: dict[str, Any], seed: int, skip_faults: bool = False) -> tuple[World, float, float]:
+def build_virtual(doc: dict[str, Any], seed: int, skip_faults: bool = False,
+                  shard: tuple[int, int] = (0, 1)) -> tuple[World, float, float]:
     """The scenario's world with its traffic and events scheduled, not yet run: (world, start, duration).
-    A scenario with `[[faults]]` is refused unless `skip_faults` (the run then has none)."""
+    A scenario with `[[faults]]` is refused unless `skip_faults` (the run then has none).
+    `shard`: see `simulate`."""
+    me, workers = shard
+    if not (isinstance(workers, int) and isinstance(me, int) and 0 <= me < workers):
+        raise ValueError(f"bad shard {shard!r}: want (me, workers) with 0 <= me < workers")
     start = float(doc.get("start", VIRTUAL_EPOCH))
     duration = float(doc.get("duration", 86_400))
     fleet_doc = doc.get("fleet", {})
@@ -125,11 +135,16 @@ def build_virtual(doc: dict[str, Any], seed: int, skip_faults: bool = False) -> 
     world = World(WorldSettings(devices=str(fleet_doc.get("devices", "ios=1")), seed=seed, clock="virtual",
                                 start=start), rules=sim_settings(doc), experiment=experiment)
     sim, sched = world.device_sim, world.sched
+    sim.shard = shard
+    if sim.cohorts is not None:
+        sim.cohorts.shard = shard
     if "content" in doc:
         sim.content = ContentTimeline.from_dict(doc["content"], seed, start, start + duration)
     for i, rule in enumerate(doc.get("traffic", [])):
-        _Traffic(world, i, rule, seed).start(start, start + duration)
+        _Traffic(world, i, rule, seed, shard).start(start, start + duration)
     for ev in doc.get("events", []):
+        if int(ev.get("install", 0)) % workers != me:
+            continue
         changes = dict(ev.get("set", {}))
         sched.call_at(start + float(ev["at"]),
                       lambda _a, idx=int(ev.get("install", 0)), ch=changes: sim.set_state(idx, **ch))
@@ -145,7 +160,8 @@ class _Traffic:
     pushes per install per device day; `quiet_hours = [start, end]` skips ticks in those hours
     (device clock, UTC); `only_when_changed` skips installs already sent the current content."""
 
-    def __init__(self, world: World, rule_no: int, rule: dict[str, Any], seed: int) -> None:
+    def __init__(self, world: World, rule_no: int, rule: dict[str, Any], seed: int,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.world, self.rule_no, self.seed = world, rule_no, seed
         fleet = world.fleet
         platform = rule.get("platform", "ios")
@@ -165,6 +181,9 @@ class _Traffic:
             if unknown:
                 raise ValueError(f"[[traffic]] #{rule_no + 1}: unknown arm(s) {', '.join(unknown)}")
             self.targets = [i for i in self.targets if exp.arm_of(i) in arms]
+        me, workers = shard
+        if workers > 1:
+            self.targets = [i for i in self.targets if i % workers == me]
         self.ios = want == IOS
         self.service = rule.get("service", "apns" if self.ios else "fcm")
         self.push_type = rule.get("push_type", "background" if self.ios else "data")

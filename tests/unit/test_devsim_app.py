@@ -67,3 +67,19 @@ def test_metrics_expose_receipt_rate_and_funnel():
     s = b.stats()
     assert s["receipt_rate"] == 0.5
     assert s["funnel"]["pending"] == {"held-budget": 1}
+
+
+def test_declared_content_version_memo_answers_like_a_fresh_parse_and_stays_bounded(monkeypatch):
+    from device_sim import app
+    monkeypatch.setattr(app, "_DECLARED", {})
+    monkeypatch.setattr(app, "_DECLARED_MAX", 3)
+    cases = [(b'{"content_version":4}', 9, 4), (b'{"data":{"content_version":"12"}}', 0, 12),
+             (b'{"message":{"data":{"content_version":2}}}', 5, 2), (b'{"content_version":"x"}', 5, 6),
+             (b'not json, content_version', 1, 2), (b'{"k":"content_version"}', 3, 4)]
+    for _ in range(2):                                  # second pass: answered from the memo
+        for payload, cur, want in cases:
+            assert app._explicit_version(payload, cur) == want
+            assert app._explicit_version(payload, cur + 10) == (want if want != cur + 1 else cur + 11)
+    assert len(app._DECLARED) <= 3                      # cleared wholesale when full
+    big = b'{"content_version":3,"pad":"' + b"z" * 2000 + b'"}'
+    assert app._explicit_version(big, 0) == 3 and big not in app._DECLARED   # large bodies not kept
