@@ -187,6 +187,8 @@ class Ledger:
         if self._subscribers:
             self._emit(note, None)
 
+    # deliver_note and drop_note each inline the same "leave pending" steps: they run once per
+    # notification, and a shared helper call costs more than the lines it would save.
     def deliver_note(self, note: Notification, at: float | None = None) -> None:
         if note.outcome is not _PENDING:
             raise ValueError(f"notification {note.seq} already {note.outcome.value}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.processes import fixed_free_port
+from benchmarks.processes import fixed_free_port, stop   # stop: by PID, then its children
 from pushsim.cli import main as pushsim_main
 
 PUSHSIM = str(Path(sys.executable).with_name("pushsim"))
@@ -45,16 +45,6 @@ def _ready_line(out: Path) -> str | None:
         if line.startswith("pushsim ready: "):
             return line.split(": ", 1)[1].strip()
     return None
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, grace: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @dataclass
