@@ -328,12 +328,17 @@ class DeviceSim:
 
 def outcome_digest(ledger: Ledger, seqs: Iterable[int] | None = None) -> str:
     """sha256 over every notification's outcome, reason and settle time, in acceptance order."""
-    h = hashlib.sha256()
     recs = ledger.records
-    for seq in recs if seqs is None else seqs:
-        r = recs[seq]
-        at = "" if r.settled_at is None else f"{r.settled_at:.3f}"
-        h.update(f"{seq}|{r.outcome.value}|{r.reason or ''}|{at}\n".encode())
+    return digest_of((seq, recs[seq].outcome.value, recs[seq].reason, recs[seq].settled_at)
+                     for seq in (recs if seqs is None else seqs))
+
+
+def digest_of(outcomes: Iterable[tuple[int, str, str | None, float | None]]) -> str:
+    """`outcome_digest` over (seq, outcome, reason, settled_at) rows, e.g. copied from the ledger earlier."""
+    h = hashlib.sha256()
+    for seq, outcome, reason, settled_at in outcomes:
+        at = "" if settled_at is None else f"{settled_at:.3f}"
+        h.update(f"{seq}|{outcome}|{reason or ''}|{at}\n".encode())
     return h.hexdigest()
 
 

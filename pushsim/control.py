@@ -22,7 +22,7 @@ from aiohttp import web
 
 from device_sim.fleet import PLATFORMS
 from device_sim.journal import FILTERS as JOURNAL_FILTERS
-from device_sim.replay import export_jsonl
+from device_sim.replay import export_lines, snapshot
 
 from . import control_faults, dashboard
 from .event_log import EventLog
@@ -30,7 +30,7 @@ from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param,
 from .metrics import CONTENT_TYPE
 from .report import DEFAULTS as REPORT_RULES
 from .report import build_report, parse_policy
-from .report.live import records_of
+from .report.live import records_of_snapshot
 
 if TYPE_CHECKING:
     from .server import PushSim
@@ -251,13 +251,15 @@ async def report(request: web.Request, sim: PushSim) -> web.Response:
         policy = parse_policy({"ignore": ignore}, REPORT_RULES)
     except ValueError as e:
         raise BadRequest(str(e)) from None
-    records = records_of(sim.testbed.world)     # a snapshot, taken on the loop (the world is not thread-safe)
-    return _json(await asyncio.to_thread(build_report, records, policy))   # the analysis does not stall the fakes
+    snap = snapshot(sim.testbed.world)      # copied on the loop (the world is not thread-safe): cheap
+    # serializing it and the analysis run in a thread, so the fakes keep answering meanwhile
+    return _json(await asyncio.to_thread(lambda: build_report(records_of_snapshot(snap), policy)))
 
 
 async def _journal_jsonl(request: web.Request, sim: PushSim) -> web.StreamResponse:
     """The replayable export (`pushsim replay FILE`): header, state changes, accepted notifications."""
-    lines = list(export_jsonl(sim.testbed.world))   # a snapshot: traffic goes on while we write
+    snap = snapshot(sim.testbed.world)      # copied on the loop; serialized in a thread (traffic goes on)
+    lines = await asyncio.to_thread(lambda: list(export_lines(snap)))
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     chunk: list[str] = []

@@ -5,7 +5,7 @@ from typing import Any
 
 import orjson
 
-from device_sim.replay import analytics_label, export_jsonl
+from device_sim.replay import ExportSnapshot, analytics_label, export_lines, snapshot
 from device_sim.world import World
 
 from .records import Accepted
@@ -15,8 +15,13 @@ _LABEL = b"analytics_label"
 
 def records_of(world: World) -> list[dict[str, Any]]:
     """The world's export as dicts (a snapshot: traffic may go on after this returns). Call it on
-    the world's event loop; the analysis of the records may then run anywhere."""
-    return [orjson.loads(line) for line in export_jsonl(world)]
+    the world's event loop; or take `snapshot(world)` there and `records_of_snapshot` anywhere."""
+    return records_of_snapshot(snapshot(world))
+
+
+def records_of_snapshot(snap: ExportSnapshot) -> list[dict[str, Any]]:
+    """The export of a snapshot as dicts; safe off the world's loop (device_sim.replay.export_lines)."""
+    return [orjson.loads(line) for line in export_lines(snap)]
 
 
 def fcm_accepted(world: World) -> list[Accepted]:

@@ -3,6 +3,7 @@ import io
 import json
 import random
 
+import orjson
 import pytest
 
 from device_sim.notification import Notification
@@ -112,3 +113,38 @@ def test_a_partition_export_replays_to_the_same_digest():
     assert json.loads(lines[0])["platforms"] == [[0, 15], [1, 15]]
     res = replay(lines)
     assert res.matches and res.notifications == 200
+
+
+def test_an_export_snapshot_keeps_the_moment_it_was_taken() -> None:
+    """The control API copies on the loop and serializes in a thread while traffic goes on: what
+    settles after the copy must not leak into it, and its digest is the one at copy time."""
+    from device_sim.replay import export_lines, snapshot
+    from device_sim.sim import outcome_digest
+    from device_sim.testing import push, virtual_world
+
+    w = virtual_world("ios=2")
+    w.device_sim.set_state(0, online=False)
+    n = push(w, 0)                       # stored for an offline device: pending
+    digest_then = outcome_digest(w.ledger)
+    snap = snapshot(w)
+    w.device_sim.set_state(0, online=True)
+    w.sched.run_until(w.sched.now + 60)  # now delivered
+    assert w.ledger.records[n.seq].outcome.value == "delivered"
+    lines = [orjson.loads(line) for line in export_lines(snap)]
+    assert lines[0]["digest"] == digest_then != outcome_digest(w.ledger)
+    accepted = [d for d in lines if d["type"] == "accepted"]
+    assert [(d["seq"], d["outcome"], d["outcome_reason"]) for d in accepted] == [(n.seq, "pending", "stored-offline")]
+
+
+def test_the_record_window_lists_its_notifications_in_seq_order_in_one_pass() -> None:
+    from device_sim.testing import push, virtual_world
+
+    w = virtual_world("ios=3,android=3")
+    w.device_sim.set_state(0, online=False)      # install 0's pushes stay pending, so they outlive a slide
+    for k in range(12):
+        push(w, k % 6)
+    recs = w.ledger.records
+    recs.slide(6)                                # the oldest six leave the window; pending ones stay as old
+    assert 0 < len(recs) < 12
+    assert recs.values() == [recs[seq] for seq in recs]
+    assert [n.seq for n in recs.values()] == sorted(n.seq for n in recs.values())
