@@ -1,5 +1,5 @@
 """The control API (JSON over HTTP on the admin port): fleet, journal, stats, reset, metrics, events,
-and (control_faults) fault rules and per-install control.
+and (control_faults) fault rules and per-install control, (control_peers) the partitions' hand-offs.
 
 `ROUTES` is the one table of the API: each route names its handler, the query parameters it takes
 and how it behaves under `serve --workers N` (`Cluster`); the single process and the cluster hub
@@ -24,7 +24,7 @@ from device_sim.fleet import PLATFORMS
 from device_sim.journal import FILTERS as JOURNAL_FILTERS
 from device_sim.replay import export_lines, snapshot
 
-from . import control_faults, dashboard
+from . import control_faults, control_peers, dashboard
 from .event_log import EventLog
 from .control_input import MAX_BODY, BadRequest, check_query, choice, int_param, integer, json_object, quote
 from .metrics import CONTENT_TYPE
@@ -281,77 +281,6 @@ async def stats(request: web.Request, sim: PushSim) -> web.Response:
     return _json(out)
 
 
-# partitions (serve --partition K/N; pushsim/partition.py) ----------------------------------------
-MAX_HANDOFF_TOKENS = 1000      # one IID batch
-
-
-def _partition_of(sim: PushSim) -> Any:
-    part = getattr(sim, "partition", None)
-    if part is None or part.fcm is None:
-        raise web.HTTPConflict(reason="not a partitioned instance with fake FCM: start it with --partition K/N")
-    return part
-
-
-def _sender(body: dict[str, Any], part: Any) -> int:
-    k = integer("from", body.get("from"), 0, part.n - 1)
-    if k == part.k:
-        raise BadRequest(f"from: {k} is this instance's own partition")
-    return k
-
-
-async def peer_topic_message(request: web.Request, sim: PushSim) -> web.Response:
-    """Another partition accepted a topic/condition message: deliver it to this instance's subscribers."""
-    part = _partition_of(sim)
-    body = await json_object(request)
-    _sender(body, part)
-    name, t, message = body.get("name"), body.get("t"), body.get("body")
-    if not isinstance(name, str) or not name or len(name) > 512:
-        raise BadRequest(f"name: expected the message name, got {quote(name)}")
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t < 1e11:
-        raise BadRequest(f"t: expected the accepting instance's time in seconds, got {quote(t)}")
-    if not isinstance(message, str):
-        raise BadRequest(f"body: expected the message request body as a string, got {quote(message)}")
-    try:
-        reached = part.receive_message(name, float(t), message.encode())
-    except ValueError as e:
-        raise BadRequest(f"body: {e}") from None
-    return _json({"installs": reached})
-
-
-async def peer_subscriptions(request: web.Request, sim: PushSim) -> web.Response:
-    """Another partition took a subscription change for tokens this one owns: apply it here."""
-    part = _partition_of(sim)
-    body = await json_object(request)
-    _sender(body, part)
-    op = choice("op", body.get("op"), ("add", "remove"))
-    topic, tokens = body.get("topic"), body.get("tokens")
-    from fake_fcm.topics import valid_topic
-    if not isinstance(topic, str) or not valid_topic(topic):
-        raise BadRequest(f"topic: expected a topic name, got {quote(topic)}")
-    if not isinstance(tokens, list) or not tokens or len(tokens) > MAX_HANDOFF_TOKENS \
-            or not all(isinstance(x, str) and len(x) <= 4096 for x in tokens):
-        raise BadRequest(f"tokens: expected 1..{MAX_HANDOFF_TOKENS} registration tokens")
-    return _json({"results": part.receive_subscriptions(op, topic, tokens)})
-
-
-async def peer_set_peers(request: web.Request, sim: PushSim) -> web.Response:
-    """`{"peers": [URL, ...]}`: the control-API URLs of all N instances in partition order, as
-    --peers gives them at start (for instances on ephemeral ports, known only once all are up)."""
-    part = _partition_of(sim)
-    body = await json_object(request)
-    urls = body.get("peers")
-    if not isinstance(urls, list) or len(urls) != part.n or not all(
-            isinstance(u, str) and u.startswith(("http://", "https://")) and len(u) < 2048 for u in urls):
-        raise BadRequest(f"peers: expected {part.n} http(s):// URLs, one per partition in order (this one's included)")
-    part.peers.set_urls(urls)
-    return _json({"peers": part.peers.urls()})
-
-
-async def peer_status(request: web.Request, sim: PushSim) -> web.Response:
-    part = _partition_of(sim)
-    return _json(part.stats())
-
-
 async def reset(request: web.Request, sim: PushSim) -> web.Response:
     sim.testbed.reset()
     sim.metrics.reset()
@@ -524,10 +453,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/stats", stats, Cluster(Mode.HUB, hub="stats")),
     Route("GET", "/stats/fleet", fleet_stats, Cluster(Mode.MERGE, merge="fleet_stats")),
     # serve --partition K/N only (it refuses --workers): the partitions' instances talk here
-    Route("POST", "/peer/topic-message", peer_topic_message, ALL),
-    Route("POST", "/peer/subscriptions", peer_subscriptions, ALL),
-    Route("PUT", "/peer/peers", peer_set_peers, ALL),
-    Route("GET", "/peer/status", peer_status, ANY),
+    Route("POST", "/peer/topic-message", control_peers.peer_topic_message, ALL),
+    Route("POST", "/peer/subscriptions", control_peers.peer_subscriptions, ALL),
+    Route("PUT", "/peer/peers", control_peers.peer_set_peers, ALL),
+    Route("GET", "/peer/status", control_peers.peer_status, ANY),
     # each worker summarises the installs it owns; the hub pools their moments (exact, not averaged)
     Route("GET", "/experiment", experiment, Cluster(Mode.MERGE, merge="experiment")),
     # arms are a pure function of the install index: any worker's page is the cluster's
