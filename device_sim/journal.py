@@ -167,11 +167,7 @@ def matcher(**filters: str | None) -> Callable[[Entry], bool]:
     if "service" in f:
         tests.append(lambda e, v=f["service"]: e.service == v)
     if "status" in f:
-        try:
-            status = int(str(f["status"]))
-        except ValueError:
-            raise ValueError(f"status must be an integer, not {f['status']!r}") from None
-        tests.append(lambda e, v=status: e.status == v)
+        tests.append(lambda e, v=_integer(f, "status"): e.status == v)
     if "reason" in f:
         want = f["reason"]
         tests.append(lambda e, v=want: (e.reason or ("ok" if e.status < 300 else "")) == v)
@@ -180,12 +176,15 @@ def matcher(**filters: str | None) -> Callable[[Entry], bool]:
     if "sender" in f:
         tests.append(lambda e, v=f["sender"]: e.sender == v)
     if "connection" in f:
-        try:
-            conn = int(str(f["connection"]))
-        except ValueError:
-            raise ValueError(f"connection must be an integer, not {f['connection']!r}") from None
-        tests.append(lambda e, v=conn: e.conn == v)
+        tests.append(lambda e, v=_integer(f, "connection"): e.conn == v)
     return lambda e: all(t(e) for t in tests)
+
+
+def _integer(filters: dict[str, str | None], name: str) -> int:
+    try:
+        return int(str(filters[name]))
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {filters[name]!r}") from None
 
 
 IdAllocator = Callable[[float, int], int]     # (entry time, next free id) → the id to give the entry
