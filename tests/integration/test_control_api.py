@@ -12,6 +12,7 @@ from _serve_helpers import (apns_client, consistent_scrape, ephemeral_config, fu
                             provider_token, push, summary_events, walk_routes)
 from pushsim.control import ROUTES
 from pushsim.server import run_in_thread
+from tests.waiting import wait_until
 
 
 IOS, ANDROID = 6, 4
@@ -309,7 +310,12 @@ def test_events_summary_pushes_the_funnel_once_a_second(server, admin, apns, jwt
 
 def test_the_grafana_dashboard_reads_series_metrics_exposes(server, admin, apns, jwt_token):
     from pathlib import Path
-    assert push(apns, server.endpoints, _ios_token(admin, 2), jwt_token).status_code == 200
+    token = _ios_token(admin, 2)
+    # delivered for sure (the default fleet has offline windows): the delivery-delay histogram then has buckets
+    assert admin.post(f"/devices/{token}/state", json={"app_state": "foreground", "online": True,
+                                                       "low_power": False}).status_code == 200
+    assert push(apns, server.endpoints, token, jwt_token).status_code == 200
+    wait_until(lambda: "pushsim_delivery_delay_seconds_bucket" in admin.get("/metrics").text, what="a delivery")
     assert push(apns, server.endpoints, "00" * 31 + "zz", jwt_token).status_code == 400
     dash = json.loads((Path(__file__).parents[2] / "docs" / "grafana" / "pushsim.json").read_text())
     wanted = {name for p in dash["panels"] for t in p.get("targets", [])
